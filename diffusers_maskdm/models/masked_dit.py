@@ -1,0 +1,374 @@
+# Copyright 2026 The diffusers-maskdm Authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""`MaskedDiTModel`: a pixel-space diffusion transformer that drops masked tokens (MaskDM, arXiv 2306.11363)."""
+
+import torch
+import torch.nn.functional as F
+from diffusers import ConfigMixin, ModelMixin
+from diffusers.configuration_utils import register_to_config
+from diffusers.models.attention import FeedForward
+from diffusers.models.attention_processor import Attention
+from diffusers.models.embeddings import TimestepEmbedding, Timesteps, get_2d_sincos_pos_embed
+from diffusers.models.modeling_outputs import Transformer2DModelOutput
+from diffusers.models.normalization import AdaLayerNormZero
+from torch import nn
+
+from ..masking import validate_mask, visible_indices
+
+
+TIME_CONDITIONINGS = ("token", "adaln")
+POSITION_EMBEDDING_TYPES = ("learned", "sincos", "none")
+
+
+class MaskedDiTBlock(nn.Module):
+    """
+    A pre-norm transformer block. With `adaln=False` it is a U-ViT block (the condition travels as a token); with
+    `adaln=True` it is a DiT adaLN-Zero block modulated by the condition vector.
+    """
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, adaln: bool):
+        super().__init__()
+        self.adaln = adaln
+        if adaln:
+            self.norm1 = AdaLayerNormZero(dim)
+        else:
+            self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = Attention(query_dim=dim, heads=num_heads, dim_head=dim // num_heads, bias=True, out_bias=True)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6, elementwise_affine=not adaln)
+        self.ff = FeedForward(dim, mult=mlp_ratio, activation_fn="gelu-approximate")
+
+    def forward(self, hidden_states: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        if not self.adaln:
+            hidden_states = hidden_states + self.attn(self.norm1(hidden_states))
+            return hidden_states + self.ff(self.norm2(hidden_states))
+        normed, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.norm1(hidden_states, emb=condition)
+        hidden_states = hidden_states + gate_msa[:, None] * self.attn(normed)
+        normed = self.norm2(hidden_states) * (1 + scale_mlp[:, None]) + shift_mlp[:, None]
+        return hidden_states + gate_mlp[:, None] * self.ff(normed)
+
+
+class MaskedDiTModel(ModelMixin, ConfigMixin):
+    r"""
+    A diffusion transformer in pixel space that computes only the visible tokens of a masked image (MaskDM).
+
+    By default it is the paper's backbone, a U-ViT: the timestep (and class) enter as tokens, and long skip
+    connections join the first half of the blocks to the second. Given a `mask`, the patch tokens get their position
+    embedding, then the masked ones are dropped, so a step at 90 % masking costs about a tenth of a full one. The same
+    weights run on full images (no mask) for fine-tuning and sampling.
+
+    Parameters:
+        sample_size (`int`, *optional*, defaults to 32): The height and width of the (square) input image in pixels.
+        in_channels (`int`, *optional*, defaults to 3): The number of channels of the input (1 for grayscale).
+        out_channels (`int`, *optional*): The number of output channels. Defaults to `in_channels`.
+        patch_size (`int`, *optional*, defaults to 2): The side of a square patch in pixels; must divide `sample_size`.
+        hidden_size (`int`, *optional*, defaults to 256): The width of the transformer (token dimension).
+        num_layers (`int`, *optional*, defaults to 7): The number of transformer blocks.
+        num_attention_heads (`int`, *optional*, defaults to 4): The number of heads; must divide `hidden_size`.
+        mlp_ratio (`float`, *optional*, defaults to 4.0): The hidden width of each MLP relative to `hidden_size`.
+        use_long_skip (`bool`, *optional*, defaults to `True`):
+            U-ViT long skips: each of the first `num_layers // 2` blocks stores its output, and the matching block of
+            the second half concatenates it to its input and projects back to `hidden_size`.
+        time_conditioning (`str`, *optional*, defaults to `"token"`):
+            `"token"`: the timestep embedding is an extra token (the paper, U-ViT). `"adaln"`: DiT adaLN-Zero.
+        position_embedding_type (`str`, *optional*, defaults to `"learned"`):
+            `"learned"`, fixed 2D `"sincos"`, or `"none"` (the paper's ablation "no positional information").
+        num_class_embeds (`int`, *optional*):
+            The number of classes for class-conditional generation. One more embedding is kept as the null class
+            (label `num_class_embeds`), used for unconditional samples and classifier-free guidance.
+    """
+
+    _supports_gradient_checkpointing = True
+    _no_split_modules = ["MaskedDiTBlock"]
+
+    @register_to_config
+    def __init__(
+        self,
+        sample_size: int = 32,
+        in_channels: int = 3,
+        out_channels: int | None = None,
+        patch_size: int = 2,
+        hidden_size: int = 256,
+        num_layers: int = 7,
+        num_attention_heads: int = 4,
+        mlp_ratio: float = 4.0,
+        use_long_skip: bool = True,
+        time_conditioning: str = "token",
+        position_embedding_type: str = "learned",
+        num_class_embeds: int | None = None,
+    ):
+        super().__init__()
+        _validate_config(self.config)
+        out_channels = out_channels or in_channels
+        self.grid_size = sample_size // patch_size
+        self.num_patches = self.grid_size**2
+        self.gradient_checkpointing = False
+        adaln = time_conditioning == "adaln"
+
+        # Input: patches, position table, condition embeddings.
+        self.patch_embed = nn.Conv2d(in_channels, hidden_size, kernel_size=patch_size, stride=patch_size)
+        if position_embedding_type == "learned":
+            self.pos_embed = nn.Parameter(torch.zeros(1, self.num_patches, hidden_size))
+        elif position_embedding_type == "sincos":
+            table = get_2d_sincos_pos_embed(hidden_size, self.grid_size, base_size=self.grid_size).float()
+            self.register_buffer("pos_embed", table[None], persistent=False)
+        else:
+            self.pos_embed = None
+        self.time_proj = Timesteps(hidden_size, flip_sin_to_cos=True, downscale_freq_shift=0)
+        self.time_embedding = TimestepEmbedding(hidden_size, 4 * hidden_size, out_dim=hidden_size)
+        self.class_embedding = nn.Embedding(num_class_embeds + 1, hidden_size) if num_class_embeds else None
+        self.num_condition_tokens = 0 if adaln else 1 + (self.class_embedding is not None)
+
+        # Blocks, with U-ViT long skips from the first half into the second.
+        self.transformer_blocks = nn.ModuleList(
+            [MaskedDiTBlock(hidden_size, num_attention_heads, mlp_ratio, adaln) for _ in range(num_layers)]
+        )
+        num_skips = num_layers // 2 if use_long_skip else 0
+        self.skip_projections = nn.ModuleList([nn.Linear(2 * hidden_size, hidden_size) for _ in range(num_skips)])
+
+        # Output: a (modulated) norm and a linear map from each token to its patch of pixels.
+        self.norm_out = nn.LayerNorm(hidden_size, eps=1e-6, elementwise_affine=not adaln)
+        self.norm_out_modulation = nn.Linear(hidden_size, 2 * hidden_size) if adaln else None
+        self.proj_out = nn.Linear(hidden_size, patch_size * patch_size * out_channels)
+
+        self.initialize_weights()
+
+    def initialize_weights(self) -> None:
+        """All weight initialisation in one place: U-ViT/DiT style, adaLN modulations and their output at zero."""
+
+        def _basic_init(module):
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm) and module.elementwise_affine:
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+
+        self.apply(_basic_init)
+        # The patch embedding is a linear map of each flattened patch.
+        nn.init.xavier_uniform_(self.patch_embed.weight.view(self.patch_embed.weight.shape[0], -1))
+        nn.init.zeros_(self.patch_embed.bias)
+        if isinstance(self.pos_embed, nn.Parameter):
+            nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        if self.class_embedding is not None:
+            nn.init.normal_(self.class_embedding.weight, std=0.02)
+        nn.init.normal_(self.time_embedding.linear_1.weight, std=0.02)
+        nn.init.normal_(self.time_embedding.linear_2.weight, std=0.02)
+        if self.config.time_conditioning == "adaln":
+            # adaLN-Zero: every residual branch and the output start at zero, so each block starts as the identity.
+            for block in self.transformer_blocks:
+                nn.init.zeros_(block.norm1.linear.weight)
+                nn.init.zeros_(block.norm1.linear.bias)
+            nn.init.zeros_(self.norm_out_modulation.weight)
+            nn.init.zeros_(self.norm_out_modulation.bias)
+            nn.init.zeros_(self.proj_out.weight)
+            nn.init.zeros_(self.proj_out.bias)
+
+    @property
+    def null_class_label(self) -> int | None:
+        """The label of the null class (classifier-free guidance), or `None` for an unconditional model."""
+        return self.config.num_class_embeds
+
+    def forward(
+        self,
+        sample: torch.Tensor,
+        timestep: torch.Tensor | float | int,
+        class_labels: torch.LongTensor | None = None,
+        mask: torch.BoolTensor | None = None,
+        return_dict: bool = True,
+    ) -> Transformer2DModelOutput | tuple[torch.Tensor]:
+        """
+        Args:
+            sample (`torch.Tensor`): the noisy images, (batch, in_channels, sample_size, sample_size).
+            timestep (`torch.Tensor`, `float` or `int`): the diffusion step, a number, a 0-d or a (batch,) tensor.
+            class_labels (`torch.LongTensor`, *optional*): (batch,) labels in `[0, num_class_embeds]`, the last being
+                the null class; `None` on a class-conditional model means the null class.
+            mask (`torch.BoolTensor`, *optional*): (batch, num_patches), `True` = masked; the masked tokens are
+                dropped before the first block. Every row must hide the same number of patches.
+            return_dict (`bool`, *optional*, defaults to `True`): return a `Transformer2DModelOutput` or a tuple.
+
+        Returns:
+            The prediction, of the input's spatial size with `out_channels` channels; masked patches are zero.
+        """
+        # 1. Input
+        batch_size = self._check_sample(sample)
+        timestep = self._check_timestep(timestep, batch_size, sample.device)
+        class_labels = self._check_class_labels(class_labels, batch_size, sample.device)
+        if mask is not None:
+            validate_mask(mask, batch_size, self.num_patches)
+
+        hidden_states = self.patch_embed(sample).flatten(2).transpose(1, 2)  # (N, T, D)
+        if self.pos_embed is not None:
+            # Positions are added before dropping, so each visible token still knows where it sits.
+            hidden_states = hidden_states + self.pos_embed.to(hidden_states.dtype)
+        if mask is not None:
+            keep = visible_indices(mask.to(hidden_states.device))  # (N, T_visible)
+            hidden_states = hidden_states.gather(1, keep[..., None].expand(-1, -1, hidden_states.shape[-1]))
+
+        # The sinusoidal features are computed in float32, then cast to the weights' dtype (fp16/bf16 safe).
+        condition = self.time_embedding(self.time_proj(timestep).to(hidden_states.dtype))  # (N, D)
+        if class_labels is not None:
+            class_emb = self.class_embedding(class_labels).to(hidden_states.dtype)
+            condition_tokens = [condition, class_emb]
+            condition = condition + class_emb
+        else:
+            condition_tokens = [condition]
+        if self.num_condition_tokens:
+            hidden_states = torch.cat([torch.stack(condition_tokens, dim=1), hidden_states], dim=1)  # (N, C+T, D)
+            block_condition = None
+        else:
+            block_condition = condition
+
+        # 2. Blocks, the first half feeding the second through long skips
+        num_skips = len(self.skip_projections)
+        num_blocks = len(self.transformer_blocks)
+        skips = []
+        for index, block in enumerate(self.transformer_blocks):
+            if index >= num_blocks - num_skips:
+                skip_projection = self.skip_projections[num_blocks - 1 - index]
+                hidden_states = skip_projection(torch.cat([hidden_states, skips.pop()], dim=-1))
+            if torch.is_grad_enabled() and self.gradient_checkpointing:
+                hidden_states = self._gradient_checkpointing_func(block, hidden_states, block_condition)
+            else:
+                hidden_states = block(hidden_states, block_condition)
+            if index < num_skips:
+                skips.append(hidden_states)
+
+        # 3. Output
+        hidden_states = hidden_states[:, self.num_condition_tokens :]  # (N, T_visible, D)
+        hidden_states = self.norm_out(hidden_states)
+        if self.norm_out_modulation is not None:
+            shift, scale = self.norm_out_modulation(F.silu(condition)).chunk(2, dim=1)
+            hidden_states = hidden_states * (1 + scale[:, None]) + shift[:, None]
+        patches = self.proj_out(hidden_states)  # (N, T_visible, p*p*C_out)
+        if mask is not None:
+            # Visible patches go back to their places; masked ones stay zero.
+            full = patches.new_zeros(batch_size, self.num_patches, patches.shape[-1])
+            patches = full.scatter(1, keep[..., None].expand(-1, -1, patches.shape[-1]), patches)
+        output = self.unpatchify(patches)
+
+        if not return_dict:
+            return (output,)
+        return Transformer2DModelOutput(sample=output)
+
+    def unpatchify(self, patches: torch.Tensor) -> torch.Tensor:
+        """(N, T, p*p*C) patch tokens in row-major order -> (N, C, H, W) images."""
+        p, g, c = self.config.patch_size, self.grid_size, self.config.out_channels or self.config.in_channels
+        patches = patches.reshape(patches.shape[0], g, g, p, p, c)
+        return torch.einsum("nhwpqc->nchpwq", patches).reshape(patches.shape[0], c, g * p, g * p)
+
+    # Input checks: each names the argument, the value and what is allowed.
+    def _check_sample(self, sample: torch.Tensor) -> int:
+        size, channels = self.config.sample_size, self.config.in_channels
+        if not isinstance(sample, torch.Tensor) or sample.ndim != 4:
+            shape = tuple(sample.shape) if isinstance(sample, torch.Tensor) else type(sample).__name__
+            raise ValueError(f"`sample` must be a (batch, {channels}, {size}, {size}) tensor, got {shape}.")
+        if sample.shape[1] != channels:
+            raise ValueError(
+                f"`sample` has {sample.shape[1]} channels but the model was configured with in_channels={channels}: "
+                "convert the images (e.g. grayscale vs RGB) or build the model with matching `in_channels`."
+            )
+        if tuple(sample.shape[2:]) != (size, size):
+            raise ValueError(
+                f"`sample` is {sample.shape[2]}x{sample.shape[3]} but the model was configured with "
+                f"sample_size={size}: resize the images to {size}x{size}."
+            )
+        return sample.shape[0]
+
+    def _check_timestep(self, timestep, batch_size: int, device: torch.device) -> torch.Tensor:
+        if not torch.is_tensor(timestep):
+            if not isinstance(timestep, (int, float)):
+                raise ValueError(f"`timestep` must be a number or a tensor, got {type(timestep).__name__}.")
+            timestep = torch.tensor([timestep], device=device)
+        if timestep.ndim == 0:
+            timestep = timestep[None]
+        if timestep.ndim != 1 or timestep.shape[0] not in (1, batch_size):
+            raise ValueError(
+                f"`timestep` must be a number, a 0-d tensor or a ({batch_size},) tensor, got shape "
+                f"{tuple(timestep.shape)}."
+            )
+        return timestep.to(device).expand(batch_size)
+
+    def _check_class_labels(self, class_labels, batch_size: int, device: torch.device) -> torch.LongTensor | None:
+        num_classes = self.config.num_class_embeds
+        if not num_classes:
+            if class_labels is not None:
+                raise ValueError(
+                    "`class_labels` were given to an unconditional model (num_class_embeds=None): drop them, or "
+                    "train a class-conditional model with `num_class_embeds` set."
+                )
+            return None
+        if class_labels is None:
+            return torch.full((batch_size,), num_classes, dtype=torch.long, device=device)
+        class_labels = torch.as_tensor(class_labels, device=device)
+        if class_labels.ndim == 0:
+            class_labels = class_labels.expand(batch_size)
+        if class_labels.shape != (batch_size,) or class_labels.is_floating_point():
+            raise ValueError(
+                f"`class_labels` must be an integer tensor of shape ({batch_size},), got {tuple(class_labels.shape)} "
+                f"of dtype {class_labels.dtype}."
+            )
+        if bool(((class_labels < 0) | (class_labels > num_classes)).any()):
+            raise ValueError(
+                f"`class_labels` must lie in [0, {num_classes - 1}] (or {num_classes}, the null class), got "
+                f"values from {int(class_labels.min())} to {int(class_labels.max())}."
+            )
+        return class_labels.long()
+
+
+def _validate_config(config) -> None:
+    """Raises a `ValueError` naming the config key when a configuration (possibly a tampered file) is invalid."""
+
+    def _positive_int(key):
+        value = config[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"config `{key}` must be a positive integer, got {value!r}.")
+
+    for key in ("sample_size", "in_channels", "patch_size", "hidden_size", "num_layers", "num_attention_heads"):
+        _positive_int(key)
+    if config["out_channels"] is not None:
+        _positive_int("out_channels")
+    if config["num_class_embeds"] is not None:
+        _positive_int("num_class_embeds")
+    if (
+        isinstance(config["mlp_ratio"], bool)
+        or not isinstance(config["mlp_ratio"], (int, float))
+        or config["mlp_ratio"] <= 0
+    ):
+        raise ValueError(f"config `mlp_ratio` must be a positive number, got {config['mlp_ratio']!r}.")
+    if not isinstance(config["use_long_skip"], bool):
+        raise ValueError(f"config `use_long_skip` must be true or false, got {config['use_long_skip']!r}.")
+    if config["sample_size"] % config["patch_size"]:
+        raise ValueError(
+            f"config `patch_size`={config['patch_size']} does not divide `sample_size`={config['sample_size']}: "
+            f"choose a patch size among {[d for d in range(1, config['sample_size'] + 1) if config['sample_size'] % d == 0]}."
+        )
+    if config["hidden_size"] % config["num_attention_heads"]:
+        raise ValueError(
+            f"config `num_attention_heads`={config['num_attention_heads']} does not divide "
+            f"`hidden_size`={config['hidden_size']}."
+        )
+    if config["time_conditioning"] not in TIME_CONDITIONINGS:
+        raise ValueError(
+            f"config `time_conditioning` must be one of {TIME_CONDITIONINGS}, got {config['time_conditioning']!r}."
+        )
+    if config["position_embedding_type"] not in POSITION_EMBEDDING_TYPES:
+        raise ValueError(
+            f"config `position_embedding_type` must be one of {POSITION_EMBEDDING_TYPES}, got "
+            f"{config['position_embedding_type']!r}."
+        )
+    if config["position_embedding_type"] == "sincos" and config["hidden_size"] % 4:
+        raise ValueError(
+            f"config `hidden_size` must be a multiple of 4 for sincos positions, got {config['hidden_size']}."
+        )

@@ -59,7 +59,9 @@ def make_arms(args):
     timesteps = torch.randint(0, 1000, (batch,))
     arms = []
     for rate in args.mask_rates:
-        model = MaskedDiTModel(sample_size=size, patch_size=patch, hidden_size=256, num_layers=7, num_attention_heads=4)
+        model = MaskedDiTModel(
+            sample_size=size, patch_size=patch, hidden_size=256, num_layers=7, num_attention_heads=4
+        )
         generator = MaskGenerator("block", rate, block_size=2)
         mask_seed = torch.Generator().manual_seed(0)
 
@@ -122,7 +124,9 @@ def main():
     print("| --- | --- | --- | --- | --- | --- |")
     for (name, _, _, achieved), step_times, mem in zip(arms, times, memory):
         median = statistics.median(step_times)
-        rows.append({"arm": name, "achieved_mask_rate": achieved, "ms_per_step": 1000 * median, "activation_bytes": mem})
+        rows.append(
+            {"arm": name, "achieved_mask_rate": achieved, "ms_per_step": 1000 * median, "activation_bytes": mem}
+        )
         print(
             f"| {name} | {achieved:.3f} | {1000 * median:.0f} | {base_time / median:.2f}x | {mem / 2**20:.1f} | "
             f"{mem / base_memory:.3f} |"

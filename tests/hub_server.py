@@ -21,6 +21,7 @@ after `max_lifetime_s` even if a test forgets to. It answers:
 - `POST /api/models/{repo}/preupload/{rev}` ("regular" for every file, so contents travel inline in the commit),
 - `POST /api/models/{repo}/commit/{rev}` (ndjson: header, file, deletedFile, deletedFolder),
 - `GET /api/models/{repo}[/revision/{rev}]` (repo info with `sha` and `siblings`),
+- `GET /api/whoami-v2` and `GET /api/agent-harnesses` (an empty registry; the client asks once per process),
 - `GET /api/models/{repo}/tree/{rev}[/{path}]` (`recursive` honoured),
 - `HEAD`/`GET /{repo}/resolve/{rev}/{path}` with the `X-Repo-Commit`, `ETag` and `Content-Length` headers.
 
@@ -55,6 +56,7 @@ _ROUTES = {
     "create": re.compile(r"^/api/repos/create$"),
     "validate_yaml": re.compile(r"^/api/validate-yaml$"),
     "whoami": re.compile(r"^/api/whoami-v2$"),
+    "agent_harnesses": re.compile(r"^/api/agent-harnesses$"),
     "preupload": re.compile(rf"^/api/models/{_REPO}/preupload/(?P<rev>[^/]+)$"),
     "commit": re.compile(rf"^/api/models/{_REPO}/commit/(?P<rev>[^/]+)$"),
     "tree": re.compile(rf"^/api/models/{_REPO}/tree/(?P<rev>[^/]+)(?:/(?P<path>.*))?$"),
@@ -348,6 +350,9 @@ class _Handler(BaseHTTPRequestHandler):
                     return self._send_json(hub.create_repo(json.loads(body)))
                 if method == "POST" and _ROUTES["validate_yaml"].match(path):
                     return self._send_json({"errors": [], "warnings": []})
+                if method == "GET" and _ROUTES["agent_harnesses"].match(path):
+                    # huggingface_hub fetches this registry once to describe its caller in the User-Agent.
+                    return self._send_json({"standardEnvVars": [], "harnesses": {}})
                 if method == "GET" and _ROUTES["whoami"].match(path):
                     return self._send_json({"type": "user", "name": DEFAULT_NAMESPACE, "orgs": []})
                 if method == "POST" and (m := _ROUTES["preupload"].match(path)):

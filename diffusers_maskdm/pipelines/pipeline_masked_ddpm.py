@@ -1,0 +1,365 @@
+# Copyright 2026 The diffusers-maskdm Authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""`MaskedDDPMPipeline`: sampling images from a `MaskedDiTModel` with any diffusers scheduler."""
+
+# Imports are absolute, not relative: diffusers' `custom_pipeline=<this file>` loader copies this one file into its
+# module cache, where relative imports would not resolve (see docs/hub.md).
+import inspect
+import os
+from collections.abc import Sequence
+
+import torch
+from diffusers import DiffusionPipeline, ImagePipelineOutput, PNDMScheduler
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from diffusers.utils import replace_example_docstring
+from diffusers.utils.torch_utils import randn_tensor
+
+from diffusers_maskdm.hub import (
+    check_pipeline_folder,
+    download_pipeline_folder,
+    push_folder_to_hub,
+    upload_pipeline_folder,
+)
+from diffusers_maskdm.models.masked_dit import MaskedDiTModel
+
+
+EXAMPLE_DOC_STRING = """
+    Examples:
+        ```py
+        >>> import torch
+        >>> from diffusers import DDIMScheduler
+        >>> from diffusers_maskdm import MaskedDDPMPipeline
+
+        >>> pipe = MaskedDDPMPipeline.from_pretrained("your-name/maskdm-emoji-32")  # a local folder works too
+        >>> pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+        >>> images = pipe(batch_size=4, num_inference_steps=50, generator=torch.manual_seed(0)).images
+        >>> images[0].save("sample.png")
+        ```
+"""
+
+OUTPUT_TYPES = ("pil", "np", "pt")
+# Schedulers whose variance is predicted by the model: they take all `2 * in_channels` output channels.
+LEARNED_VARIANCE_TYPES = ("learned", "learned_range")
+
+
+class MaskedDDPMPipeline(DiffusionPipeline):
+    r"""
+    Pipeline for (class-conditional) image generation with a masked-pre-trained diffusion transformer (MaskDM).
+
+    The model denoises in pixel space, so there is no VAE: the pipeline runs the scheduler's loop on the transformer
+    and maps the result from `[-1, 1]` to images. Swap the sampler as with any diffusers pipeline:
+    `pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)` (DDPM, DDIM, DPM-Solver++, Euler, Euler
+    ancestral, UniPC, PNDM, ...); the scheduler's `prediction_type`, `clip_sample` and `thresholding` settings apply.
+
+    This model inherits from [`DiffusionPipeline`]. Check the superclass documentation for the generic methods
+    implemented for all pipelines (downloading, saving, running on a particular device, etc.). `from_pretrained` also
+    accepts a Hub repo id and `push_to_hub` keeps the repo's model card (see `diffusers_maskdm.hub`).
+
+    Parameters:
+        transformer ([`MaskedDiTModel`]):
+            The denoiser. It is called on full images (no mask) while sampling.
+        scheduler ([`SchedulerMixin`]):
+            A scheduler to be used in combination with `transformer` to denoise the images, e.g. [`DDPMScheduler`]
+            or [`DDIMScheduler`].
+    """
+
+    model_cpu_offload_seq = "transformer"
+
+    def __init__(self, transformer: MaskedDiTModel, scheduler: SchedulerMixin):
+        super().__init__()
+        self.register_modules(transformer=transformer, scheduler=scheduler)
+
+    # -- loading and sharing ----------------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> "MaskedDDPMPipeline":
+        r"""
+        Load a pipeline saved with `save_pretrained` from a local folder or a Hub repo id.
+
+        Takes the arguments of [`DiffusionPipeline.from_pretrained`] (`torch_dtype`, `use_safetensors`, `variant`,
+        `revision`, `cache_dir`, `token`, `local_files_only`, `force_download`, ...). A repo id is fetched with
+        `huggingface_hub.snapshot_download` (configs and safetensors only, never code), because diffusers' own
+        download step does not know components that live outside diffusers; the local copy is then loaded as a
+        folder. Nothing from the repo is executed.
+
+        Raises:
+            `ValueError`: if the folder is not a `MaskedDDPMPipeline` (it says what it found instead).
+        """
+        path = str(pretrained_model_name_or_path)
+        if not os.path.isdir(path):
+            path = download_pipeline_folder(
+                path,
+                revision=kwargs.pop("revision", None),
+                cache_dir=kwargs.pop("cache_dir", None),
+                token=kwargs.pop("token", None),
+                local_files_only=kwargs.pop("local_files_only", None),
+                force_download=kwargs.pop("force_download", False),
+                variant=kwargs.get("variant"),
+                use_safetensors=kwargs.get("use_safetensors"),
+            )
+        else:
+            # Download options mean nothing for a local folder: drop them as diffusers does.
+            for key in ("revision", "cache_dir", "token", "force_download", "proxies"):
+                kwargs.pop(key, None)
+        check_pipeline_folder(path, expected_class=cls.__name__)
+        return super().from_pretrained(path, **kwargs)
+
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        safe_serialization: bool = True,
+        variant: str | None = None,
+        max_shard_size: int | str | None = None,
+        push_to_hub: bool = False,
+        **kwargs,
+    ) -> None:
+        r"""
+        Save the pipeline to `save_directory` (see [`DiffusionPipeline.save_pretrained`]).
+
+        With `push_to_hub=True` the folder is then uploaded by `diffusers_maskdm.hub.upload_pipeline_folder`, which
+        keeps a MaskDM model card already in the folder (e.g. from `save_model_card`) or in the repo, where
+        diffusers would write its minimal card. `repo_id` (defaults to the folder name), `commit_message`,
+        `private`, `token` and `create_pr` are the upload options.
+        """
+        hub_kwargs = {k: kwargs.pop(k) for k in ("commit_message", "private", "token", "create_pr") if k in kwargs}
+        repo_id = kwargs.pop("repo_id", os.path.basename(os.path.normpath(str(save_directory))))
+        super().save_pretrained(
+            save_directory,
+            safe_serialization=safe_serialization,
+            variant=variant,
+            max_shard_size=max_shard_size,
+            push_to_hub=False,
+            **kwargs,
+        )
+        if push_to_hub:
+            upload_pipeline_folder(save_directory, repo_id, **hub_kwargs)
+
+    def push_to_hub(self, repo_id: str, **kwargs) -> str:
+        r"""
+        Upload the pipeline to the Hub, keeping the model card.
+
+        diffusers' `push_to_hub` replaces `README.md` with a minimal card of its own. This saves the pipeline
+        (safetensors) to a temporary folder, adds the card, and uploads the folder: the repo's card is, in order of
+        preference, `model_card` (a `huggingface_hub.ModelCard`), the card already in the repo, or one built by
+        [`diffusers_maskdm.hub.build_model_card`] from `training`.
+
+        Args:
+            repo_id (`str`): The repo to push to (created if needed).
+            commit_message (`str`, *optional*): Defaults to `"Upload MaskedDDPMPipeline"`.
+            private (`bool`, *optional*): Visibility of a newly created repo.
+            token (`str`, *optional*): Hub token; defaults to the logged-in one.
+            create_pr (`bool`, *optional*, defaults to `False`): Open a pull request instead of committing.
+            safe_serialization (`bool`, *optional*, defaults to `True`): Save safetensors (always, for the Hub).
+            variant (`str`, *optional*): Save weights as `*.{variant}.safetensors`.
+            model_card (`huggingface_hub.ModelCard`, *optional*): The card to upload as `README.md`.
+            training (`dict`, *optional*): Passed to `build_model_card` when a card must be built.
+            sample_grid (`PIL.Image.Image`, *optional*): An image uploaded as `samples.png` and shown on the card.
+
+        Returns:
+            `str`: the URL of the commit.
+        """
+        return push_folder_to_hub(self, repo_id, **kwargs)
+
+    # -- sampling ---------------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    @replace_example_docstring(EXAMPLE_DOC_STRING)
+    def __call__(
+        self,
+        batch_size: int = 1,
+        class_labels: int | Sequence[int] | torch.Tensor | None = None,
+        guidance_scale: float = 1.0,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        num_inference_steps: int = 1000,
+        output_type: str = "pil",
+        return_dict: bool = True,
+    ) -> ImagePipelineOutput | tuple:
+        r"""
+        The call function to the pipeline for generation.
+
+        Args:
+            batch_size (`int`, *optional*, defaults to 1):
+                The number of images to generate. A sequence of `class_labels` sets it to its length.
+            class_labels (`int`, `list[int]` or `torch.Tensor`, *optional*):
+                For a class-conditional model: one label for all images, or one per image. `None` samples the null
+                class (unconditional samples of a model trained with label dropout).
+            guidance_scale (`float`, *optional*, defaults to 1.0):
+                Classifier-free guidance: above 1 the prediction is pushed from the null class towards the
+                requested one, `uncond + guidance_scale * (cond - uncond)`. Needs `class_labels`.
+            generator (`torch.Generator` or `list[torch.Generator]`, *optional*):
+                A [`torch.Generator`](https://pytorch.org/docs/stable/generated/torch.Generator.html) to make
+                generation deterministic, or one per image (then image `i` depends only on `generator[i]`).
+            num_inference_steps (`int`, *optional*, defaults to 1000):
+                The number of denoising steps. More steps usually give better images at the expense of time; fast
+                schedulers (DDIM, DPM-Solver++, UniPC) need 20-50.
+            output_type (`str`, *optional*, defaults to `"pil"`):
+                `"pil"` (`PIL.Image`), `"np"` (`np.ndarray`, NHWC in [0, 1]) or `"pt"` (`torch.Tensor`, NCHW in [0, 1]).
+            return_dict (`bool`, *optional*, defaults to `True`):
+                Whether or not to return a [`~pipelines.ImagePipelineOutput`] instead of a plain tuple.
+
+        Examples:
+
+        Returns:
+            [`~pipelines.ImagePipelineOutput`] or `tuple`:
+                If `return_dict` is `True`, [`~pipelines.ImagePipelineOutput`] is returned, otherwise a `tuple` is
+                returned where the first element is a list with the generated images.
+        """
+        # 1. Check inputs
+        batch_size, class_labels = self.check_inputs(
+            batch_size, class_labels, guidance_scale, generator, num_inference_steps, output_type
+        )
+        config = self.transformer.config
+        device = self._execution_device
+        do_classifier_free_guidance = guidance_scale > 1.0
+
+        # 2. Initial noise, scaled as the scheduler expects (sigma-space schedulers start from sigma_max)
+        shape = (batch_size, config.in_channels, config.sample_size, config.sample_size)
+        image = randn_tensor(shape, generator=generator, device=device, dtype=self.transformer.dtype)
+        image = image * self.scheduler.init_noise_sigma
+
+        if class_labels is not None:
+            class_labels = class_labels.to(device)
+            if do_classifier_free_guidance:
+                # Conditional and null-class halves go through the transformer in one batch.
+                null_labels = torch.full_like(class_labels, self.transformer.config.num_class_embeds)
+                class_labels = torch.cat([class_labels, null_labels])
+
+        # 3. Denoising loop. Stochastic schedulers draw their step noise from `generator` (per image when it is a
+        # list); not every scheduler's `step` takes one (UniPC, PNDM do not).
+        step_kwargs = {}
+        if "generator" in inspect.signature(self.scheduler.step).parameters:
+            step_kwargs["generator"] = generator
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        for t in self.progress_bar(self.scheduler.timesteps):
+            model_input = torch.cat([image, image]) if do_classifier_free_guidance else image
+            model_input = self.scheduler.scale_model_input(model_input, t)
+            model_output = self.transformer(model_input, t, class_labels=class_labels).sample
+
+            if do_classifier_free_guidance:
+                cond, uncond = model_output.chunk(2)
+                model_output = uncond + guidance_scale * (cond - uncond)
+            model_output = self._select_scheduler_channels(model_output)
+
+            # The scheduler applies its prediction_type, clip_sample and thresholding settings.
+            image = self.scheduler.step(model_output, t, image, **step_kwargs).prev_sample
+
+        # 4. Post-process
+        image = (image / 2 + 0.5).clamp(0, 1)
+        if output_type != "pt":
+            image = image.cpu().permute(0, 2, 3, 1).float().numpy()
+            if output_type == "pil":
+                image = self.numpy_to_pil(image)
+
+        self.maybe_free_model_hooks()
+
+        if not return_dict:
+            return (image,)
+        return ImagePipelineOutput(images=image)
+
+    def _select_scheduler_channels(self, model_output: torch.Tensor) -> torch.Tensor:
+        """A model with `out_channels == 2 * in_channels` also predicts the variance: keep it only for schedulers
+        that use it (DDPM with `variance_type="learned_range"`), as diffusers' DiT pipeline does."""
+        in_channels = self.transformer.config.in_channels
+        if model_output.shape[1] == in_channels:
+            return model_output
+        if self.scheduler.config.get("variance_type") in LEARNED_VARIANCE_TYPES:
+            return model_output
+        return model_output[:, :in_channels]
+
+    def check_inputs(
+        self,
+        batch_size: int,
+        class_labels,
+        guidance_scale: float,
+        generator,
+        num_inference_steps: int,
+        output_type: str,
+    ) -> tuple[int, torch.LongTensor | None]:
+        """Validate the call arguments; returns the batch size and the class labels as a (batch,) tensor or `None`.
+
+        Raises:
+            `ValueError`: naming the argument, its value and what is allowed.
+        """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
+        if (
+            isinstance(num_inference_steps, bool)
+            or not isinstance(num_inference_steps, int)
+            or num_inference_steps < 1
+        ):
+            raise ValueError(f"`num_inference_steps` must be a positive integer, got {num_inference_steps!r}.")
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"`output_type` must be one of {OUTPUT_TYPES}, got {output_type!r}.")
+        if isinstance(self.scheduler, PNDMScheduler) and not self.scheduler.config.skip_prk_steps:
+            # PNDM's Runge-Kutta warm-up needs 4 steps; below that it fails with a broadcast error deep inside.
+            if num_inference_steps < 4:
+                raise ValueError(
+                    f"`num_inference_steps`={num_inference_steps} is too few for PNDMScheduler with its Runge-Kutta "
+                    "warm-up (it needs at least 4): use more steps, or "
+                    "`PNDMScheduler.from_config(pipe.scheduler.config, skip_prk_steps=True)`."
+                )
+
+        num_classes = self.transformer.config.num_class_embeds
+        if not isinstance(guidance_scale, (int, float)) or isinstance(guidance_scale, bool) or guidance_scale < 0:
+            raise ValueError(f"`guidance_scale` must be a number >= 0 (1 = no guidance), got {guidance_scale!r}.")
+        if not num_classes:
+            if class_labels is not None:
+                raise ValueError(
+                    f"`class_labels`={_short(class_labels)} were given, but this model is unconditional "
+                    "(transformer.config.num_class_embeds is None): drop `class_labels`."
+                )
+            if guidance_scale > 1:
+                raise ValueError(
+                    f"`guidance_scale`={guidance_scale} needs a class-conditional model, but this one is "
+                    "unconditional (transformer.config.num_class_embeds is None): use guidance_scale=1.0."
+                )
+        elif class_labels is None:
+            if guidance_scale > 1:
+                raise ValueError(
+                    f"`guidance_scale`={guidance_scale} needs `class_labels` to guide towards: pass class_labels "
+                    f"in [0, {num_classes - 1}], or use guidance_scale=1.0 for unconditional samples."
+                )
+        else:
+            class_labels = torch.as_tensor(class_labels)
+            if class_labels.is_floating_point() or class_labels.is_complex() or class_labels.dtype == torch.bool:
+                raise ValueError(f"`class_labels` must be integers, got dtype {class_labels.dtype}.")
+            if class_labels.ndim > 1:
+                raise ValueError(
+                    f"`class_labels` must be an int or a 1-d sequence, got shape {tuple(class_labels.shape)}."
+                )
+            if class_labels.ndim == 1:
+                if batch_size not in (1, len(class_labels)):
+                    raise ValueError(
+                        f"`batch_size`={batch_size} does not match the {len(class_labels)} `class_labels`: pass one "
+                        "label per image, or a single label for all of them."
+                    )
+                batch_size = len(class_labels)
+                if batch_size == 0:
+                    raise ValueError("`class_labels` is empty: pass at least one label.")
+            class_labels = class_labels.long().reshape(-1).expand(batch_size).clone()
+            if bool(((class_labels < 0) | (class_labels >= num_classes)).any()):
+                raise ValueError(
+                    f"`class_labels` must lie in [0, {num_classes - 1}] (the model has {num_classes} classes), got "
+                    f"values from {int(class_labels.min())} to {int(class_labels.max())}."
+                )
+
+        if isinstance(generator, list) and len(generator) != batch_size:
+            raise ValueError(
+                f"`generator` is a list of {len(generator)} generators but {batch_size} images are requested: pass "
+                "one generator per image, or a single generator."
+            )
+        return batch_size, class_labels
+
+
+def _short(value) -> str:
+    text = repr(value.tolist() if torch.is_tensor(value) else value)
+    return text if len(text) <= 40 else text[:37] + "..."

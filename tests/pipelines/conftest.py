@@ -1,0 +1,61 @@
+# Copyright 2026 The diffusers-maskdm Authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Fixtures for the pipeline tests: tiny MaskDM pipelines and the loopback Hub."""
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from diffusers import DDPMScheduler
+
+
+# tests/hub_server.py is shared with tests/test_hub.py; tests/ is not a package, so put it on the path.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from hub_server import LoopbackHub, use_loopback_hub  # noqa: E402
+
+from diffusers_maskdm import MaskedDiTModel  # noqa: E402
+from diffusers_maskdm.pipelines import MaskedDDPMPipeline  # noqa: E402
+
+
+TINY_CONFIG = dict(sample_size=8, patch_size=2, hidden_size=32, num_layers=2, num_attention_heads=2)
+
+
+def make_pipeline(seed: int = 0, **config) -> MaskedDDPMPipeline:
+    """A randomly initialised 8x8 pipeline; the output projection gets random weights too, so samples depend on it."""
+    torch.manual_seed(seed)
+    transformer = MaskedDiTModel(**{**TINY_CONFIG, **config}).eval()
+    torch.nn.init.normal_(transformer.proj_out.weight, std=0.05)
+    pipe = MaskedDDPMPipeline(transformer=transformer, scheduler=DDPMScheduler(num_train_timesteps=100))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture
+def pipe() -> MaskedDDPMPipeline:
+    return make_pipeline()
+
+
+@pytest.fixture
+def class_pipe() -> MaskedDDPMPipeline:
+    return make_pipeline(num_class_embeds=3)
+
+
+@pytest.fixture
+def hub(monkeypatch, tmp_path):
+    with LoopbackHub(max_lifetime_s=120) as server:
+        use_loopback_hub(server, monkeypatch, tmp_path / "hf_home")
+        yield server
+    assert server.unhandled == [], f"requests the loopback Hub does not model: {server.unhandled}"

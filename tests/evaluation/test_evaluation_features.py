@@ -139,6 +139,11 @@ def test_unknown_names_and_missing_files_are_value_errors(tmp_path):
         load_feature_extractor(3)
 
 
+def test_pretrained_dinov2_offline_names_the_fix():
+    with pytest.raises(RuntimeError, match="downloaded from the Hub"):
+        load_feature_extractor("dinov2:no-such-org/no-such-dinov2")
+
+
 @pytest.mark.skipif(importlib.util.find_spec("torch_fidelity") is not None, reason="torch-fidelity is installed")
 def test_standard_inception_without_torch_fidelity_names_the_fix():
     with pytest.raises(ImportError, match="pip install torch-fidelity.*fid-helper"):

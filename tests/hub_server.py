@@ -26,7 +26,8 @@ after `max_lifetime_s` even if a test forgets to. It answers:
 - `HEAD`/`GET /{repo}/resolve/{rev}/{path}` with the `X-Repo-Commit`, `ETag` and `Content-Length` headers.
 
 Anything else gets a 404 and is recorded in `LoopbackHub.unhandled`, so a test can assert that the client asked for
-nothing this server does not model. Writes without an `Authorization` header get a 401, as on the Hub.
+nothing this server does not model. Writes without an `Authorization` header get a 401, and private repos look
+missing to reads without one, as on the Hub.
 
 ```py
 with LoopbackHub() as hub:
@@ -113,6 +114,7 @@ class LoopbackHub:
         self.requests: list[tuple[str, str]] = []
         self.unhandled: list[tuple[str, str]] = []
         self._lock = threading.Lock()
+        self._request_authorized = False  # of the request being served (requests are served one at a time)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._timer: threading.Timer | None = None
@@ -168,8 +170,9 @@ class LoopbackHub:
     # -- the API ----------------------------------------------------------------------------------------------------
     def _get_repo(self, repo_id: str) -> _Repo:
         repo = self.repos.get(repo_id)
-        if repo is None:
-            raise _HubError(404, f"Repository {repo_id} not found", "RepoNotFound")
+        # As on the Hub, a private repo looks missing to a request without a token.
+        if repo is None or (repo.private and not self._request_authorized):
+            raise _HubError(404 if repo is None else 401, f"Repository {repo_id} not found", "RepoNotFound")
         return repo
 
     def _get_commit(self, repo_id: str, revision: str) -> _Commit:
@@ -346,6 +349,7 @@ class _Handler(BaseHTTPRequestHandler):
             if method == "POST" and not self.headers.get("Authorization"):
                 raise _HubError(401, "Invalid credentials in Authorization header")
             with hub._lock:
+                hub._request_authorized = bool(self.headers.get("Authorization"))
                 if method == "POST" and (m := _ROUTES["create"].match(path)):
                     return self._send_json(hub.create_repo(json.loads(body)))
                 if method == "POST" and _ROUTES["validate_yaml"].match(path):

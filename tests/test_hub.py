@@ -102,3 +102,57 @@ def test_nothing_but_the_loopback_host_is_reachable(hub):
 
     with pytest.raises(OSError, match="only the loopback Hub"):
         socket.getaddrinfo("huggingface.co", 443)
+
+
+# -- model cards (no server needed) -----------------------------------------------------------------------------------
+def test_model_card_metadata_and_sections(tmp_path):
+    from diffusers_maskdm.hub import build_model_card
+
+    card = build_model_card(
+        "me/maskdm-emoji-ft",
+        training={"stage": "finetune", "max_train_steps": 5000, "train_batch_size": 128, "resolution": 32},
+        model_config={"sample_size": 32, "patch_size": 2, "hidden_size": 256, "num_class_embeds": 10},
+        base_model="me/maskdm-emoji-pt",
+        datasets=["me/emoji"],
+        metrics={"FID (1k samples, 50 DDIM steps)": 41.2},
+        license="cc-by-4.0",
+    )
+    data = card.data
+    assert data.library_name == "diffusers" and data.license == "cc-by-4.0"
+    assert data.base_model == "me/maskdm-emoji-pt" and data.datasets == ["me/emoji"]
+    assert {"diffusers", "diffusers-maskdm", "class-conditional-image-generation"} <= set(data.tags)
+    text = card.text
+    assert 'MaskedDDPMPipeline.from_pretrained("me/maskdm-emoji-ft")' in text
+    assert "class_labels=[0, 1, 2, 3], guidance_scale=2.0" in text
+    assert "| Stage | fine-tuning on full images |" in text and "| Resolution | 32x32 |" in text
+    assert "| FID (1k samples, 50 DDIM steps) | 41.2 |" in text
+    assert "Fine-tuned from [me/maskdm-emoji-pt]" in text
+    assert "Twemoji" not in text  # no credit for data that is not Twemoji
+
+    # The card survives a save/load as README.md with its YAML header.
+    card.save(tmp_path / "README.md")
+    from huggingface_hub import ModelCard
+
+    assert ModelCard.load(tmp_path / "README.md").data.base_model == "me/maskdm-emoji-pt"
+
+
+def test_save_model_card_writes_readme_and_grid(tmp_path):
+    import PIL.Image
+
+    from diffusers_maskdm.hub import save_model_card
+
+    card = save_model_card(
+        tmp_path / "out",
+        "me/maskdm",
+        training={"stage": "pretrain", "mask_kind": "block", "mask_rate": 0.5, "train_data_dir": "twemoji (default)"},
+        sample_grid=PIL.Image.new("RGB", (4, 4)),
+    )
+    assert (tmp_path / "out" / "samples.png").is_file()
+    text = (tmp_path / "out" / "README.md").read_text()
+    assert text == str(card) or text.strip() == str(card).strip()
+    assert "![Samples](samples.png)" in text and "| Mask kind | block |" in text and "| Mask rate | 50% |" in text
+    assert "CC-BY 4.0" in text and "unconditional-image-generation" in card.data.tags
+    assert "masked-pretraining" in card.data.tags
+
+    no_grid = save_model_card(tmp_path / "bare", "me/maskdm")
+    assert "samples.png" not in no_grid.text

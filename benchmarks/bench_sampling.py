@@ -1,0 +1,184 @@
+# Copyright 2026 The diffusers-maskdm Authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Sampling speed: images per second of MaskedDiTModel vs diffusers' DiTTransformer2DModel under one DDIM loop.
+
+Both models get the same width, depth, heads and patch size (the MaskDM reference: 32x32x3, patch 2, width 256,
+7 blocks, 4 heads) and are driven by the same 50-step DDIM loop at batch 64, in one run; MaskedDDPMPipeline is
+timed too, to show what the pipeline adds around the model. The DiT baseline is diffusers' class-conditional
+adaLN-Zero design (labels of 0); MaskedDiTModel is the paper's U-ViT (time token, long skips).
+
+    python benchmarks/bench_sampling.py            # the full measurement (minutes on 2 CPU cores)
+    python benchmarks/bench_sampling.py --quick    # a smoke run: batch 2, 2 steps, one repeat
+
+Prints a markdown table and the MaskDM / DiT ratio; `--json PATH` also writes the figures.
+"""
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from diffusers import DDIMScheduler, DiTTransformer2DModel
+
+from diffusers_maskdm import MaskedDiTModel
+from diffusers_maskdm.pipelines import MaskedDDPMPipeline
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--resolution", type=int, default=32)
+    parser.add_argument("--patch_size", type=int, default=2)
+    parser.add_argument("--hidden_size", type=int, default=256)
+    parser.add_argument("--num_layers", type=int, default=7)
+    parser.add_argument("--num_attention_heads", type=int, default=4)
+    parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--num_inference_steps", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per model; the median is reported")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    parser.add_argument("--quick", action="store_true", help="smoke run: batch 2, 2 steps, 1 repeat")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.batch_size, args.num_inference_steps, args.repeats = 2, 2, 1
+    for name in ("batch_size", "num_inference_steps", "repeats"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    return args
+
+
+def build_models(args) -> tuple[MaskedDiTModel, DiTTransformer2DModel]:
+    maskdm = MaskedDiTModel(
+        sample_size=args.resolution,
+        in_channels=3,
+        patch_size=args.patch_size,
+        hidden_size=args.hidden_size,
+        num_layers=args.num_layers,
+        num_attention_heads=args.num_attention_heads,
+    )
+    dit = DiTTransformer2DModel(
+        sample_size=args.resolution,
+        in_channels=3,
+        out_channels=3,
+        patch_size=args.patch_size,
+        num_attention_heads=args.num_attention_heads,
+        attention_head_dim=args.hidden_size // args.num_attention_heads,
+        num_layers=args.num_layers,
+    )
+    dtype = getattr(torch, args.dtype)
+    # Both models are built in float32; cast only when asked (a same-dtype `.to` makes diffusers warn needlessly).
+    maskdm, dit = maskdm.to(args.device), dit.to(args.device)
+    if dtype != torch.float32:
+        maskdm, dit = maskdm.to(dtype), dit.to(dtype)
+    return maskdm.eval(), dit.eval()
+
+
+def ddim_loop(denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], scheduler, args) -> torch.Tensor:
+    """The sampling loop both models share: noise, then `num_inference_steps` DDIM updates."""
+    generator = torch.Generator(args.device).manual_seed(args.seed)
+    shape = (args.batch_size, 3, args.resolution, args.resolution)
+    sample = torch.randn(shape, generator=generator, device=args.device, dtype=getattr(torch, args.dtype))
+    scheduler.set_timesteps(args.num_inference_steps, device=args.device)
+    for t in scheduler.timesteps:
+        sample = scheduler.step(denoise(scheduler.scale_model_input(sample, t), t), t, sample).prev_sample
+    return sample
+
+
+def time_it(run: Callable[[], object], args) -> float:
+    """Median wall-clock seconds of `run` over `args.repeats` runs, after one untimed warm-up run."""
+
+    def synchronize():
+        if args.device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    run()
+    synchronize()
+    seconds = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        run()
+        synchronize()
+        seconds.append(time.perf_counter() - start)
+    return statistics.median(seconds)
+
+
+@torch.inference_mode()
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    torch.manual_seed(args.seed)
+    maskdm, dit = build_models(args)
+    scheduler = DDIMScheduler(num_train_timesteps=1000)
+    pipe = MaskedDDPMPipeline(transformer=maskdm, scheduler=DDIMScheduler.from_config(scheduler.config))
+    pipe.set_progress_bar_config(disable=True)
+    dit_labels = torch.zeros(args.batch_size, dtype=torch.long, device=args.device)
+
+    def maskdm_denoise(x, t):
+        return maskdm(x, t).sample
+
+    def dit_denoise(x, t):
+        return dit(x, timestep=t.expand(x.shape[0]), class_labels=dit_labels).sample
+
+    def run_pipeline():
+        return pipe(
+            batch_size=args.batch_size,
+            num_inference_steps=args.num_inference_steps,
+            generator=torch.Generator(args.device).manual_seed(args.seed),
+            output_type="pt",
+        )
+
+    rows = {
+        "MaskedDiTModel (shared DDIM loop)": (maskdm, lambda: ddim_loop(maskdm_denoise, scheduler, args)),
+        "MaskedDDPMPipeline (DDIM)": (maskdm, run_pipeline),
+        "DiTTransformer2DModel (shared DDIM loop)": (dit, lambda: ddim_loop(dit_denoise, scheduler, args)),
+    }
+    results = {}
+    for name, (model, run) in rows.items():
+        seconds = time_it(run, args)
+        results[name] = {
+            "seconds_per_batch": seconds,
+            "images_per_second": args.batch_size / seconds,
+            "parameters_m": sum(p.numel() for p in model.parameters()) / 1e6,
+        }
+
+    ratio = (
+        results["MaskedDiTModel (shared DDIM loop)"]["images_per_second"]
+        / results["DiTTransformer2DModel (shared DDIM loop)"]["images_per_second"]
+    )
+    device = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else platform.processor()
+    print(
+        f"{args.resolution}x{args.resolution}x3, patch {args.patch_size}, width {args.hidden_size}, "
+        f"{args.num_layers} blocks, {args.num_attention_heads} heads; batch {args.batch_size}, "
+        f"{args.num_inference_steps} DDIM steps, {args.dtype}, {args.device} ({device or 'unknown'}, "
+        f"{torch.get_num_threads()} threads), median of {args.repeats}{' (QUICK smoke run)' if args.quick else ''}"
+    )
+    print("| model | params (M) | s / batch | images / s |")
+    print("| --- | --- | --- | --- |")
+    for name, r in results.items():
+        print(f"| {name} | {r['parameters_m']:.2f} | {r['seconds_per_batch']:.3f} | {r['images_per_second']:.2f} |")
+    print(f"MaskedDiTModel / DiTTransformer2DModel images/s ratio: {ratio:.2f}x")
+
+    report = {"args": vars(args), "device": device, "threads": torch.get_num_threads(), "results": results}
+    report["ratio_maskdm_over_dit"] = ratio
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(report, f, indent=2)
+    return report
+
+
+if __name__ == "__main__":
+    main()

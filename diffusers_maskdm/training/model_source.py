@@ -1,0 +1,208 @@
+# Copyright 2026 The diffusers-maskdm Authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Where the transformer of a run comes from: a pre-trained MaskDM folder or Hub repo, a JSON config, or a preset.
+
+A MaskDM training output holds the pipeline (`model_index.json`, `scheduler/`, `transformer/`). When the run used
+EMA, `transformer/diffusion_pytorch_model.safetensors` holds the EMA weights (what the pipeline samples with) and
+`transformer/diffusion_pytorch_model.non_ema.safetensors` the raw trained weights (diffusers' `non_ema` variant).
+A checkpoint holds `transformer/` (raw) and `transformer_ema/` (EMA). Fine-tuning starts from the raw weights unless
+`--init_from_ema` is given.
+"""
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .checkpointing import EMA_SUBFOLDER, TRANSFORMER_SUBFOLDER
+from .presets import preset_config
+
+
+MODEL_CLASS_NAME = "MaskedDiTModel"
+NON_EMA_VARIANT = "non_ema"
+WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
+NON_EMA_WEIGHTS_NAME = f"diffusion_pytorch_model.{NON_EMA_VARIANT}.safetensors"
+
+
+@dataclass
+class TransformerSource:
+    """A transformer to load: `MaskedDiTModel.from_pretrained(folder, subfolder=subfolder, variant=variant)`.
+
+    Attributes:
+        folder (`str`): a local folder (a Hub repo is downloaded first).
+        subfolder (`str` or `None`): `"transformer"`, `"transformer_ema"` or `None` for a bare model folder.
+        variant (`str` or `None`): `"non_ema"` for the raw weights of an EMA run.
+        name (`str`): what the user passed, for messages and the model card's `base_model`.
+        is_ema (`bool`): whether the weights are EMA weights.
+    """
+
+    folder: str
+    subfolder: str | None
+    variant: str | None
+    name: str
+    is_ema: bool
+
+    @property
+    def config_path(self) -> Path:
+        return Path(self.folder, self.subfolder or "", "config.json")
+
+    def read_config(self) -> dict[str, Any]:
+        """The transformer's config, read from its `config.json` (no weights loaded)."""
+        return json.loads(self.config_path.read_text(encoding="utf-8"))
+
+    def scheduler_config(self) -> dict[str, Any] | None:
+        """The pipeline's `scheduler/scheduler_config.json` next to the transformer, when there is one."""
+        path = Path(self.folder, "scheduler", "scheduler_config.json")
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+    def load(self):
+        """Load the `MaskedDiTModel` (safetensors only)."""
+        from ..models import MaskedDiTModel
+
+        return MaskedDiTModel.from_pretrained(
+            self.folder, subfolder=self.subfolder, variant=self.variant, use_safetensors=True
+        )
+
+
+def _class_name(config_path: Path) -> str | None:
+    try:
+        return json.loads(config_path.read_text(encoding="utf-8")).get("_class_name")
+    except (OSError, ValueError):
+        return None
+
+
+def _describe(folder: Path) -> str:
+    names = sorted(p.name for p in folder.iterdir())[:12] if folder.is_dir() else []
+    return f"found {names}"
+
+
+def resolve_pretrained_transformer(
+    name_or_path: str,
+    init_from_ema: bool = False,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+) -> TransformerSource:
+    """
+    Find the MaskDM transformer of `--pretrained_model_name_or_path` (downloading a Hub repo's configs and safetensors).
+
+    Accepts a MaskDM pipeline or training output folder, a training checkpoint folder, a bare `MaskedDiTModel`
+    folder, or a Hub repo id of any of these.
+
+    Args:
+        name_or_path (`str`): the folder or repo id.
+        init_from_ema (`bool`, *optional*, defaults to `False`): take the EMA weights instead of the raw ones.
+        revision (`str`, *optional*): the Hub revision.
+        cache_dir (`str` or `os.PathLike`, *optional*): the Hub cache.
+
+    Raises:
+        `ValueError`: naming `--pretrained_model_name_or_path` (or `--init_from_ema`) and what the folder holds instead.
+    """
+    folder = Path(name_or_path)
+    if not folder.is_dir():
+        from ..hub import download_model_folder
+
+        try:
+            folder = Path(download_model_folder(name_or_path, revision=revision, cache_dir=cache_dir))
+        except Exception as error:  # Not found, offline, gated, malformed id: all mean the same to the user.
+            raise ValueError(
+                f"--pretrained_model_name_or_path={name_or_path!r} is neither a local folder nor a Hub repo that "
+                f"could be fetched ({type(error).__name__}: {error}). Fix: pass a folder written by "
+                "train_masked_pretrain.py (or its checkpoint-<step>), or a MaskDM repo id."
+            ) from error
+
+    transformer = folder / TRANSFORMER_SUBFOLDER
+    ema = folder / EMA_SUBFOLDER
+    has_transformer = _class_name(transformer / "config.json") == MODEL_CLASS_NAME
+    has_non_ema = has_transformer and (transformer / NON_EMA_WEIGHTS_NAME).is_file()
+    is_bare_model = _class_name(folder / "config.json") == MODEL_CLASS_NAME
+
+    if not (has_transformer or is_bare_model):
+        found = _class_name(transformer / "config.json") or _class_name(folder / "config.json")
+        what = f"a {found!r}" if found else _describe(folder)
+        raise ValueError(
+            f"--pretrained_model_name_or_path={name_or_path!r} holds no MaskDM transformer ({what}; expected "
+            f"transformer/config.json or config.json with _class_name {MODEL_CLASS_NAME!r}). Fix: pass the output "
+            "folder (or a checkpoint-<step>) of train_masked_pretrain.py, or a saved MaskedDDPMPipeline."
+        )
+    if init_from_ema:
+        if _class_name(ema / "config.json") == MODEL_CLASS_NAME:
+            return TransformerSource(str(folder), EMA_SUBFOLDER, None, name_or_path, is_ema=True)
+        if has_non_ema:
+            return TransformerSource(str(folder), TRANSFORMER_SUBFOLDER, None, name_or_path, is_ema=True)
+        raise ValueError(
+            f"--init_from_ema: {name_or_path!r} holds no weights known to be EMA weights (no {EMA_SUBFOLDER}/, and no "
+            f"{NON_EMA_WEIGHTS_NAME} beside the transformer's weights). Fix: drop --init_from_ema to start from the "
+            "transformer's weights as they are (a pipeline saved from an EMA run without its raw weights already "
+            "holds EMA weights)."
+        )
+    if has_non_ema:
+        return TransformerSource(str(folder), TRANSFORMER_SUBFOLDER, NON_EMA_VARIANT, name_or_path, is_ema=False)
+    if has_transformer:
+        return TransformerSource(str(folder), TRANSFORMER_SUBFOLDER, None, name_or_path, is_ema=False)
+    return TransformerSource(str(folder), None, None, name_or_path, is_ema=False)
+
+
+def read_model_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """
+    Read `--model_config`, a JSON object of `MaskedDiTModel` arguments (e.g. a saved `transformer/config.json`).
+
+    Raises:
+        `ValueError`: naming `--model_config` for a missing file, bad JSON, or another model class.
+    """
+    try:
+        config = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ValueError(f"--model_config={str(path)!r} cannot be read ({error.strerror or error}).") from error
+    except ValueError as error:
+        raise ValueError(f"--model_config={str(path)!r} is not valid JSON ({error}).") from error
+    if not isinstance(config, dict):
+        raise ValueError(f"--model_config={str(path)!r} must hold a JSON object of MaskedDiTModel arguments.")
+    class_name = config.get("_class_name", MODEL_CLASS_NAME)
+    if class_name != MODEL_CLASS_NAME:
+        raise ValueError(f"--model_config={str(path)!r} describes a {class_name!r}, not a {MODEL_CLASS_NAME!r}.")
+    return {key: value for key, value in config.items() if not key.startswith("_")}
+
+
+def new_model_config(
+    resolution: int,
+    num_channels: int,
+    num_class_embeds: int | None,
+    model_config: str | os.PathLike | None = None,
+    model_preset: str | None = None,
+) -> dict[str, Any]:
+    """
+    The config of a new transformer: `--model_config` (a JSON file) or `--model_preset`, fitted to the data.
+
+    Keys the JSON file leaves out (`sample_size`, `in_channels`, `num_class_embeds`) are taken from the data; keys it
+    sets must agree with it.
+
+    Raises:
+        `ValueError`: naming the flag and the key that disagrees with the data.
+    """
+    if model_config is None:
+        return preset_config(model_preset or "small", resolution, num_channels, num_class_embeds)
+    config = read_model_config_file(model_config)
+    for key, value, flag in (
+        ("sample_size", resolution, "--resolution"),
+        ("in_channels", num_channels, "--num_channels (or the data)"),
+        ("num_class_embeds", num_class_embeds, "the data's class labels"),
+    ):
+        if key in config and config[key] != value:
+            raise ValueError(
+                f"--model_config={str(model_config)!r} sets {key}={config[key]!r} but {flag} gives {value!r}. Fix: "
+                f"remove {key!r} from the file (it is then taken from the data), or change {flag}."
+            )
+        config[key] = value
+    return config

@@ -88,7 +88,6 @@ def download_pipeline_folder(
     token: str | bool | None = None,
     local_files_only: bool | None = None,
     force_download: bool = False,
-    variant: str | None = None,
     use_safetensors: bool | None = None,
 ) -> str:
     """
@@ -105,14 +104,14 @@ def download_pipeline_folder(
         token (`str` or `bool`, *optional*): A Hub token; defaults to the logged-in one.
         local_files_only (`bool`, *optional*): Do not contact the Hub.
         force_download (`bool`, *optional*, defaults to `False`): Re-download cached files.
-        variant (`str`, *optional*): Unused for the file selection (all weights are fetched so that components
-            without that variant fall back to the default weights, as in diffusers); accepted for symmetry.
         use_safetensors (`bool`, *optional*): `False` also fetches `.bin` weights.
+
+    Every weight file is fetched, whatever the `variant`: diffusers then picks the variant from the local folder and
+    falls back to the default weights for components that lack it.
 
     Returns:
         `str`: the local snapshot folder.
     """
-    del variant  # every weight file is fetched; diffusers picks the variant from the local folder
     return snapshot_download(
         repo_id,
         revision=revision,

@@ -96,21 +96,22 @@ class MaskedDDPMPipeline(DiffusionPipeline):
             `ValueError`: if the folder is not a `MaskedDDPMPipeline` (it says what it found instead).
         """
         path = str(pretrained_model_name_or_path)
+        download_options = {
+            key: kwargs.pop(key)
+            for key in ("revision", "cache_dir", "token", "local_files_only", "force_download")
+            if key in kwargs
+        }
+        kwargs.pop("proxies", None)  # huggingface_hub no longer takes proxies; configure them in the environment
         if not os.path.isdir(path):
-            path = download_pipeline_folder(
-                path,
-                revision=kwargs.pop("revision", None),
-                cache_dir=kwargs.pop("cache_dir", None),
-                token=kwargs.pop("token", None),
-                local_files_only=kwargs.pop("local_files_only", None),
-                force_download=kwargs.pop("force_download", False),
-                variant=kwargs.get("variant"),
-                use_safetensors=kwargs.get("use_safetensors"),
-            )
-        else:
-            # Download options mean nothing for a local folder: drop them as diffusers does.
-            for key in ("revision", "cache_dir", "token", "force_download", "proxies"):
-                kwargs.pop(key, None)
+            if os.path.exists(path) or path.startswith((".", "/", "~")) or path.count("/") != 1:
+                raise ValueError(
+                    f"`pretrained_model_name_or_path` {path!r} is neither a folder saved with `save_pretrained` nor a "
+                    "Hub repo id of the form 'namespace/name'."
+                )
+            path = download_pipeline_folder(path, use_safetensors=kwargs.get("use_safetensors"), **download_options)
+        elif download_options.get("local_files_only") is not None:
+            # `local_files_only` is meaningful to diffusers for local folders too; the other options are not.
+            kwargs["local_files_only"] = download_options["local_files_only"]
         check_pipeline_folder(path, expected_class=cls.__name__)
         return super().from_pretrained(path, **kwargs)
 

@@ -25,7 +25,6 @@ from diffusers import DDPMPipeline, DiffusionPipeline, UNet2DModel
 from huggingface_hub import ModelCard, upload_folder
 from huggingface_hub.errors import RepositoryNotFoundError
 
-import diffusers_maskdm
 from diffusers_maskdm import MaskedDiTModel
 from diffusers_maskdm.hub import download_pipeline_folder, save_model_card
 from diffusers_maskdm.pipelines import MaskedDDPMPipeline
@@ -120,13 +119,6 @@ def test_save_pretrained_push_to_hub_keeps_the_folders_card(pipe, hub, tmp_path)
     assert "Mask kind" in (out / "README.md").read_text()
 
 
-# The card tells readers `from diffusers_maskdm import MaskedDDPMPipeline`; until the package exports it the snippet
-# cannot run (strict: this marker must go once the export lands).
-@pytest.mark.xfail(
-    not hasattr(diffusers_maskdm, "MaskedDDPMPipeline"),
-    reason="MaskedDDPMPipeline is not exported from diffusers_maskdm/__init__.py yet",
-    strict=True,
-)
 @pytest.mark.parametrize("num_class_embeds", [None, 3])
 def test_model_card_snippet_runs_against_the_hub(hub, tmp_path, monkeypatch, num_class_embeds):
     pipe = make_pipeline(num_class_embeds=num_class_embeds)
@@ -165,6 +157,8 @@ def test_a_repo_that_is_not_a_maskdm_pipeline_says_what_it_is(hub, tmp_path):
         MaskedDDPMPipeline.from_pretrained("test-user/ddpm-tiny")
     with pytest.raises(RepositoryNotFoundError):
         MaskedDDPMPipeline.from_pretrained("test-user/does-not-exist")
+    with pytest.raises(ValueError, match="neither a folder saved with `save_pretrained` nor a Hub repo id"):
+        MaskedDDPMPipeline.from_pretrained(str(tmp_path / "no-such-folder"))
 
 
 def test_generic_diffusers_entry_point_from_the_hub(pipe, hub, tmp_path, monkeypatch):

@@ -337,6 +337,8 @@ def build_model_card(
                 rows.pop(key, None)
             rows["data"] = data
         for key, value in rows.items():
+            if value is None:
+                continue
             if key == "stage":
                 value = _STAGE_WORDS.get(value, value)
             elif key == "mask_rate" and isinstance(value, float):

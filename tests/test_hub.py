@@ -110,7 +110,13 @@ def test_model_card_metadata_and_sections(tmp_path):
 
     card = build_model_card(
         "me/maskdm-emoji-ft",
-        training={"stage": "finetune", "max_train_steps": 5000, "train_batch_size": 128, "resolution": 32},
+        training={
+            "stage": "finetune",
+            "max_train_steps": 5000,
+            "train_batch_size": 128,
+            "resolution": 32,
+            "ema": None,
+        },
         model_config={"sample_size": 32, "patch_size": 2, "hidden_size": 256, "num_class_embeds": 10},
         base_model="me/maskdm-emoji-pt",
         datasets=["me/emoji"],
@@ -128,6 +134,7 @@ def test_model_card_metadata_and_sections(tmp_path):
     assert "| FID (1k samples, 50 DDIM steps) | 41.2 |" in text
     assert "Fine-tuned from [me/maskdm-emoji-pt]" in text
     assert "Twemoji" not in text  # no credit for data that is not Twemoji
+    assert "| ema |" not in text  # unknown values are left out
 
     # The card survives a save/load as README.md with its YAML header.
     card.save(tmp_path / "README.md")

@@ -289,7 +289,10 @@ def validate_args(args: argparse.Namespace) -> None:
         )
         _fill_diffusion_defaults(args, None)
     else:
-        args.patch_size = patch_size_for_resolution(args.resolution)
+        try:
+            args.patch_size = patch_size_for_resolution(args.resolution)
+        except ValueError as error:
+            raise ValueError(f"--resolution={args.resolution} fits no model preset: {error}") from error
         _fill_diffusion_defaults(args, None)
     _require(
         isinstance(args.patch_size, int) and args.patch_size >= 1 and args.resolution % args.patch_size == 0,

@@ -25,15 +25,18 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
 }
 """Transformer sizes by preset name; the patch size comes from the resolution (see `patch_size_for_resolution`)."""
 
-# U-ViT keeps a 16x16 token grid: patch 2 at 32 px (CIFAR-10), patch 4 at 64 px (CelebA, ImageNet 64).
+# U-ViT keeps a 16x16 token grid: patch 2 at 32 px (CIFAR-10), patch 4 at 64 px (CelebA, ImageNet 64). Fewer than
+# 4x4 tokens leave nothing to mask.
 MAX_GRID_SIZE = 16
+MIN_GRID_SIZE = 4
 
 
 def patch_size_for_resolution(resolution: int) -> int:
     """
-    The smallest patch size of at least 2 that divides `resolution` and gives a token grid of at most 16x16.
+    The smallest patch size of at least 2 that divides `resolution` into a token grid of at most 16x16 (and at least
+    4x4).
 
-    32 px -> 2, 64 px -> 4, 128 px -> 8, 256 px -> 16, 16 px -> 2.
+    32 px -> 2, 64 px -> 4, 128 px -> 8, 256 px -> 16, 16 px -> 2, 72 px -> 6.
 
     Raises:
         `ValueError`: if no such patch size exists (e.g. a prime resolution).
@@ -41,11 +44,12 @@ def patch_size_for_resolution(resolution: int) -> int:
     if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 2:
         raise ValueError(f"`resolution` must be an integer of at least 2, got {resolution!r}.")
     for patch_size in range(2, resolution + 1):
-        if resolution % patch_size == 0 and resolution // patch_size <= MAX_GRID_SIZE:
+        grid_size = resolution // patch_size
+        if resolution % patch_size == 0 and MIN_GRID_SIZE <= grid_size <= MAX_GRID_SIZE:
             return patch_size
     raise ValueError(
-        f"`resolution`={resolution} has no patch size >= 2 dividing it into a grid of at most "
-        f"{MAX_GRID_SIZE}x{MAX_GRID_SIZE} tokens: use a resolution that is a multiple of 16 (e.g. 32 or 64), or "
+        f"`resolution`={resolution} has no patch size >= 2 dividing it into a grid of {MIN_GRID_SIZE}x{MIN_GRID_SIZE} "
+        f"to {MAX_GRID_SIZE}x{MAX_GRID_SIZE} tokens: use a resolution that is a multiple of 16 (e.g. 32 or 64), or "
         "give the patch size yourself with `--model_config`."
     )
 

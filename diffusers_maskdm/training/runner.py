@@ -304,7 +304,12 @@ def run_training(args: argparse.Namespace) -> Path:
 
     total_batch_size = args.train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
     logger.info("***** Running training (%s) *****", "masked pre-training" if mask_generator else "fine-tuning")
-    logger.info("  Images = %d, batches per epoch per process = %d", len(dataset), batches_per_epoch)
+    logger.info(
+        "  Images = %d (unreadable files skipped: %d), batches per epoch per process = %d",
+        len(dataset),
+        dataset.num_skipped,
+        batches_per_epoch,
+    )
     logger.info("  Total batch size = %d, optimization steps = %d", total_batch_size, max_train_steps)
     if mask_generator is not None:
         logger.info(
@@ -391,6 +396,7 @@ def run_training(args: argparse.Namespace) -> Path:
 
         if stop:
             path = checkpoint()
+            progress_bar.close()
             raise guard.stop_error(global_step, path)
         # The last step is always saved: a kill while the pipeline is written loses nothing, and a run can be
         # extended later with a larger --max_train_steps.

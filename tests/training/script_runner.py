@@ -1,0 +1,85 @@
+"""Helpers of the training-script tests: environment, common flags, launching (plain python or accelerate)."""
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "examples" / "train_masked_pretrain.py"
+
+
+def script_env(**extra: str) -> dict:
+    env = dict(os.environ)
+    # One thread per process: the same float reductions in every run, and no fight over the 2 shared cores.
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1")
+    env.update(extra)
+    return env
+
+
+def base_args(data_dir: Path, model_config: Path, output_dir: Path) -> list[str]:
+    """Flags of a run that takes a few seconds: 16 px, tiny model, 1-image 1-step sample grid, no TensorBoard."""
+    return [
+        "--train_data_dir",
+        str(data_dir),
+        "--resolution",
+        "16",
+        "--model_config",
+        str(model_config),
+        "--train_batch_size",
+        "3",
+        "--num_validation_images",
+        "2",
+        "--validation_inference_steps",
+        "1",
+        "--report_to",
+        "none",
+        "--output_dir",
+        str(output_dir),
+    ]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def launch_command(num_processes: int = 1) -> list[str]:
+    """`accelerate launch`; two CPU processes need `--multi_gpu` (the script then picks the CPU itself)."""
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1", "--mixed_precision", "no"]
+    command += ["--dynamo_backend", "no", "--num_processes", str(num_processes)]
+    if num_processes > 1:
+        command += ["--multi_gpu", "--main_process_port", str(free_port())]
+    return command
+
+
+def run_script(
+    args: list[str], env: dict | None = None, num_processes: int | None = None, timeout: float = 240
+) -> subprocess.CompletedProcess:
+    """Run the training script (with `python`, or `accelerate launch` when `num_processes` is given)."""
+    prefix = [sys.executable] if num_processes is None else launch_command(num_processes)
+    return subprocess.run(
+        [*prefix, str(SCRIPT), *args],
+        cwd=REPO,
+        env=env or script_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def start_script(args: list[str], env: dict, log_path: Path) -> subprocess.Popen:
+    """Start the script in the background (plain `python`, so its pid is the training process)."""
+    log = open(log_path, "w")
+    return subprocess.Popen(
+        [sys.executable, str(SCRIPT), *args], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def assert_ok(result: subprocess.CompletedProcess) -> None:
+    assert result.returncode == 0, (
+        f"exit {result.returncode}\nSTDOUT:\n{result.stdout[-3000:]}\nSTDERR:\n{result.stderr[-5000:]}"
+    )

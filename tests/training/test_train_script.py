@@ -1,0 +1,252 @@
+"""End-to-end tests of examples/train_masked_pretrain.py: stages, resume, kills, loss guard, several processes.
+
+Each run is a tiny model on 8 images of 16x16 for a few steps (seconds). Runs that are compared with each other use
+one thread per process, so their float reductions are the same.
+"""
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+from script_runner import assert_ok, base_args, run_script, script_env, start_script
+
+
+# A run that exercises everything resuming must restore: accumulation across epoch ends (8 images, batches of 3),
+# random flips, EMA, a warm-up schedule.
+RESUME_FLAGS = [
+    "--gradient_accumulation_steps",
+    "2",
+    "--random_flip",
+    "--use_ema",
+    "--lr_scheduler",
+    "constant_with_warmup",
+    "--lr_warmup_steps",
+    "2",
+    "--checkpointing_steps",
+    "2",
+]
+PIPELINE_WEIGHTS = (
+    "transformer/diffusion_pytorch_model.safetensors",
+    "transformer/diffusion_pytorch_model.non_ema.safetensors",
+)
+CHECKPOINT_WEIGHTS = (
+    "transformer/diffusion_pytorch_model.safetensors",
+    "transformer_ema/diffusion_pytorch_model.safetensors",
+)
+
+
+def max_difference(first: Path, second: Path) -> float:
+    a, b = load_file(first), load_file(second)
+    assert a.keys() == b.keys()
+    return max((a[key] - b[key]).abs().max().item() for key in a)
+
+
+def assert_same_training(run: Path, reference: Path, step: int = 6) -> None:
+    """Same final pipeline (EMA and raw weights) and same last checkpoint (weights, EMA) within 1e-6."""
+    for name in PIPELINE_WEIGHTS:
+        assert max_difference(run / name, reference / name) <= 1e-6, name
+    for name in CHECKPOINT_WEIGHTS:
+        assert max_difference(run / f"checkpoint-{step}" / name, reference / f"checkpoint-{step}" / name) <= 1e-6, name
+
+
+def wait_for(path: Path, process, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if process.poll() is not None:
+            raise AssertionError(f"the training process ended (exit {process.returncode}) before {path.name} appeared")
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"{path.name} did not appear within {timeout} s")
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def straight_run(image_dir, tiny_config, tmp_path_factory) -> Path:
+    """Six steps without interruption: the reference of the resume and kill tests."""
+    output_dir = tmp_path_factory.mktemp("straight")
+    assert_ok(run_script(base_args(image_dir, tiny_config, output_dir) + RESUME_FLAGS + ["--max_train_steps", "6"]))
+    return output_dir
+
+
+def test_pretrain_then_finetune_through_accelerate_launch(image_dir, tmp_path):
+    from diffusers_maskdm import MaskedDDPMPipeline
+
+    pretrained = tmp_path / "pretrained"
+    args = base_args(image_dir, Path("unused"), pretrained)
+    args = [a for a in args if a not in ("--model_config", "unused")]
+    args[args.index("--report_to") + 1] = "tensorboard"
+    result = run_script(
+        args + ["--model_preset", "tiny", "--use_ema", "--max_train_steps", "4", "--validation_steps", "2"],
+        num_processes=1,
+    )
+    assert_ok(result)
+
+    # The output folder is a pipeline with EMA weights, the raw weights beside them, a card and sample grids.
+    for name in ("model_index.json", "README.md", "samples.png", "samples/step-000002.png", *PIPELINE_WEIGHTS):
+        assert (pretrained / name).is_file(), name
+    assert (
+        max_difference(
+            pretrained / PIPELINE_WEIGHTS[0],
+            pretrained / "checkpoint-4/transformer_ema/diffusion_pytorch_model.safetensors",
+        )
+        == 0
+    )
+    assert (
+        max_difference(
+            pretrained / PIPELINE_WEIGHTS[1],
+            pretrained / "checkpoint-4/transformer/diffusion_pytorch_model.safetensors",
+        )
+        == 0
+    )
+    card = (pretrained / "README.md").read_text()
+    assert "masked pre-training" in card and "88%" in card  # 90 % of 16 blocks of 2x2 patches: 14 of 16 masked
+    pipeline = MaskedDDPMPipeline.from_pretrained(pretrained)
+    assert pipeline.transformer.config.hidden_size == 128  # the tiny preset
+    assert pipeline(batch_size=1, num_inference_steps=2, output_type="np").images.shape == (1, 16, 16, 3)
+
+    # TensorBoard got the loss, the learning rate, the mask rate and the throughput.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(pretrained / "logs" / "train_masked_pretrain"))
+    accumulator.Reload()
+    tags = set(accumulator.Tags()["scalars"])
+    for tag in ("train/loss", "train/lr", "train/mask_rate", "perf/images_per_s", "perf/tokens_per_s"):
+        assert tag in tags, tags
+    assert accumulator.Scalars("train/mask_rate")[0].value == pytest.approx(0.875)
+
+    finetuned = tmp_path / "finetuned"
+    args = base_args(image_dir, Path("unused"), finetuned)
+    args = [a for a in args if a not in ("--model_config", "unused")]
+    result = run_script(
+        args
+        + ["--pretrained_model_name_or_path", str(pretrained), "--init_from_ema", "--mask_rate", "0"]
+        + ["--max_train_steps", "2"],
+        num_processes=1,
+    )
+    assert_ok(result)
+    assert "Starting from the EMA weights" in result.stderr + result.stdout
+    assert "fine-tuning on full images" in (finetuned / "README.md").read_text()
+    config = json.loads((finetuned / "transformer/config.json").read_text())
+    assert config["hidden_size"] == 128 and config["sample_size"] == 16
+
+
+def test_grayscale_data_trains_a_one_channel_model(gray_dir, tiny_config, tmp_path):
+    assert_ok(run_script(base_args(gray_dir, tiny_config, tmp_path) + ["--max_train_steps", "2"]))
+    config = json.loads((tmp_path / "transformer/config.json").read_text())
+    assert config["in_channels"] == 1
+
+
+def test_corrupt_file_is_skipped_and_reported(corrupt_dir, tiny_config, tmp_path):
+    result = run_script(base_args(corrupt_dir, tiny_config, tmp_path) + ["--max_train_steps", "2"])
+    assert_ok(result)
+    log = result.stdout + result.stderr
+    assert "broken.png" in log or "Skipping unreadable image" in log
+    assert "unreadable files skipped: 1" in log
+    assert "Images = 6" in log
+
+
+def test_two_processes_train_one_model(image_dir, tiny_config, tmp_path):
+    result = run_script(
+        base_args(image_dir, tiny_config, tmp_path) + ["--use_ema", "--max_train_steps", "3"], num_processes=2
+    )
+    assert_ok(result)
+    log = result.stdout + result.stderr
+    assert "Num processes: 2" in log
+    assert "The weights are identical on all 2 processes." in log
+    assert log.count("Saved the MaskedDDPMPipeline") == 1
+    assert (tmp_path / "checkpoint-3/random_states_1.pkl").is_file()
+    assert json.loads((tmp_path / "checkpoint-3/training_state.json").read_text())["num_processes"] == 2
+
+
+def test_resume_gives_the_same_weights(straight_run, image_dir, tiny_config, tmp_path):
+    args = base_args(image_dir, tiny_config, tmp_path) + RESUME_FLAGS
+    assert_ok(run_script(args + ["--max_train_steps", "3"]))
+    result = run_script(args + ["--max_train_steps", "6", "--resume_from_checkpoint", "latest"])
+    assert_ok(result)
+    assert "Resumed from" in result.stderr + result.stdout
+    assert_same_training(tmp_path, straight_run)
+
+
+def test_killed_during_a_step_resumes_to_the_same_weights(straight_run, image_dir, tiny_config, tmp_path):
+    args = base_args(image_dir, tiny_config, tmp_path) + RESUME_FLAGS + ["--max_train_steps", "6"]
+    process = start_script(args, script_env(MASKDM_TEST_PAUSE_AT_STEP="3"), tmp_path / "killed.log")
+    wait_for(tmp_path / ".test-paused-step-3", process)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (tmp_path / "checkpoint-4").exists() and not (tmp_path / "model_index.json").exists()
+
+    result = run_script(args + ["--resume_from_checkpoint", "latest"])
+    assert_ok(result)
+    assert "checkpoint-2 at step 2" in result.stderr + result.stdout
+    assert_same_training(tmp_path, straight_run)
+
+
+def test_killed_while_writing_a_checkpoint_resumes_from_the_previous_one(
+    straight_run, image_dir, tiny_config, tmp_path
+):
+    args = base_args(image_dir, tiny_config, tmp_path) + RESUME_FLAGS + ["--max_train_steps", "6"]
+    process = start_script(args, script_env(MASKDM_TEST_PAUSE_IN_CHECKPOINT="4"), tmp_path / "killed.log")
+    wait_for(tmp_path / ".test-paused-checkpoint-4", process)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    # The half-written checkpoint exists only under its temporary name.
+    assert (tmp_path / ".tmp-checkpoint-4").is_dir()
+    assert not (tmp_path / "checkpoint-4").exists()
+
+    result = run_script(args + ["--resume_from_checkpoint", "latest"])
+    assert_ok(result)
+    log = result.stderr + result.stdout
+    assert "interrupted" in log and "checkpoint-2 at step 2" in log
+    assert not (tmp_path / ".tmp-checkpoint-4").exists()
+    assert_same_training(tmp_path, straight_run)
+
+
+def test_loss_guard_skips_then_stops_after_saving(image_dir, tiny_config, tmp_path):
+    args = base_args(image_dir, tiny_config, tmp_path)
+    args += ["--max_train_steps", "10", "--checkpointing_steps", "4", "--max_consecutive_nonfinite_steps", "3"]
+    result = run_script(args, env=script_env(MASKDM_TEST_NONFINITE_STEPS="2,5-"))
+    assert result.returncode == 1, result.stderr[-3000:]
+    log = result.stdout + result.stderr
+    assert "Step 2: the loss is not finite" in log  # skipped once, then training went on
+    (message,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert message.startswith("error: Stopping at step 7")
+    assert "steps 5 to 7" in message and "--learning_rate" in message and "checkpoint-7" in message
+    assert "Traceback" not in result.stderr
+    # Saved before stopping, and the skipped steps changed nothing: the weights are those of step 4.
+    state = json.loads((tmp_path / "checkpoint-7/training_state.json").read_text())
+    assert state["nonfinite_total_skipped"] == 4 and state["global_step"] == 7
+    weights = "transformer/diffusion_pytorch_model.safetensors"
+    assert max_difference(tmp_path / "checkpoint-7" / weights, tmp_path / "checkpoint-4" / weights) == 0
+    assert not (tmp_path / "model_index.json").exists()
+
+
+def test_bad_flag_exits_before_training(image_dir, tiny_config, tmp_path):
+    output_dir = tmp_path / "out"
+    result = run_script(base_args(image_dir, tiny_config, output_dir) + ["--mask_block_size", "3"])
+    assert result.returncode == 2
+    assert "--mask_block_size" in result.stderr and "Traceback" not in result.stderr
+    assert not list(output_dir.glob("checkpoint-*"))
+
+
+def test_model_and_data_mismatch_exits_before_training(straight_run, gray_dir, tmp_path):
+    # An RGB model fine-tuned on data forced to one channel.
+    args = base_args(gray_dir, Path("unused"), tmp_path)
+    args = [a for a in args if a not in ("--model_config", "unused")]
+    result = run_script(
+        args + ["--pretrained_model_name_or_path", str(straight_run), "--mask_rate", "0", "--num_channels", "1"]
+    )
+    assert result.returncode == 1
+    assert "--num_channels 3" in result.stderr and "Traceback" not in result.stderr
+    assert not list(tmp_path.glob("checkpoint-*"))
+
+
+def test_empty_data_dir_exits_before_training(tiny_config, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = run_script(base_args(empty, tiny_config, tmp_path / "out"))
+    assert result.returncode == 1
+    assert "train_data_dir" in result.stderr and "Traceback" not in result.stderr

@@ -246,8 +246,11 @@ class MaskedDDPMPipeline(DiffusionPipeline):
             model_output = self.transformer(model_input, t, class_labels=class_labels).sample
 
             if do_classifier_free_guidance:
+                # Guidance moves the image prediction; predicted variance channels, if any, stay conditional.
                 cond, uncond = model_output.chunk(2)
-                model_output = uncond + guidance_scale * (cond - uncond)
+                channels = config.in_channels
+                guided = uncond[:, :channels] + guidance_scale * (cond[:, :channels] - uncond[:, :channels])
+                model_output = torch.cat([guided, cond[:, channels:]], dim=1)
             model_output = self._select_scheduler_channels(model_output)
 
             # The scheduler applies its prediction_type, clip_sample and thresholding settings.

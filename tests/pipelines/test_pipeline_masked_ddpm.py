@@ -135,6 +135,20 @@ def test_sample_prediction_clip_and_thresholding_are_the_schedulers(scheduler_cl
     torch.testing.assert_close(thresholded, torch.tensor([0.45, -0.45, 1.0]))
 
 
+@pytest.mark.parametrize("variance_type, channels_used", [("learned_range", 6), ("fixed_small", 3)])
+def test_learned_variance_channels_go_only_to_schedulers_that_use_them(variance_type, channels_used):
+    pipe = make_pipeline(out_channels=6, num_class_embeds=2)
+    pipe.scheduler = DDPMScheduler(num_train_timesteps=100, variance_type=variance_type)
+    seen = []
+    real_step = pipe.scheduler.step
+    pipe.scheduler.step = lambda model_output, *args, **kwargs: (
+        seen.append(model_output.shape[1]) or real_step(model_output, *args, **kwargs)
+    )
+    images = sample(pipe, steps=3, class_labels=[0, 1], guidance_scale=2.0)
+    assert images.shape == (2, 8, 8, 3) and np.isfinite(images).all()
+    assert seen == [channels_used] * 3
+
+
 def test_same_seed_same_images_and_different_seed_different_images(pipe):
     a, b, c = (
         sample(pipe, seed=1, batch_size=2),

@@ -379,6 +379,8 @@ def check_output_dir(output_dir: str | os.PathLike, required_bytes: int = 0) -> 
         `ValueError`: naming `--output_dir`, what is wrong and how to fix it.
     """
     output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ValueError(f"--output_dir={str(output_dir)!r} exists and is not a directory. Fix: choose a folder.")
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -386,8 +388,6 @@ def check_output_dir(output_dir: str | os.PathLike, required_bytes: int = 0) -> 
             f"--output_dir={str(output_dir)!r} cannot be created ({error.strerror or error}). Fix: choose a folder "
             "you can write to."
         ) from error
-    if not output_dir.is_dir():
-        raise ValueError(f"--output_dir={str(output_dir)!r} exists and is not a directory. Fix: choose a folder.")
     try:
         with tempfile.NamedTemporaryFile(dir=output_dir, prefix=f"{TEMP_PREFIX}write-test-"):
             pass

@@ -1,0 +1,108 @@
+"""The pieces of a training step: seeded randomness, inputs per prediction type, masks, label dropout, loss guard."""
+
+import logging
+
+import pytest
+import torch
+from diffusers import DDPMScheduler
+
+from diffusers_maskdm import MaskedDiTModel, masked_mse_loss
+from diffusers_maskdm.training.loop import (
+    NonFiniteLossGuard,
+    build_mask_generator,
+    diffusion_loss,
+    injected_nonfinite,
+    make_diffusion_inputs,
+    num_visible_tokens,
+    step_generator,
+)
+
+
+def test_step_generator_is_a_function_of_its_arguments():
+    draw = lambda *args: torch.rand(4, generator=step_generator(0, *args))  # noqa: E731
+    assert torch.equal(draw(0, 5, 1), draw(0, 5, 1))
+    for other in [(1, 5, 1), (0, 6, 1), (0, 5, 0)]:
+        assert not torch.equal(draw(0, 5, 1), draw(*other))
+    assert not torch.equal(torch.rand(4, generator=step_generator(1, 0, 5)), draw(0, 5, 0))
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
+def test_inputs_and_targets_for_each_prediction_type(prediction_type):
+    scheduler = DDPMScheduler(num_train_timesteps=100, prediction_type=prediction_type)
+    clean = torch.rand(4, 3, 8, 8) * 2 - 1
+    inputs = make_diffusion_inputs(clean, scheduler, step_generator(0, 0, 3))
+    again = make_diffusion_inputs(clean, scheduler, step_generator(0, 0, 3))
+    assert torch.equal(inputs.noisy, again.noisy) and torch.equal(inputs.timesteps, again.timesteps)
+    assert inputs.mask is None and inputs.class_labels is None
+    # The noise is the first draw of the generator: recompute it to check the target.
+    noise = torch.randn(clean.shape, generator=step_generator(0, 0, 3))
+    assert torch.allclose(inputs.noisy, scheduler.add_noise(clean, noise, inputs.timesteps))
+    expected = {
+        "epsilon": noise,
+        "v_prediction": scheduler.get_velocity(clean, noise, inputs.timesteps),
+        "sample": clean,
+    }[prediction_type]
+    assert torch.allclose(inputs.target, expected)
+
+
+def test_masks_and_label_dropout():
+    scheduler = DDPMScheduler(num_train_timesteps=100)
+    mask_generator = build_mask_generator("block", 0.75, block_size=2)
+    assert build_mask_generator("block", 0.0) is None
+    labels = torch.arange(64) % 5
+    inputs = make_diffusion_inputs(
+        torch.zeros(64, 3, 16, 16), scheduler, step_generator(0, 0, 0), mask_generator, 8, labels, 0.5, 5
+    )
+    assert inputs.mask.shape == (64, 64) and (inputs.mask.sum(dim=1) == 48).all()
+    dropped = inputs.class_labels == 5
+    assert 10 < int(dropped.sum()) < 54  # about half go to the null class ...
+    assert torch.equal(inputs.class_labels[~dropped], labels[~dropped])  # ... the others keep their label
+    kept = make_diffusion_inputs(torch.zeros(8, 3, 16, 16), scheduler, step_generator(0, 0, 0), None, 8, labels[:8])
+    assert torch.equal(kept.class_labels, labels[:8])
+    assert num_visible_tokens(64, 64, mask_generator, 8) == 64 * 16
+    assert num_visible_tokens(64, 64, None, 8) == 64 * 64
+
+
+def test_diffusion_loss_is_the_masked_mse_and_training_lowers_it():
+    torch.manual_seed(0)
+    model = MaskedDiTModel(sample_size=8, patch_size=2, hidden_size=32, num_layers=2, num_attention_heads=2)
+    scheduler = DDPMScheduler(num_train_timesteps=100)
+    clean = torch.rand(2, 3, 8, 8) * 2 - 1
+    mask_generator = build_mask_generator("patch", 0.5)
+    fixed = make_diffusion_inputs(clean, scheduler, step_generator(9, 0, 0), mask_generator, 4)
+    prediction = model(fixed.noisy, fixed.timesteps, mask=fixed.mask).sample
+    assert torch.allclose(diffusion_loss(model, fixed, 2), masked_mse_loss(prediction, fixed.target, fixed.mask, 2))
+
+    before = diffusion_loss(model, fixed, 2).item()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for step in range(60):
+        loss = diffusion_loss(
+            model, make_diffusion_inputs(clean, scheduler, step_generator(0, 0, step), mask_generator, 4), 2
+        )
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert diffusion_loss(model, fixed, 2).item() < 0.8 * before
+
+
+def test_loss_guard_skips_warns_and_stops(caplog):
+    guard = NonFiniteLossGuard(max_consecutive=3, learning_rate=1e-3, mixed_precision="fp16")
+    with caplog.at_level(logging.WARNING):
+        assert guard.record(1, False) is False
+    assert "Step 1: the loss is not finite" in caplog.text
+    assert guard.record(2, True) is False and guard.consecutive == 0
+    assert [guard.record(step, False) for step in (3, 4, 5)] == [False, False, True]
+    message = str(guard.stop_error(5, "out/checkpoint-5"))
+    assert "Stopping at step 5" in message and "steps 3 to 5" in message
+    assert "--mixed_precision=fp16" in message and "--learning_rate=0.001" in message and "out/checkpoint-5" in message
+    restored = NonFiniteLossGuard(3)
+    restored.load_state_dict(guard.state_dict())
+    assert (restored.total_skipped, restored.consecutive, restored.first_step_of_run) == (4, 3, 3)
+    with pytest.raises(ValueError, match="max_consecutive"):
+        NonFiniteLossGuard(0)
+
+
+def test_nonfinite_injection_hook(monkeypatch):
+    assert not injected_nonfinite(3)
+    monkeypatch.setenv("MASKDM_TEST_NONFINITE_STEPS", "2, 5-")
+    assert [injected_nonfinite(step) for step in range(1, 8)] == [False, True, False, False, True, True, True]

@@ -250,3 +250,18 @@ def test_empty_data_dir_exits_before_training(tiny_config, tmp_path):
     result = run_script(base_args(empty, tiny_config, tmp_path / "out"))
     assert result.returncode == 1
     assert "train_data_dir" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_fid_is_computed_during_training(image_dir, tiny_config, tmp_path):
+    from diffusers_maskdm.evaluation import find_fid_helper_inception
+
+    try:
+        find_fid_helper_inception()
+    except Exception as error:  # the offline Inception is an optional download
+        pytest.skip(f"no offline Inception: {error}")
+    args = base_args(image_dir, tiny_config, tmp_path / "out")
+    args += ["--max_train_steps", "2", "--eval_fid_steps", "2", "--eval_fid_num_images", "4"]
+    result = run_script(args, env=script_env(DIFFUSERS_MASKDM_CACHE=str(tmp_path / "cache")))
+    assert_ok(result)
+    assert "Step 2: FID-4 = " in result.stdout + result.stderr

@@ -24,6 +24,7 @@ import logging
 import math
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -260,6 +261,8 @@ def run_training(args: argparse.Namespace) -> Path:
 
     # 5. Resume
     global_step, epoch, position = 0, 0, 0
+    # Wall-clock seconds spent in training steps (not in checkpoints, grids or FID), summed over resumes.
+    train_seconds = 0.0
     guard = NonFiniteLossGuard(args.max_consecutive_nonfinite_steps, args.learning_rate, accelerator.mixed_precision)
     resume_path = resolve_resume_checkpoint(output_dir, args.resume_from_checkpoint)
     if accelerator.is_main_process and args.resume_from_checkpoint == "latest":
@@ -269,6 +272,7 @@ def run_training(args: argparse.Namespace) -> Path:
     if resume_path is not None:
         state = load_checkpoint(accelerator, resume_path)
         global_step, epoch, position = state["global_step"], state["epoch"], state["position"]
+        train_seconds = float(state.get("train_seconds", 0.0))
         guard.load_state_dict(state)
         for key, now in (
             ("num_processes", accelerator.num_processes),
@@ -296,6 +300,7 @@ def run_training(args: argparse.Namespace) -> Path:
             "train_batch_size": args.train_batch_size,
             "gradient_accumulation_steps": args.gradient_accumulation_steps,
             "seed": args.seed,
+            "train_seconds": train_seconds,
             **guard.state_dict(),
         }
 
@@ -327,6 +332,7 @@ def run_training(args: argparse.Namespace) -> Path:
     model.train()
     while global_step < max_train_steps:
         step = global_step + 1  # 1-based, as shown to users
+        step_start = time.perf_counter()
         finite, what, step_loss = True, "loss", 0.0
         for micro_step in range(args.gradient_accumulation_steps):
             epoch, position, batch = next(stream)
@@ -375,6 +381,7 @@ def run_training(args: argparse.Namespace) -> Path:
         optimizer.zero_grad(set_to_none=True)
         lr_scheduler.step()
         global_step = step
+        train_seconds += time.perf_counter() - step_start
         progress_bar.update(1)
         stop = guard.record(global_step, finite, what)
 
@@ -382,6 +389,7 @@ def run_training(args: argparse.Namespace) -> Path:
             "train/lr": lr_scheduler.get_last_lr()[0],
             "train/mask_rate": mask_rate,
             "train/nonfinite_skipped_total": guard.total_skipped,
+            "train/seconds": train_seconds,
         }
         if finite:
             logs["train/loss"] = step_loss

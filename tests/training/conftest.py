@@ -1,12 +1,16 @@
 """Fixtures of the training tests: tiny generated image folders, a tiny model config, and script runners."""
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+
+# The loopback Hub server lives in tests/ (shared with the Hub tests); make it importable from here too.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 TINY_MODEL = {"hidden_size": 32, "num_layers": 2, "num_attention_heads": 2, "patch_size": 2}
 
@@ -30,6 +34,15 @@ def image_dir(tmp_path_factory) -> Path:
 def gray_dir(tmp_path_factory) -> Path:
     """Eight random 20x20 grayscale PNGs."""
     return _write_images(tmp_path_factory.mktemp("gray"), 8, "L", seed=1)
+
+
+@pytest.fixture(scope="session")
+def labelled_dir(tmp_path_factory) -> Path:
+    """Two class sub-folders (`cats/`, `dogs/`) of four RGB PNGs each."""
+    root = tmp_path_factory.mktemp("labelled")
+    _write_images(root / "cats", 4, "RGB", seed=3)
+    _write_images(root / "dogs", 4, "RGB", seed=4)
+    return root
 
 
 @pytest.fixture(scope="session")

@@ -140,6 +140,23 @@ def test_grayscale_data_trains_a_one_channel_model(gray_dir, tiny_config, tmp_pa
     assert config["in_channels"] == 1
 
 
+def test_class_subfolders_train_a_class_conditional_model(labelled_dir, tiny_config, tmp_path):
+    from diffusers_maskdm import MaskedDDPMPipeline
+
+    assert_ok(run_script(base_args(labelled_dir, tiny_config, tmp_path) + ["--max_train_steps", "2"]))
+    pipeline = MaskedDDPMPipeline.from_pretrained(tmp_path)
+    assert pipeline.transformer.config.num_class_embeds == 2
+    images = pipeline(class_labels=[0, 1], guidance_scale=2.0, num_inference_steps=2, output_type="np").images
+    assert images.shape == (2, 16, 16, 3)
+    # --ignore_labels trains an unconditional model on the same folder.
+    assert_ok(
+        run_script(
+            base_args(labelled_dir, tiny_config, tmp_path / "u") + ["--max_train_steps", "1", "--ignore_labels"]
+        )
+    )
+    assert json.loads((tmp_path / "u/transformer/config.json").read_text())["num_class_embeds"] is None
+
+
 def test_corrupt_file_is_skipped_and_reported(corrupt_dir, tiny_config, tmp_path):
     result = run_script(base_args(corrupt_dir, tiny_config, tmp_path) + ["--max_train_steps", "2"])
     assert_ok(result)
@@ -265,3 +282,48 @@ def test_fid_is_computed_during_training(image_dir, tiny_config, tmp_path):
     result = run_script(args, env=script_env(DIFFUSERS_MASKDM_CACHE=str(tmp_path / "cache")))
     assert_ok(result)
     assert "Step 2: FID-4 = " in result.stdout + result.stderr
+
+
+def test_push_to_hub_then_finetune_from_the_repo_id(image_dir, tiny_config, tmp_path):
+    from hub_server import LoopbackHub
+
+    repo_id = "test-user/maskdm-tiny"
+    with LoopbackHub(max_lifetime_s=200) as hub:
+        env = script_env(
+            HF_ENDPOINT=hub.endpoint,
+            HF_TOKEN="hf_loopback_test_token",
+            HF_HOME=str(tmp_path / "hf_home"),
+            HF_HUB_CACHE=str(tmp_path / "hf_home" / "hub"),
+        )
+        env.pop("HF_HUB_OFFLINE")
+        pushed = tmp_path / "pushed"
+        args = base_args(image_dir, tiny_config, pushed) + ["--use_ema", "--max_train_steps", "2"]
+        assert_ok(run_script(args + ["--push_to_hub", "--hub_model_id", repo_id], env=env))
+        files = hub.files(repo_id)
+        for name in (
+            "model_index.json",
+            "README.md",
+            "samples.png",
+            "scheduler/scheduler_config.json",
+            *PIPELINE_WEIGHTS,
+        ):
+            assert name in files, sorted(files)
+        assert not [name for name in files if name.startswith(("checkpoint-", "logs", "samples/", ".tmp"))]
+        assert "masked pre-training" in files["README.md"].decode()
+
+        finetuned = tmp_path / "finetuned"
+        args = base_args(image_dir, Path("unused"), finetuned)
+        args = [a for a in args if a not in ("--model_config", "unused")]
+        args += ["--pretrained_model_name_or_path", repo_id, "--mask_rate", "0", "--max_train_steps", "1"]
+        assert_ok(run_script(args, env=env))
+        assert f"base_model: {repo_id}" in (finetuned / "README.md").read_text()
+        assert (
+            max_difference(
+                pushed / "checkpoint-2/transformer/diffusion_pytorch_model.safetensors",
+                Path(env["HF_HUB_CACHE"])
+                .glob("models--test-user--maskdm-tiny/snapshots/*/" + PIPELINE_WEIGHTS[1])
+                .__next__(),
+            )
+            == 0
+        )  # the raw weights were fetched, as without --init_from_ema
+    assert hub.unhandled == []

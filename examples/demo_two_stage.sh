@@ -31,7 +31,10 @@ set -euo pipefail
 OUT="${1:-maskdm-demo}"
 SCRIPT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/train_masked_pretrain.py"
 LAUNCH=(accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no)
-COMMON=(--resolution 32 --use_ema --checkpointing_steps 500 --num_validation_images 16 --validation_inference_steps 50)
+# TensorBoard logs when tensorboard is installed (the `tensorboard` extra); the demo runs without it too.
+REPORT_TO=$(python -c "import tensorboard" 2>/dev/null && echo tensorboard || echo none)
+COMMON=(--resolution 32 --use_ema --checkpointing_steps 500 --num_validation_images 16 --validation_inference_steps 50
+        --report_to "$REPORT_TO")
 
 echo "== Stage 1: masked pre-training (90 % block masks) -> $OUT/pretrain"
 "${LAUNCH[@]}" "$SCRIPT" "${COMMON[@]}" --output_dir "$OUT/pretrain" \
@@ -51,5 +54,5 @@ Done. Where everything is:
   $OUT/finetune/                   a MaskedDDPMPipeline: MaskedDDPMPipeline.from_pretrained("$OUT/finetune")
   $OUT/*/README.md                 model cards (training settings, data credit)
   $OUT/*/checkpoint-*/             resumable checkpoints (--resume_from_checkpoint latest)
-  $OUT/*/logs/                     TensorBoard: tensorboard --logdir $OUT
+  $OUT/*/logs/                     TensorBoard (if installed): tensorboard --logdir $OUT
 DONE

@@ -1,4 +1,4 @@
-"""Issue: nothing lost. One table of bad inputs across the package: each must fail with a `ValueError` (or, for a
+"""Nothing lost: one table of bad inputs across the package: each must fail with a `ValueError` (or, for a
 missing install, an `ImportError`) whose message names the problem, raised by our own code at the public boundary,
 not from deep inside torch."""
 
@@ -12,6 +12,7 @@ from diffusers import DDPMScheduler
 from diffusers_maskdm import MaskedDDPMPipeline, MaskedDiTModel, MaskGenerator, masked_mse_loss
 from diffusers_maskdm.evaluation import load_feature_extractor, to_uint8_images
 from diffusers_maskdm.flops import training_step_flops
+from diffusers_maskdm.training import build_parser, validate_args
 from diffusers_maskdm.training.data import build_train_dataset
 
 
@@ -43,6 +44,12 @@ def image_folder(tmp_path, files):
     for name, content in files.items():
         (tmp_path / name).write_bytes(content)
     return tmp_path
+
+
+def script(tmp_path, *flags):
+    """The training script's checks, as `examples/train_masked_pretrain.py` runs them before any training."""
+    argv = ["--output_dir", str(tmp_path / "out"), "--model_preset", "tiny", *flags]
+    return lambda: validate_args(build_parser().parse_args(argv))
 
 
 def data(**kwargs):
@@ -126,6 +133,24 @@ CASES = [
         "class_labels",
     ),
     ("pipe-not-maskdm", non_maskdm_folder, "StableDiffusionPipeline"),
+    # The training script's flags (tests/training/test_args.py has 40 more)
+    (
+        "script-block-grid",
+        lambda p: script(p, "--mask_type", "block", "--mask_rate", "0.9", "--mask_block_size", "3"),
+        "--mask_block_size",
+    ),
+    (
+        "script-crop-too-big",
+        lambda p: script(p, "--mask_type", "crop", "--mask_rate", "0.5", "--mask_crop_size", "40"),
+        "--mask_crop_size",
+    ),
+    ("script-rate-one", lambda p: script(p, "--mask_rate", "1.0"), "--mask_rate"),
+    ("script-missing-data-dir", lambda p: script(p, "--train_data_dir", str(p / "nowhere")), "--train_data_dir"),
+    (
+        "script-not-a-maskdm-folder",
+        lambda p: script(p, "--pretrained_model_name_or_path", str(p), "--mask_rate", "0"),
+        "--pretrained_model_name_or_path",
+    ),
     # Data loaders
     ("data-missing-dir", lambda p: data(train_data_dir=p / "nope"), "train_data_dir"),
     ("data-empty-dir", lambda p: data(train_data_dir=p), "train_data_dir"),

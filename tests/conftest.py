@@ -11,6 +11,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 
+@pytest.fixture
+def hub(monkeypatch, tmp_path):
+    """A loopback Hub server (tests/hub_server.py) that huggingface_hub talks to for the length of a test."""
+    from hub_server import LoopbackHub, use_loopback_hub
+
+    with LoopbackHub(max_lifetime_s=120) as server:
+        use_loopback_hub(server, monkeypatch, tmp_path / "hf_home")
+        yield server
+    assert server.unhandled == [], f"requests the loopback Hub does not model: {server.unhandled}"
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _deterministic():
     from diffusers.utils.torch_utils import enable_full_determinism

@@ -14,17 +14,8 @@
 """The loopback Hub speaks enough of the Hub API for `huggingface_hub`'s push and pull to round-trip."""
 
 import pytest
-from hub_server import LoopbackHub, use_loopback_hub
 from huggingface_hub import create_repo, hf_hub_download, model_info, snapshot_download, upload_folder
 from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
-
-
-@pytest.fixture
-def hub(monkeypatch, tmp_path):
-    with LoopbackHub(max_lifetime_s=120) as server:
-        use_loopback_hub(server, monkeypatch, tmp_path / "hf_home")
-        yield server
-    assert server.unhandled == [], f"requests the loopback Hub does not model: {server.unhandled}"
 
 
 def _write_folder(root, files):

@@ -11,23 +11,14 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Fixtures for the pipeline tests: tiny MaskDM pipelines and the loopback Hub."""
-
-import sys
-from pathlib import Path
+"""Fixtures for the pipeline tests: tiny MaskDM pipelines (the loopback Hub fixture is in tests/conftest.py)."""
 
 import pytest
 import torch
 from diffusers import DDPMScheduler
 
-
-# tests/hub_server.py is shared with tests/test_hub.py; tests/ is not a package, so put it on the path.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from hub_server import LoopbackHub, use_loopback_hub  # noqa: E402
-
-from diffusers_maskdm import MaskedDiTModel  # noqa: E402
-from diffusers_maskdm.pipelines import MaskedDDPMPipeline  # noqa: E402
+from diffusers_maskdm import MaskedDiTModel
+from diffusers_maskdm.pipelines import MaskedDDPMPipeline
 
 
 TINY_CONFIG = dict(sample_size=8, patch_size=2, hidden_size=32, num_layers=2, num_attention_heads=2)
@@ -51,11 +42,3 @@ def pipe() -> MaskedDDPMPipeline:
 @pytest.fixture
 def class_pipe() -> MaskedDDPMPipeline:
     return make_pipeline(num_class_embeds=3)
-
-
-@pytest.fixture
-def hub(monkeypatch, tmp_path):
-    with LoopbackHub(max_lifetime_s=120) as server:
-        use_loopback_hub(server, monkeypatch, tmp_path / "hf_home")
-        yield server
-    assert server.unhandled == [], f"requests the loopback Hub does not model: {server.unhandled}"

@@ -14,16 +14,12 @@
 """Fixtures of the training tests: tiny generated image folders, a tiny model config, and script runners."""
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-
-# The loopback Hub server lives in tests/ (shared with the Hub tests); make it importable from here too.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 TINY_MODEL = {"hidden_size": 32, "num_layers": 2, "num_attention_heads": 2, "patch_size": 2}
 

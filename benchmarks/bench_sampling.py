@@ -99,22 +99,28 @@ def ddim_loop(denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sch
     return sample
 
 
-def time_it(run: Callable[[], object], args) -> float:
-    """Median wall-clock seconds of `run` over `args.repeats` runs, after one untimed warm-up run."""
+def time_interleaved(runs: dict[str, Callable[[], object]], args) -> dict[str, float]:
+    """Median wall-clock seconds of each run over `args.repeats` rounds, after one untimed warm-up run each.
+
+    Each round runs every model once, in turn, so that load from other processes on a shared machine falls on all
+    models alike instead of on whichever was timed while it lasted.
+    """
 
     def synchronize():
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
 
-    run()
-    synchronize()
-    seconds = []
-    for _ in range(args.repeats):
-        start = time.perf_counter()
+    for run in runs.values():
         run()
-        synchronize()
-        seconds.append(time.perf_counter() - start)
-    return statistics.median(seconds)
+    synchronize()
+    seconds = {name: [] for name in runs}
+    for _ in range(args.repeats):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            synchronize()
+            seconds[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in seconds.items()}
 
 
 @torch.inference_mode()
@@ -146,12 +152,12 @@ def main(argv=None) -> dict:
         "MaskedDDPMPipeline (DDIM)": (maskdm, run_pipeline),
         "DiTTransformer2DModel (shared DDIM loop)": (dit, lambda: ddim_loop(dit_denoise, scheduler, args)),
     }
+    timings = time_interleaved({name: run for name, (_, run) in rows.items()}, args)
     results = {}
-    for name, (model, run) in rows.items():
-        seconds = time_it(run, args)
+    for name, (model, _) in rows.items():
         results[name] = {
-            "seconds_per_batch": seconds,
-            "images_per_second": args.batch_size / seconds,
+            "seconds_per_batch": timings[name],
+            "images_per_second": args.batch_size / timings[name],
             "parameters_m": sum(p.numel() for p in model.parameters()) / 1e6,
         }
 
@@ -164,7 +170,7 @@ def main(argv=None) -> dict:
         f"{args.resolution}x{args.resolution}x3, patch {args.patch_size}, width {args.hidden_size}, "
         f"{args.num_layers} blocks, {args.num_attention_heads} heads; batch {args.batch_size}, "
         f"{args.num_inference_steps} DDIM steps, {args.dtype}, {args.device} ({device or 'unknown'}, "
-        f"{torch.get_num_threads()} threads), median of {args.repeats}{' (QUICK smoke run)' if args.quick else ''}"
+        f"{torch.get_num_threads()} threads), median of {args.repeats} interleaved rounds{' (QUICK smoke run)' if args.quick else ''}"
     )
     print("| model | params (M) | s / batch | images / s |")
     print("| --- | --- | --- | --- |")

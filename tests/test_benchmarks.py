@@ -1,0 +1,68 @@
+"""The benchmark scripts stay runnable (smoke runs), and the reproduction's plan gives every arm the same compute."""
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def reproduce():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import reproduce
+
+        yield reproduce
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+def plan_args(**overrides):
+    args = {
+        "model_preset": "tiny",
+        "resolution": 16,
+        "train_batch_size": 4,
+        "budget_steps": 100,
+        "eval_fractions": [0.25, 0.5, 0.75, 1.0],
+    }
+    return argparse.Namespace(**{**args, **overrides})
+
+
+def test_every_arm_gets_the_same_counted_compute(reproduce):
+    args = plan_args()
+    arms = reproduce.build_arms(pretrain_share=0.25)
+    budget = None
+    for arm in arms.values():
+        plan = reproduce.make_plan(args, arm)
+        spent = sum(steps * flops for steps, flops in zip(plan.stage_steps, plan.stage_step_flops))
+        budget = budget or spent  # the baseline comes first
+        # Step counts are whole: each arm is within half a step of its last stage of the baseline's budget.
+        assert abs(spent - budget) <= plan.stage_step_flops[-1] / 2 + 1, arm.name
+        if len(arm.stages) == 2:
+            # A masked step is cheaper, so the pre-training stage takes more steps than its share of full steps.
+            assert plan.stage_steps[0] > 0.25 * args.budget_steps, arm.name
+            # Pre-training stages are not sampled; the last evaluation is at the end of the budget.
+            assert {stage for _, stage, _ in plan.evals} == {1}, arm.name
+        assert plan.evals[-1][0] == 1.0 and plan.evals[-1][2] == plan.stage_steps[-1], arm.name
+        assert [fraction for fraction, _, _ in plan.evals] == sorted(fraction for fraction, _, _ in plan.evals)
+
+
+def test_compute_to_reach_interpolates_between_evaluations(reproduce):
+    evals = [{"fid": 300.0, "gflops": 10.0}, {"fid": 200.0, "gflops": 20.0}, {"fid": 100.0, "gflops": 40.0}]
+    assert reproduce.compute_to_reach(evals, 150.0, "gflops") == pytest.approx(30.0)
+    assert reproduce.compute_to_reach(evals, 400.0, "gflops") == pytest.approx(10.0)
+    assert reproduce.compute_to_reach(evals, 50.0, "gflops") is None
+
+
+@pytest.mark.parametrize("script", ["bench_token_dropping.py", "bench_sampling.py", "bench_training.py"])
+def test_benchmark_smoke_run(script):
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), "--quick"], capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "|" in result.stdout  # a markdown table was printed

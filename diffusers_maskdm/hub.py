@@ -112,15 +112,14 @@ def download_pipeline_folder(
     Returns:
         `str`: the local snapshot folder.
     """
-    return snapshot_download(
+    return download_model_folder(
         repo_id,
         revision=revision,
         cache_dir=cache_dir,
         token=token,
-        local_files_only=bool(local_files_only),
+        local_files_only=local_files_only,
         force_download=force_download,
-        allow_patterns=["*.json", *_weight_patterns(use_safetensors)],
-        library_name="diffusers-maskdm",
+        use_safetensors=use_safetensors,
     )
 
 

@@ -30,6 +30,7 @@ finished evaluations are kept in `<run_dir>/results.json`. `--report` only rewri
 """
 
 import argparse
+import fcntl
 import json
 import math
 import os
@@ -289,7 +290,7 @@ def run_arm(args, arm: Arm, results: dict, save, fid: FidMeter) -> None:
             }
         )
         record["evals"].sort(key=lambda entry: entry["fraction"])
-        save()
+        save(arm.name)
         print(f"[{arm.name}] {fraction:.3f} of the budget: FID-{args.fid_samples} = {value:.2f}", flush=True)
 
 
@@ -388,6 +389,9 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plots_dir", type=str, default="docs")
     parser.add_argument("--report", action="store_true", help="only rewrite the table and plots from results.json")
+    parser.add_argument(
+        "--merge_results", nargs="*", default=[], help="results.json files of other run_dirs to add to the report"
+    )
     parser.add_argument("--quick", action="store_true", help="a smoke run: tiny budget, FID-50, plots in run_dir")
     args = parser.parse_args()
     if args.quick:
@@ -399,10 +403,15 @@ def main():
     results_file = run_dir / "results.json"
     results = json.loads(results_file.read_text()) if results_file.exists() else {}
 
-    def save():
-        temp = results_file.with_suffix(".json.tmp")
-        temp.write_text(json.dumps(results, indent=2))
-        os.replace(temp, results_file)  # atomic: a kill never leaves half a results file
+    def save(arm_name: str) -> None:
+        # Several processes (one per core) may run arms into one run_dir: merge this arm's record under a lock.
+        with open(run_dir / "results.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            on_disk = json.loads(results_file.read_text()) if results_file.exists() else {}
+            on_disk[arm_name] = results[arm_name]
+            temp = results_file.with_suffix(".json.tmp")
+            temp.write_text(json.dumps(on_disk, indent=2))
+            os.replace(temp, results_file)  # atomic: a kill never leaves half a results file
 
     if not args.report:
         arms = build_arms(args.pretrain_share)
@@ -412,6 +421,12 @@ def main():
         fid = FidMeter(args)
         for name in args.arms or list(arms):
             run_arm(args, arms[name], results, save, fid)
+    for path in args.merge_results:
+        for name, record in json.loads(Path(path).read_text()).items():
+            results.setdefault(name, record)
+    # Arms in their order of `build_arms`, whichever file they came from.
+    order = list(build_arms(args.pretrain_share))
+    results = dict(sorted(results.items(), key=lambda item: order.index(item[0]) if item[0] in order else len(order)))
     table = write_report(args, results)
     header = (
         f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} cores, "

@@ -120,7 +120,7 @@ def main():
 
     base_time, base_memory = statistics.median(times[0]), memory[0]
     rows = []
-    print(f"| model | achieved mask rate | ms/step | step rate vs 0 % | activation MB | memory vs 0 % |")
+    print("| model | achieved mask rate | ms/step | step rate vs 0 % | activation MB | memory vs 0 % |")
     print("| --- | --- | --- | --- | --- | --- |")
     for (name, _, _, achieved), step_times, mem in zip(arms, times, memory):
         median = statistics.median(step_times)

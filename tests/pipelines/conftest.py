@@ -15,7 +15,7 @@
 
 import pytest
 import torch
-from diffusers import DDPMScheduler
+from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 
 from diffusers_maskdm import MaskedDiTModel
 from diffusers_maskdm.pipelines import MaskedDDPMPipeline
@@ -42,3 +42,16 @@ def pipe() -> MaskedDDPMPipeline:
 @pytest.fixture
 def class_pipe() -> MaskedDDPMPipeline:
     return make_pipeline(num_class_embeds=3)
+
+
+def save_tiny_ddpm_pipeline(folder) -> None:
+    """Saves a tiny diffusers `DDPMPipeline` (a UNet, not a MaskDM transformer) to `folder`."""
+    unet = UNet2DModel(
+        sample_size=8,
+        block_out_channels=(8, 8),
+        layers_per_block=1,
+        norm_num_groups=4,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+    )
+    DDPMPipeline(unet=unet, scheduler=DDPMScheduler()).save_pretrained(folder)

@@ -20,8 +20,8 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from conftest import make_pipeline
-from diffusers import DDPMPipeline, DiffusionPipeline, UNet2DModel
+from conftest import make_pipeline, save_tiny_ddpm_pipeline
+from diffusers import DiffusionPipeline
 from huggingface_hub import ModelCard, upload_folder
 from huggingface_hub.errors import RepositoryNotFoundError
 
@@ -139,18 +139,9 @@ def test_model_card_snippet_runs_against_the_hub(hub, tmp_path, monkeypatch, num
 
 
 def test_a_repo_that_is_not_a_maskdm_pipeline_says_what_it_is(hub, tmp_path):
-    unet = UNet2DModel(
-        sample_size=8,
-        block_out_channels=(8, 8),
-        layers_per_block=1,
-        norm_num_groups=4,
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-    )
-    from diffusers import DDPMScheduler
     from huggingface_hub import create_repo
 
-    DDPMPipeline(unet=unet, scheduler=DDPMScheduler()).save_pretrained(tmp_path / "ddpm")
+    save_tiny_ddpm_pipeline(tmp_path / "ddpm")
     create_repo("ddpm-tiny")
     upload_folder(repo_id="test-user/ddpm-tiny", folder_path=tmp_path / "ddpm")
     with pytest.raises(ValueError, match="'DDPMPipeline'"):

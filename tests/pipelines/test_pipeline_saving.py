@@ -20,8 +20,8 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import make_pipeline
-from diffusers import DDIMScheduler, DDPMPipeline, DiffusionPipeline, UNet2DModel
+from conftest import make_pipeline, save_tiny_ddpm_pipeline
+from diffusers import DDIMScheduler, DiffusionPipeline
 from diffusers.utils import dynamic_modules_utils
 
 from diffusers_maskdm import MaskedDiTModel
@@ -114,15 +114,7 @@ def test_generic_diffusers_entry_point(pipe, tmp_path, monkeypatch):
 
 
 def test_loading_a_folder_that_is_not_a_maskdm_pipeline_says_what_it_found(pipe, tmp_path):
-    unet = UNet2DModel(
-        sample_size=8,
-        block_out_channels=(8, 8),
-        layers_per_block=1,
-        norm_num_groups=4,
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-    )
-    DDPMPipeline(unet=unet, scheduler=DDIMScheduler()).save_pretrained(tmp_path / "ddpm")
+    save_tiny_ddpm_pipeline(tmp_path / "ddpm")
     with pytest.raises(ValueError, match=r"'DDPMPipeline'.*\['scheduler', 'unet'\]"):
         MaskedDDPMPipeline.from_pretrained(tmp_path / "ddpm")
 

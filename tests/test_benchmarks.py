@@ -1,6 +1,7 @@
 """The benchmark scripts stay runnable (smoke runs), and the reproduction's plan gives every arm the same compute."""
 
 import argparse
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -79,3 +80,26 @@ def test_benchmark_smoke_run(script):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "|" in result.stdout  # a markdown table was printed
+
+
+def test_reproduce_smoke_run_resumes_without_redoing_work(tmp_path):
+    command = [sys.executable, str(BENCHMARKS / "reproduce.py"), "--quick", "--run_dir", str(tmp_path)]
+    command += ["--arms", "baseline", "maskdm_block90"]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    # The baseline at every fraction; MaskDM at the end of pre-training (sampled as full images) and after it.
+    assert [e["fraction"] for e in results["baseline"]["evals"]] == [0.25, 0.5, 1.0]
+    assert [(e["fraction"], e["stage"]) for e in results["maskdm_block90"]["evals"]] == [
+        (0.25, "pretrain"),
+        (0.5, "finetune"),
+        (1.0, "finetune"),
+    ]
+    assert all(e["fid"] > 0 and e["train_seconds"] > 0 for arm in results.values() for e in arm["evals"])
+    assert "| maskdm_block90 |" in (tmp_path / "report.md").read_text()
+    assert (tmp_path / "reproduction_fid_vs_flops.png").stat().st_size > 0
+
+    second = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "training" not in second.stdout and "FID-50 =" not in second.stdout  # everything was done already
+    assert json.loads((tmp_path / "results.json").read_text()) == results

@@ -275,11 +275,14 @@ def run_arm(args, arm: Arm, results: dict, save, fid: FidMeter) -> None:
         if fraction is not None and round(fraction, 6) in done:
             continue
         latest = find_latest_checkpoint(stage_dir) if stage_dir.exists() else None
-        if (
-            latest is None
-            or read_training_state(latest)["global_step"] < step
-            or not (stage_dir / "model_index.json").exists()
-        ):
+        trained = read_training_state(latest)["global_step"] if latest is not None else 0
+        if fraction is not None and trained > step:
+            raise SystemExit(
+                f"[{arm.name}] cannot evaluate {fraction:g} of the budget: {stage_dir} is already trained past its "
+                f"step {step} (to {trained}). Evaluate new points in a fresh --run_dir that holds a copy of the "
+                "earlier stages' folders and of results.json."
+            )
+        if trained < step or not (stage_dir / "model_index.json").exists():
             print(
                 f"[{arm.name}] training {arm.stages[index].name} to step {step}/{plan.stage_steps[index]}", flush=True
             )
@@ -407,7 +410,9 @@ def main():
     parser.add_argument("--train_batch_size", type=int, default=32)
     parser.add_argument("--budget_steps", type=int, default=1200, help="the baseline's full-image steps")
     parser.add_argument("--pretrain_share", type=float, default=0.25, help="budget share of masked pre-training")
-    parser.add_argument("--eval_fractions", type=float, nargs="+", default=[0.25, 0.5, 0.75, 1.0])
+    parser.add_argument(
+        "--eval_fractions", type=float, nargs="+", default=None, help="default: 0.25 0.5 0.75 1 (--quick: 0.25 0.5 1)"
+    )
     parser.add_argument("--learning_rate", type=float, default=3e-4)
     parser.add_argument(
         "--prediction_type",
@@ -436,8 +441,11 @@ def main():
     args = parser.parse_args()
     if args.quick:
         args.budget_steps, args.fid_samples, args.fid_inference_steps, args.fid_reference_samples = 8, 50, 2, 64
-        args.eval_fractions, args.lr_warmup_steps, args.plots_dir = [0.25, 0.5, 1.0], 2, args.run_dir
+        args.eval_fractions = args.eval_fractions or [0.25, 0.5, 1.0]
+        args.lr_warmup_steps, args.plots_dir = 2, args.run_dir
         args.reference_stats_dir = str(Path(args.run_dir) / "reference_stats")
+
+    args.eval_fractions = args.eval_fractions or [0.25, 0.5, 0.75, 1.0]
 
     run_dir = Path(args.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

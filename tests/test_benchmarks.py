@@ -103,3 +103,8 @@ def test_reproduce_smoke_run_resumes_without_redoing_work(tmp_path):
     assert second.returncode == 0, second.stderr[-3000:]
     assert "training" not in second.stdout and "FID-50 =" not in second.stdout  # everything was done already
     assert json.loads((tmp_path / "results.json").read_text()) == results
+
+    # A new evaluation point before where training already got to cannot be measured there: a clear error.
+    third = subprocess.run(command + ["--eval_fractions", "0.375", "1.0"], capture_output=True, text=True, timeout=900)
+    assert third.returncode != 0
+    assert "already trained past" in third.stderr and "fresh --run_dir" in third.stderr

@@ -131,6 +131,11 @@ def stage_flops(args, stage: Stage) -> int:
     return training_step_flops(model, args.train_batch_size, masks)
 
 
+def fraction_key(fraction: float) -> float:
+    """Budget fractions are compared rounded: they come from the command line, float arithmetic and JSON."""
+    return round(fraction, 6)
+
+
 @dataclass
 class Plan:
     """Where each stage stops and where FID is measured, in steps of each stage and in cumulative FLOPs."""
@@ -263,7 +268,7 @@ def run_arm(args, arm: Arm, results: dict, save, fid: FidMeter) -> None:
         stage_steps=plan.stage_steps,
         stage_step_gflops=[flops / 1e9 for flops in plan.stage_step_flops],
     )
-    done = {round(entry["fraction"], 6) for entry in record["evals"]}
+    done = {fraction_key(entry["fraction"]) for entry in record["evals"]}
     arm_dir = Path(args.run_dir) / arm.name
     checkpoints = [(index, steps) for index, steps in enumerate(plan.stage_steps)]
     # Segments: train up to each evaluation point, and to the end of each stage.
@@ -272,7 +277,7 @@ def run_arm(args, arm: Arm, results: dict, save, fid: FidMeter) -> None:
     for index, step in stops:
         fraction = evals_at.get((index, step))
         stage_dir = arm_dir / arm.stages[index].name
-        if fraction is not None and round(fraction, 6) in done:
+        if fraction is not None and fraction_key(fraction) in done:
             continue
         latest = find_latest_checkpoint(stage_dir) if stage_dir.exists() else None
         trained = read_training_state(latest)["global_step"] if latest is not None else 0
@@ -315,9 +320,9 @@ def merge_results(results: dict, other: dict) -> None:
     same arm re-run with other `--eval_fractions`: training resumes to the same weights, so the points agree)."""
     for name, record in other.items():
         merged = results.setdefault(name, record)
-        known = {round(entry["fraction"], 6) for entry in merged["evals"]}
+        known = {fraction_key(entry["fraction"]) for entry in merged["evals"]}
         merged["evals"] = sorted(
-            merged["evals"] + [entry for entry in record["evals"] if round(entry["fraction"], 6) not in known],
+            merged["evals"] + [entry for entry in record["evals"] if fraction_key(entry["fraction"]) not in known],
             key=lambda entry: entry["fraction"],
         )
 
@@ -352,8 +357,11 @@ def write_report(args, results: dict) -> str:
     baseline = results.get("baseline", {}).get("evals", [])
     baseline_final = baseline[-1] if baseline and baseline[-1]["fraction"] == 1.0 else None
     for name, record in results.items():
-        by_fraction = {round(e["fraction"], 6): e["fid"] for e in record["evals"]}
-        cells = [f"{by_fraction[round(f, 6)]:.1f}" if round(f, 6) in by_fraction else "" for f in args.eval_fractions]
+        by_fraction = {fraction_key(e["fraction"]): e["fid"] for e in record["evals"]}
+        cells = [
+            f"{by_fraction[fraction_key(f)]:.1f}" if fraction_key(f) in by_fraction else ""
+            for f in args.eval_fractions
+        ]
         reach = ""
         if baseline_final is not None and name != "baseline":
             flops = compute_to_reach(record["evals"], baseline_final["fid"], "gflops")

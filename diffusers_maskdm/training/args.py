@@ -170,6 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--mixed_precision", type=str, default=None, choices=MIXED_PRECISIONS, help="Default: accelerate's config."
     )
     run.add_argument("--cpu", action="store_true", help="Train on the CPU even when a GPU is there.")
+    run.add_argument(
+        "--num_cpu_threads",
+        type=int,
+        default=None,
+        help="Threads per process on the CPU. Default: the CPUs this run may use, shared by its local processes.",
+    )
     run.add_argument("--checkpointing_steps", type=int, default=500, help="Save a checkpoint every N steps.")
     run.add_argument("--checkpoints_total_limit", type=int, default=None, help="Keep at most N checkpoints.")
     run.add_argument(

@@ -50,6 +50,7 @@ from .checkpointing import (
 )
 from .data import build_train_dataloader, build_train_dataset
 from .export import push_pipeline, sample_grid, save_pipeline
+from .hardware import cpu_supports_bf16, cpu_threads_per_process
 from .loop import (
     NonFiniteLossGuard,
     Throughput,
@@ -82,9 +83,13 @@ def build_accelerator(args: argparse.Namespace) -> Accelerator:
     project_config = ProjectConfiguration(
         project_dir=args.output_dir, logging_dir=os.path.join(args.output_dir, args.logging_dir)
     )
+    cpu = _use_cpu(args)
+    mixed_precision = args.mixed_precision
+    if cpu and mixed_precision == "bf16" and not cpu_supports_bf16():
+        mixed_precision = "no"  # emulated bf16 is slower than fp32; said in the log by `_use_cpu_cores`
     return Accelerator(
-        cpu=_use_cpu(args),
-        mixed_precision=args.mixed_precision,
+        cpu=cpu,
+        mixed_precision=mixed_precision,
         log_with=None if args.report_to == "none" else args.report_to,
         project_config=project_config,
         # The schedule is stepped once per optimizer step on every process, whatever the number of processes.
@@ -130,6 +135,26 @@ def _check_model_fits_data(model_config: dict, dataset, num_classes: int | None,
         )
 
 
+def _use_cpu_cores(accelerator: Accelerator, args: argparse.Namespace) -> None:
+    """On the CPU, give each process its share of the cores (or `--num_cpu_threads`) and say the precision."""
+    if accelerator.device.type != "cpu":
+        return
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes))
+    torch.set_num_threads(args.num_cpu_threads or cpu_threads_per_process(local_processes))
+    if args.mixed_precision == "bf16" and accelerator.mixed_precision == "no":
+        logger.warning(
+            "--mixed_precision bf16: this CPU has no native bf16 (AVX512-BF16, AMX or Arm BF16), where emulated bf16 "
+            "is slower than fp32: training in fp32."
+        )
+    logger.info(
+        "CPU training: %d thread(s) per process, %d process(es) here, precision %s",
+        torch.get_num_threads(),
+        local_processes,
+        accelerator.mixed_precision,
+        main_process_only=False,
+    )
+
+
 def _all_finite(accelerator: Accelerator, value: torch.Tensor) -> bool:
     """Whether `value` is finite on every process: all processes must agree to skip a step together."""
     flag = torch.isfinite(value.detach().float()).all().float().reshape(1)
@@ -171,6 +196,7 @@ def run_training(args: argparse.Namespace) -> Path:
     """
     accelerator = build_accelerator(args)
     _setup_logging(accelerator)
+    _use_cpu_cores(accelerator, args)
     logger.info(accelerator.state, main_process_only=False)
     output_dir = Path(args.output_dir)
     set_seed(args.seed)
@@ -433,7 +459,7 @@ def run_training(args: argparse.Namespace) -> Path:
             noise_scheduler,
             ema_model,
             repo_id=args.hub_model_id,
-            training=_card_training_info(args, dataset, total_batch_size, max_train_steps, mask_rate),
+            training=_card_training_info(args, accelerator, dataset, total_batch_size, max_train_steps, mask_rate),
             base_model=_hub_base_model(args),
             num_grid_images=args.num_validation_images,
             grid_inference_steps=args.validation_inference_steps,
@@ -450,7 +476,9 @@ def run_training(args: argparse.Namespace) -> Path:
     return output_dir
 
 
-def _card_training_info(args, dataset, total_batch_size: int, max_train_steps: int, mask_rate: float) -> dict:
+def _card_training_info(
+    args, accelerator: Accelerator, dataset, total_batch_size: int, max_train_steps: int, mask_rate: float
+) -> dict:
     info = {
         "stage": args.stage,
         "mask_kind": args.mask_type if args.mask_rate > 0 else None,
@@ -462,7 +490,7 @@ def _card_training_info(args, dataset, total_batch_size: int, max_train_steps: i
         "max_train_samples": args.max_train_samples,
         "learning_rate": args.learning_rate,
         "use_ema": args.use_ema,
-        "mixed_precision": args.mixed_precision or "no",
+        "mixed_precision": accelerator.mixed_precision,
         "prediction_type": args.prediction_type,
         "fine-tuned from": args.pretrained_model_name_or_path,
     }

@@ -49,6 +49,9 @@ def base_args(data_dir: Path, model_config: Path, output_dir: Path) -> list[str]
         "1",
         "--report_to",
         "none",
+        # One thread per process, as `script_env` says; the default (all cores) is tested on its own.
+        "--num_cpu_threads",
+        "1",
         "--output_dir",
         str(output_dir),
     ]

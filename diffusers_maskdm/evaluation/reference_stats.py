@@ -13,9 +13,9 @@
 # limitations under the License.
 """Reference statistics of a data set, computed once and cached on disk.
 
-A cache entry is a safetensors file named after a hash of its key: the data set's identity, the resolution, the
-number of images and the feature extractor's identifier (network, weights hash, resize rule). Change any of them
-and the statistics are recomputed; the key is also stored in the file and checked on load.
+A cache entry is a safetensors `FeatureStatistics` file named after a hash of its key: the data set's identity, the
+resolution, the number of images and the feature extractor's identifier (network, weights hash, resize rule). Change
+any of them and the statistics are recomputed; the key is also stored in the file and checked on load.
 """
 
 import hashlib
@@ -30,13 +30,12 @@ from typing import Any
 import torch
 
 from .features import FeatureExtractor
-from .statistics import FeatureStatistics, compute_feature_statistics
+from .fid import FeatureStatistics, compute_feature_statistics
 
 
 logger = logging.getLogger(__name__)
 
-# Bump when the way statistics are computed changes, so old cache entries stop matching.
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 1  # bump when the way statistics are computed changes, so old entries stop matching
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 
 
@@ -65,20 +64,19 @@ def reference_statistics_key(
     dataset_id: str, resolution: int, num_samples: int | None, extractor: FeatureExtractor | str
 ) -> dict[str, str]:
     """The fields a cache entry is keyed by (all strings, as stored in the file's metadata)."""
-    identifier = extractor if isinstance(extractor, str) else extractor.identifier
     return {
         "dataset": str(dataset_id),
         "resolution": str(int(resolution)),
         "num_samples": "all" if num_samples is None else str(int(num_samples)),
-        "extractor": identifier,
+        "extractor": extractor if isinstance(extractor, str) else extractor.identifier,
         "format": str(_CACHE_FORMAT),
     }
 
 
 def reference_statistics_path(cache_dir: str | Path, key: dict[str, str]) -> Path:
-    """The cache file of a key: a readable slug of the data set and extractor plus a hash of the whole key."""
+    """The cache file of a key: a readable slug of the data set plus a hash of the whole key."""
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{Path(key['dataset']).name or key['dataset']}")[-40:].strip("-")
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(key["dataset"]).name or key["dataset"])[-40:].strip("-")
     return Path(cache_dir) / f"{slug or 'dataset'}-{key['resolution']}px-n{key['num_samples']}-{digest}.safetensors"
 
 
@@ -96,14 +94,13 @@ def load_or_compute_reference_statistics(
     """Statistics of a real data set for `extractor`, from the cache when an entry with the same key exists.
 
     Args:
-        images (`torch.Tensor`, data set, iterable of batches, or a callable returning one):
-            The real images, float in [0, 1], (batch, channels, height, width), at `resolution`; see
-            `iterate_image_batches`. Only read on a cache miss; a zero-argument callable is only *called* on a miss,
-            so building an expensive data set can be skipped on a hit.
+        images (`torch.Tensor`, data set, iterable of batches, or a zero-argument callable returning one):
+            the real images, float in [0, 1] at `resolution` (see `iterate_image_batches`); read, and a callable
+            called, only on a cache miss, so building an expensive data set is skipped on a hit.
         extractor (`FeatureExtractor`): the feature network.
-        dataset_id (`str`):
-            What identifies the data set: a Hub name with its revision and split, or `fingerprint_image_folder(dir)`.
-            The caller vouches that the same id means the same images (and the same preprocessing).
+        dataset_id (`str`): what identifies the data set: a Hub name with its revision and split, or
+            `fingerprint_image_folder(dir)`. The caller vouches that the same id means the same images (and
+            preprocessing).
         resolution (`int`): the image size; images of another size are refused.
         num_samples (`int`, *optional*): the first `num_samples` images; all when `None`.
         cache_dir (`str` or `Path`, *optional*): where entries live; `default_cache_dir()` when `None`.
@@ -122,30 +119,18 @@ def load_or_compute_reference_statistics(
     path = reference_statistics_path(cache_dir if cache_dir is not None else default_cache_dir(), key)
     if path.is_file():
         stats = FeatureStatistics.load(path)
-        stored_key = {name: stats.metadata.get(name) for name in key}
-        if stored_key == key:
+        if all(stats.metadata.get(name) == value for name, value in key.items()):
             logger.info("Reference statistics from the cache: %s", path)
             stats.metadata["cache_path"] = str(path)
             return stats
-        logger.warning("Cache file %s holds another key %s; recomputing.", path, stored_key)
+        logger.warning("Cache file %s holds another key; recomputing.", path)
 
     if callable(images) and not isinstance(images, (torch.Tensor, torch.utils.data.Dataset)):
         images = images()
-    stats = compute_feature_statistics(
-        images,
-        extractor,
-        num_samples=num_samples,
-        batch_size=batch_size,
-        image_key=image_key,
-        progress=progress,
-        expected_resolution=resolution,
-    )
+    options = dict(num_samples=num_samples, batch_size=batch_size, image_key=image_key, progress=progress)
+    stats = compute_feature_statistics(images, extractor, expected_resolution=resolution, **options)
     if num_samples is not None and stats.num_samples < num_samples:
-        logger.warning(
-            "Asked for %d reference images but the data set holds %d; using all of them.",
-            num_samples,
-            stats.num_samples,
-        )
+        logger.warning("Asked for %d reference images but the data set holds %d.", num_samples, stats.num_samples)
     stats.metadata.update(key)
     stats.save(path)
     stats.metadata["cache_path"] = str(path)
@@ -197,64 +182,63 @@ def reference_statistics_for_training_data(
     batch_size: int = 64,
     progress: bool = True,
 ) -> FeatureStatistics:
-    """Cached reference statistics of the training script's data (same options as training, via
+    """Cached reference statistics of the training script's data (same options as training, through
     `diffusers_maskdm.training.data.build_train_dataset`), center-cropped and never flipped.
 
     Args:
         extractor (`FeatureExtractor`): the feature network.
         resolution (`int`): the image size (the model's `sample_size`).
         dataset_name, dataset_config_name, train_data_dir, image_column, split, num_channels, interpolation:
-            As for training; neither `dataset_name` nor `train_data_dir` means the embedded Twemoji default.
-        num_samples (`int`, *optional*): a subset of this many images drawn with `seed` (not the first N); the whole
-            data set when `None`.
+            as for training; neither `dataset_name` nor `train_data_dir` means the embedded Twemoji default.
+        num_samples (`int`, *optional*): a subset of this many images drawn with `seed`; all images when `None`.
         seed (`int`, *optional*, defaults to 0): seed of the subset.
         cache_dir (`str` or `Path`, *optional*): statistics cache; `default_cache_dir()` when `None`.
         data_cache_dir (`str` or `os.PathLike`, *optional*): the `datasets` cache.
         batch_size (`int`, *optional*, defaults to 64): images per feature batch.
-        progress (`bool`, *optional*, defaults to `True`): show a progress bar while computing.
+        progress (`bool`, *optional*, defaults to `True`): show a progress bar (over the data set's images).
     """
-    dataset_id = training_data_identity(
+    data_options = dict(
         dataset_name=dataset_name,
         dataset_config_name=dataset_config_name,
         train_data_dir=train_data_dir,
-        split=split,
         image_column=image_column,
+        split=split,
         num_channels=num_channels,
         interpolation=interpolation,
     )
+    dataset_id = training_data_identity(**data_options)
     if num_samples is not None:
         dataset_id += f"|subset-seed={seed}"
 
-    def images() -> Iterable[torch.Tensor]:
+    def images() -> torch.utils.data.DataLoader:
         # Imported here: it needs `datasets`, and a cache hit should not pay for building the data set.
         from ..training.data import build_train_dataset
 
         dataset = build_train_dataset(
-            dataset_name=dataset_name,
-            dataset_config_name=dataset_config_name,
-            train_data_dir=train_data_dir,
-            image_column=image_column,
+            **data_options,
             cache_dir=data_cache_dir,
-            split=split,
             resolution=resolution,
             center_crop=True,
             random_flip=False,
-            num_channels=num_channels,
-            interpolation=interpolation,
             max_train_samples=num_samples,
             seed=seed,
         )
-        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
-        # The training data is in [-1, 1]; the evaluation convention is [0, 1].
-        return ((batch["pixel_values"] + 1) / 2 for batch in loader)
+        # The training data is in [-1, 1]; the evaluation convention is [0, 1]. A dataset of dicts, which
+        # `iterate_image_batches` batches (and counts for the progress bar).
+        return _ZeroOneImages(dataset)
 
-    return load_or_compute_reference_statistics(
-        images,
-        extractor,
-        dataset_id=dataset_id,
-        resolution=resolution,
-        num_samples=num_samples,
-        cache_dir=cache_dir,
-        batch_size=batch_size,
-        progress=progress,
-    )
+    options = dict(num_samples=num_samples, cache_dir=cache_dir, batch_size=batch_size, progress=progress)
+    return load_or_compute_reference_statistics(images, extractor, dataset_id, resolution, **options)
+
+
+class _ZeroOneImages(torch.utils.data.Dataset):
+    """The training data set's `pixel_values`, mapped from [-1, 1] to [0, 1]."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return (self.dataset[index]["pixel_values"] + 1) / 2

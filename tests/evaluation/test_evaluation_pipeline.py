@@ -79,6 +79,14 @@ def test_generate_and_score_is_seeded_and_keeps_grid_images(texture_extractor):
     assert other_seed != pytest.approx(score.value, rel=1e-6)
 
 
+def test_fid_sampling_shows_one_progress_bar_over_images(texture_extractor, capsys):
+    pipeline = _tiny_pipeline()
+    compute_fid_for_pipeline(pipeline, _reference(texture_extractor), texture_extractor, 6, 4, num_inference_steps=2)
+    err = capsys.readouterr().err
+    assert "sampling for FID" in err and "6/6" in err
+    assert "2/2" not in err  # the pipeline's per-step bar is silenced meanwhile
+
+
 def test_bad_arguments(texture_extractor):
     pipeline = _tiny_pipeline()
     reference = _reference(texture_extractor)

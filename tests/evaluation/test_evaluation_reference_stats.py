@@ -134,3 +134,10 @@ def test_training_data_statistics_and_folder_fingerprint(texture_extractor, tmp_
     assert fingerprint_image_folder(data_dir) != fingerprint
     assert reference_statistics_for_training_data(texture_extractor, **options).num_samples == 13
     assert texture_extractor.module.calls > 0
+
+
+def test_computing_statistics_shows_progress_over_the_images(shape_images, texture_extractor, tmp_path, capsys):
+    load_or_compute_reference_statistics(shape_images, texture_extractor, "shapes", 32, cache_dir=tmp_path)
+    assert "48/48" in capsys.readouterr().err
+    load_or_compute_reference_statistics(shape_images, texture_extractor, "shapes", 32, cache_dir=tmp_path)
+    assert "48/48" not in capsys.readouterr().err  # a cache hit computes nothing

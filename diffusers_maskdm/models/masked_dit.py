@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
-from diffusers.models.attention import FeedForward
-from diffusers.models.attention_processor import Attention
+from diffusers.models.attention import AttentionMixin, FeedForward
+from diffusers.models.attention_processor import Attention, AttnProcessor, FusedAttnProcessor2_0
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps, get_2d_sincos_pos_embed
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
 from diffusers.models.normalization import AdaLayerNormZero
@@ -29,6 +29,8 @@ from ..masking import validate_mask, visible_indices
 
 TIME_CONDITIONINGS = ("token", "adaln")
 POSITION_EMBEDDING_TYPES = ("learned", "sincos", "none")
+ACTIVATION_FNS = ("gelu-approximate", "gelu")
+WEIGHT_INITS = ("xavier", "trunc_normal")
 
 
 class MaskedDiTBlock(nn.Module):
@@ -37,16 +39,26 @@ class MaskedDiTBlock(nn.Module):
     `adaln=True` it is a DiT adaLN-Zero block modulated by the condition vector.
     """
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, adaln: bool):
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float,
+        adaln: bool,
+        attention_bias: bool = True,
+        activation_fn: str = "gelu-approximate",
+    ):
         super().__init__()
         self.adaln = adaln
         if adaln:
             self.norm1 = AdaLayerNormZero(dim)
         else:
             self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = Attention(query_dim=dim, heads=num_heads, dim_head=dim // num_heads, bias=True, out_bias=True)
+        self.attn = Attention(
+            query_dim=dim, heads=num_heads, dim_head=dim // num_heads, bias=attention_bias, out_bias=True
+        )
         self.norm2 = nn.LayerNorm(dim, eps=1e-6, elementwise_affine=not adaln)
-        self.ff = FeedForward(dim, mult=mlp_ratio, activation_fn="gelu-approximate")
+        self.ff = FeedForward(dim, mult=mlp_ratio, activation_fn=activation_fn)
 
     def forward(self, hidden_states: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
         if not self.adaln:
@@ -58,7 +70,7 @@ class MaskedDiTBlock(nn.Module):
         return hidden_states + gate_mlp[:, None] * self.ff(normed)
 
 
-class MaskedDiTModel(ModelMixin, ConfigMixin):
+class MaskedDiTModel(ModelMixin, AttentionMixin, ConfigMixin):
     r"""
     A diffusion transformer in pixel space that computes only the visible tokens of a masked image (MaskDM).
 
@@ -67,13 +79,24 @@ class MaskedDiTModel(ModelMixin, ConfigMixin):
     embedding, then the masked ones are dropped, so a step at 90 % masking costs about a tenth of a full one. The same
     weights run on full images (no mask) for fine-tuning and sampling.
 
+    The defaults differ from the official MaskDM network in small ways (a time MLP, q/k/v biases, tanh-approximated
+    GELU, no position for the time token, xavier initialisation); `use_time_mlp=False, attention_bias=False,
+    activation_fn="gelu", condition_token_positions=True, weight_init="trunc_normal"` and an odd `num_layers` build
+    it exactly (the named configurations of `diffusers_maskdm.training.presets` do).
+
+    Attention layers are diffusers' `Attention`, so the attention processor API applies: `attn_processors`,
+    `set_attn_processor`, `set_default_attn_processor`, `fuse_qkv_projections` / `unfuse_qkv_projections` and
+    `set_attention_slice` (which `pipeline.enable_attention_slicing()` calls).
+
     Parameters:
         sample_size (`int`, *optional*, defaults to 32): The height and width of the (square) input image in pixels.
         in_channels (`int`, *optional*, defaults to 3): The number of channels of the input (1 for grayscale).
         out_channels (`int`, *optional*): The number of output channels. Defaults to `in_channels`.
         patch_size (`int`, *optional*, defaults to 2): The side of a square patch in pixels; must divide `sample_size`.
         hidden_size (`int`, *optional*, defaults to 256): The width of the transformer (token dimension).
-        num_layers (`int`, *optional*, defaults to 7): The number of transformer blocks.
+        num_layers (`int`, *optional*, defaults to 7):
+            The number of transformer blocks. With long skips, an odd number gives `num_layers // 2` blocks in, one
+            middle block and `num_layers // 2` out, as U-ViT (the official models, "depth 12" or 13, have 13 blocks).
         num_attention_heads (`int`, *optional*, defaults to 4): The number of heads; must divide `hidden_size`.
         mlp_ratio (`float`, *optional*, defaults to 4.0): The hidden width of each MLP relative to `hidden_size`.
         use_long_skip (`bool`, *optional*, defaults to `True`):
@@ -86,6 +109,19 @@ class MaskedDiTModel(ModelMixin, ConfigMixin):
         num_class_embeds (`int`, *optional*):
             The number of classes for class-conditional generation. One more embedding is kept as the null class
             (label `num_class_embeds`), used for unconditional samples and classifier-free guidance.
+        use_time_mlp (`bool`, *optional*, defaults to `True`):
+            Pass the sinusoidal timestep features through a two-layer MLP; `False` uses them as they are (the
+            official network's identity time embedding).
+        attention_bias (`bool`, *optional*, defaults to `True`): Biases on the query, key and value projections.
+        activation_fn (`str`, *optional*, defaults to `"gelu-approximate"`): The MLP activation, `"gelu"` (exact,
+            the official network's) or `"gelu-approximate"` (tanh).
+        condition_token_positions (`bool`, *optional*, defaults to `False`):
+            Give the condition tokens (time, class) rows of their own in the learned position table, which then has
+            `num_condition_tokens + num_patches` rows (the official network's). Needs `time_conditioning="token"` and
+            `position_embedding_type="learned"`.
+        weight_init (`str`, *optional*, defaults to `"xavier"`):
+            `"xavier"` (U-ViT/DiT style) or `"trunc_normal"` (linear weights from a normal of std 0.02 truncated at
+            +-2, the patch embedding left at PyTorch's default, as the official code initialises).
     """
 
     _supports_gradient_checkpointing = True
@@ -106,6 +142,11 @@ class MaskedDiTModel(ModelMixin, ConfigMixin):
         time_conditioning: str = "token",
         position_embedding_type: str = "learned",
         num_class_embeds: int | None = None,
+        use_time_mlp: bool = True,
+        attention_bias: bool = True,
+        activation_fn: str = "gelu-approximate",
+        condition_token_positions: bool = False,
+        weight_init: str = "xavier",
     ):
         super().__init__()
         _validate_config(self.config)
@@ -115,23 +156,30 @@ class MaskedDiTModel(ModelMixin, ConfigMixin):
         self.gradient_checkpointing = False
         adaln = time_conditioning == "adaln"
 
-        # Input: patches, position table, condition embeddings.
+        # Input: patches, position table, condition embeddings (registered in this order: optimizer states follow it).
+        self.num_condition_tokens = 0 if adaln else 1 + bool(num_class_embeds)
         self.patch_embed = nn.Conv2d(in_channels, hidden_size, kernel_size=patch_size, stride=patch_size)
         if position_embedding_type == "learned":
-            self.pos_embed = nn.Parameter(torch.zeros(1, self.num_patches, hidden_size))
+            num_rows = self.num_patches + (self.num_condition_tokens if condition_token_positions else 0)
+            self.pos_embed = nn.Parameter(torch.zeros(1, num_rows, hidden_size))
         elif position_embedding_type == "sincos":
             table = get_2d_sincos_pos_embed(hidden_size, self.grid_size, base_size=self.grid_size).float()
             self.register_buffer("pos_embed", table[None], persistent=False)
         else:
             self.pos_embed = None
         self.time_proj = Timesteps(hidden_size, flip_sin_to_cos=True, downscale_freq_shift=0)
-        self.time_embedding = TimestepEmbedding(hidden_size, 4 * hidden_size, out_dim=hidden_size)
+        if use_time_mlp:
+            self.time_embedding = TimestepEmbedding(hidden_size, 4 * hidden_size, out_dim=hidden_size)
+        else:
+            self.time_embedding = nn.Identity()
         self.class_embedding = nn.Embedding(num_class_embeds + 1, hidden_size) if num_class_embeds else None
-        self.num_condition_tokens = 0 if adaln else 1 + (self.class_embedding is not None)
 
         # Blocks, with U-ViT long skips from the first half into the second.
         self.transformer_blocks = nn.ModuleList(
-            [MaskedDiTBlock(hidden_size, num_attention_heads, mlp_ratio, adaln) for _ in range(num_layers)]
+            [
+                MaskedDiTBlock(hidden_size, num_attention_heads, mlp_ratio, adaln, attention_bias, activation_fn)
+                for _ in range(num_layers)
+            ]
         )
         num_skips = num_layers // 2 if use_long_skip else 0
         self.skip_projections = nn.ModuleList([nn.Linear(2 * hidden_size, hidden_size) for _ in range(num_skips)])
@@ -144,11 +192,15 @@ class MaskedDiTModel(ModelMixin, ConfigMixin):
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
-        """All weight initialisation in one place: U-ViT/DiT style, adaLN modulations and their output at zero."""
+        """All weight initialisation in one place (`weight_init`); adaLN modulations and their output at zero."""
+        xavier = self.config.weight_init == "xavier"
 
         def _basic_init(module):
             if isinstance(module, nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
+                if xavier:
+                    nn.init.xavier_uniform_(module.weight)
+                else:
+                    nn.init.trunc_normal_(module.weight, std=0.02)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
             elif isinstance(module, nn.LayerNorm) and module.elementwise_affine:
@@ -156,15 +208,19 @@ class MaskedDiTModel(ModelMixin, ConfigMixin):
                 nn.init.zeros_(module.bias)
 
         self.apply(_basic_init)
-        # The patch embedding is a linear map of each flattened patch.
-        nn.init.xavier_uniform_(self.patch_embed.weight.view(self.patch_embed.weight.shape[0], -1))
-        nn.init.zeros_(self.patch_embed.bias)
+        if xavier:
+            # The patch embedding is a linear map of each flattened patch.
+            nn.init.xavier_uniform_(self.patch_embed.weight.view(self.patch_embed.weight.shape[0], -1))
+            nn.init.zeros_(self.patch_embed.bias)
+        else:
+            self.patch_embed.reset_parameters()
         if isinstance(self.pos_embed, nn.Parameter):
             nn.init.trunc_normal_(self.pos_embed, std=0.02)
         if self.class_embedding is not None:
             nn.init.normal_(self.class_embedding.weight, std=0.02)
-        nn.init.normal_(self.time_embedding.linear_1.weight, std=0.02)
-        nn.init.normal_(self.time_embedding.linear_2.weight, std=0.02)
+        if self.config.use_time_mlp:
+            nn.init.normal_(self.time_embedding.linear_1.weight, std=0.02)
+            nn.init.normal_(self.time_embedding.linear_2.weight, std=0.02)
         if self.config.time_conditioning == "adaln":
             # adaLN-Zero: every residual branch and the output start at zero, so each block starts as the identity.
             for block in self.transformer_blocks:
@@ -174,6 +230,54 @@ class MaskedDiTModel(ModelMixin, ConfigMixin):
             nn.init.zeros_(self.norm_out_modulation.bias)
             nn.init.zeros_(self.proj_out.weight)
             nn.init.zeros_(self.proj_out.bias)
+
+    def set_default_attn_processor(self) -> None:
+        """Sets diffusers' plain `AttnProcessor` (no custom, fused or sliced attention) on every block."""
+        self.set_attn_processor(AttnProcessor())
+
+    def fuse_qkv_projections(self) -> None:
+        """
+        Computes each block's query, key and value with one matmul (diffusers' `FusedAttnProcessor2_0`); for
+        inference: the fused copy of the weights is not what training updates. `unfuse_qkv_projections` undoes it.
+        """
+        self.original_attn_processors = self.attn_processors
+        for module in self.modules():
+            if isinstance(module, Attention):
+                module.fuse_projections(fuse=True)
+        self.set_attn_processor(FusedAttnProcessor2_0())
+
+    def unfuse_qkv_projections(self) -> None:
+        """Restores the processors that `fuse_qkv_projections` replaced and drops the fused weights."""
+        if getattr(self, "original_attn_processors", None) is None:
+            return
+        self.set_attn_processor(self.original_attn_processors)
+        self.original_attn_processors = None
+        for module in self.modules():
+            if isinstance(module, Attention) and module.fused_projections:
+                del module.to_qkv  # Not a weight of the model: saved state dicts stay as before.
+                module.fused_projections = False
+
+    def set_attention_slice(self, slice_size: str | int | None) -> None:
+        """
+        Computes attention a slice of (batch x head) rows at a time (diffusers' `SlicedAttnProcessor`), to save
+        memory; `pipeline.enable_attention_slicing()` calls it.
+
+        Args:
+            slice_size (`str` or `int` or `None`): `"auto"` (half the heads), `"max"` (one at a time), a number of
+                rows from 1 to `num_attention_heads`, or `None` for the default processor again.
+        """
+        num_heads = self.config.num_attention_heads
+        slice_size = {"auto": max(1, num_heads // 2), "max": 1}.get(slice_size, slice_size)
+        if slice_size is not None and (
+            isinstance(slice_size, bool) or not isinstance(slice_size, int) or not 1 <= slice_size <= num_heads
+        ):
+            raise ValueError(
+                f"`slice_size` must be 'auto', 'max', None or an integer from 1 to num_attention_heads={num_heads}, "
+                f"got {slice_size!r}."
+            )
+        for module in self.modules():
+            if isinstance(module, Attention):
+                module.set_attention_slice(slice_size)
 
     @property
     def null_class_label(self) -> int | None:
@@ -209,9 +313,10 @@ class MaskedDiTModel(ModelMixin, ConfigMixin):
             validate_mask(mask, batch_size, self.num_patches)
 
         hidden_states = self.patch_embed(sample).flatten(2).transpose(1, 2)  # (N, T, D)
+        num_condition_positions = self.num_condition_tokens if self.config.condition_token_positions else 0
         if self.pos_embed is not None:
             # Positions are added before dropping, so each visible token still knows where it sits.
-            hidden_states = hidden_states + self.pos_embed.to(hidden_states.dtype)
+            hidden_states = hidden_states + self.pos_embed[:, num_condition_positions:].to(hidden_states.dtype)
         if mask is not None:
             keep = visible_indices(mask.to(hidden_states.device))  # (N, T_visible)
             hidden_states = hidden_states.gather(1, keep[..., None].expand(-1, -1, hidden_states.shape[-1]))
@@ -225,7 +330,12 @@ class MaskedDiTModel(ModelMixin, ConfigMixin):
         else:
             condition_tokens = [condition]
         if self.num_condition_tokens:
-            hidden_states = torch.cat([torch.stack(condition_tokens, dim=1), hidden_states], dim=1)  # (N, C+T, D)
+            condition_tokens = torch.stack(condition_tokens, dim=1)  # (N, C, D)
+            if num_condition_positions:
+                condition_tokens = condition_tokens + self.pos_embed[:, :num_condition_positions].to(
+                    hidden_states.dtype
+                )
+            hidden_states = torch.cat([condition_tokens, hidden_states], dim=1)  # (N, C+T, D)
             block_condition = None
         else:
             block_condition = condition
@@ -347,8 +457,12 @@ def _validate_config(config) -> None:
         or config["mlp_ratio"] <= 0
     ):
         raise ValueError(f"config `mlp_ratio` must be a positive number, got {config['mlp_ratio']!r}.")
-    if not isinstance(config["use_long_skip"], bool):
-        raise ValueError(f"config `use_long_skip` must be true or false, got {config['use_long_skip']!r}.")
+    for key in ("use_long_skip", "use_time_mlp", "attention_bias", "condition_token_positions"):
+        if not isinstance(config[key], bool):
+            raise ValueError(f"config `{key}` must be true or false, got {config[key]!r}.")
+    for key, allowed in (("activation_fn", ACTIVATION_FNS), ("weight_init", WEIGHT_INITS)):
+        if config[key] not in allowed:
+            raise ValueError(f"config `{key}` must be one of {allowed}, got {config[key]!r}.")
     if config["sample_size"] % config["patch_size"]:
         raise ValueError(
             f"config `patch_size`={config['patch_size']} does not divide `sample_size`={config['sample_size']}: "
@@ -367,6 +481,14 @@ def _validate_config(config) -> None:
         raise ValueError(
             f"config `position_embedding_type` must be one of {POSITION_EMBEDDING_TYPES}, got "
             f"{config['position_embedding_type']!r}."
+        )
+    if config["condition_token_positions"] and (
+        config["time_conditioning"] != "token" or config["position_embedding_type"] != "learned"
+    ):
+        raise ValueError(
+            "config `condition_token_positions`=true needs time_conditioning='token' and "
+            f"position_embedding_type='learned', got {config['time_conditioning']!r} and "
+            f"{config['position_embedding_type']!r}: set it to false, or use condition tokens with learned positions."
         )
     if config["position_embedding_type"] == "sincos" and config["hidden_size"] % 4:
         raise ValueError(

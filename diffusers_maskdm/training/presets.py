@@ -11,19 +11,45 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Model presets for the training script: `tiny` for CPU, and the paper's U-ViT-S / U-ViT-M backbones."""
+"""Presets of the training script: model configurations (`--model_preset`) and the official recipes (`--recipe`).
 
+Size presets (`tiny`, `small`, `base`) pick the patch size from the resolution. The `maskdm-*` configurations are the
+networks of the official MaskDM code (https://github.com/jiachenlei/maskdm, `models/mask_uvit.py` built from its
+configs), switch for switch and with the same parameter counts; each recipe is one of its training configs.
+"""
+
+import argparse
+import copy
 from typing import Any
 
+
+# The official network's choices (`mlp_time_embed: False`, `qkv_bias: False`, `nn.GELU`, a position for the time
+# token, truncated-normal initialisation); an odd `num_layers` gives U-ViT's middle block.
+_OFFICIAL_NETWORK = {
+    "mlp_ratio": 4.0,
+    "use_time_mlp": False,
+    "attention_bias": False,
+    "activation_fn": "gelu",
+    "condition_token_positions": True,
+    "weight_init": "trunc_normal",
+}
 
 MODEL_PRESETS: dict[str, dict[str, Any]] = {
     # Small enough to pre-train on two CPU cores in minutes (the README demo).
     "tiny": {"hidden_size": 128, "num_layers": 5, "num_attention_heads": 4, "mlp_ratio": 4.0},
-    # The paper's backbones (MaskDM uses U-ViT): U-ViT-S and U-ViT-M.
+    # U-ViT-S and U-ViT-M sizes (U-ViT paper) with this package's defaults: not the official MaskDM networks.
     "small": {"hidden_size": 512, "num_layers": 13, "num_attention_heads": 8, "mlp_ratio": 4.0},
     "base": {"hidden_size": 768, "num_layers": 17, "num_attention_heads": 12, "mlp_ratio": 4.0},
-}
-"""Transformer sizes by preset name; the patch size comes from the resolution (see `patch_size_for_resolution`)."""
+    # The official networks: CelebA 64 (the mask ablations), CelebA-HQ 256, and the 512-wide one at 256 px of the
+    # VGGFace2 pre-training and few-shot transfer configs.
+    "maskdm-celeba-64": {"sample_size": 64, "patch_size": 4, "hidden_size": 512, "num_layers": 13,
+                         "num_attention_heads": 8, **_OFFICIAL_NETWORK},
+    "maskdm-celebahq-256": {"sample_size": 256, "patch_size": 4, "hidden_size": 768, "num_layers": 13,
+                            "num_attention_heads": 12, **_OFFICIAL_NETWORK},
+    "maskdm-small-256": {"sample_size": 256, "patch_size": 4, "hidden_size": 512, "num_layers": 13,
+                         "num_attention_heads": 8, **_OFFICIAL_NETWORK},
+}  # fmt: skip
+"""`MaskedDiTModel` arguments by preset name; size presets take the patch size from the resolution."""
 
 # U-ViT keeps a 16x16 token grid: patch 2 at 32 px (CIFAR-10), patch 4 at 64 px (CelebA, ImageNet 64). Fewer than
 # 4x4 tokens leave nothing to mask.
@@ -61,8 +87,9 @@ def preset_config(
     The `MaskedDiTModel` config of preset `name` for square images of side `resolution`.
 
     Args:
-        name (`str`): one of `MODEL_PRESETS` (`"tiny"`, `"small"`, `"base"`).
-        resolution (`int`): the image side in pixels (the model's `sample_size`).
+        name (`str`): one of `MODEL_PRESETS`.
+        resolution (`int`): the image side in pixels (the model's `sample_size`); an official configuration takes
+            only its own.
         in_channels (`int`, *optional*, defaults to 3): 1 for grayscale, 3 for RGB.
         num_class_embeds (`int`, *optional*): the number of classes of a class-conditional model.
 
@@ -71,10 +98,106 @@ def preset_config(
     """
     if name not in MODEL_PRESETS:
         raise ValueError(f"`model_preset` must be one of {sorted(MODEL_PRESETS)}, got {name!r}.")
+    preset = MODEL_PRESETS[name]
+    if preset.get("sample_size", resolution) != resolution:
+        raise ValueError(
+            f"model preset {name!r} is the official network at {preset['sample_size']} px, not {resolution} px: pass "
+            f"--resolution {preset['sample_size']}, or use a size preset (tiny, small, base)."
+        )
+    patch_size = preset["patch_size"] if "patch_size" in preset else patch_size_for_resolution(resolution)
     return {
         "sample_size": resolution,
         "in_channels": in_channels,
-        "patch_size": patch_size_for_resolution(resolution),
-        **MODEL_PRESETS[name],
+        "patch_size": patch_size,
+        **preset,
         "num_class_embeds": num_class_embeds,
     }
+
+
+# The official recipes, one per training config of the official code. Each sets existing flags; a flag given on the
+# command line wins. Shared by all: AdamW betas (0.99, 0.99), weight decay 0.03, noise prediction over 1000 steps,
+# and the official EMA: decay 0.999 updated every step, warmed up as its EMA library (ema-pytorch) does by default,
+# 1 - (1 + step)^(-2/3), which reaches 0.999 after about 31,600 steps.
+_OFFICIAL_OPTIMISATION = {
+    "adam_beta1": 0.99,
+    "adam_beta2": 0.99,
+    "adam_weight_decay": 0.03,
+    "use_ema": True,
+    "ema_decay": 0.999,
+    "ema_inv_gamma": 1.0,
+    "ema_power": 2 / 3,
+    "prediction_type": "epsilon",
+    "ddpm_num_steps": 1000,
+}
+_OFFICIAL_MASKS = {"mask_type": "block", "mask_rate": 0.9, "mask_block_size": 4, "mask_rounding": "floor"}
+# `clip_grad: null` in an official config: no clipping. A norm no sound run reaches never clips (the norm is still
+# logged); the flags take finite numbers only.
+NO_CLIPPING = 1e9
+
+RECIPES: dict[str, dict[str, Any]] = {
+    # configs/ablation/msm/block4/celeba_90p.yml; the other mask ablations differ only in the mask flags.
+    "maskdm-pretrain-64": {"resolution": 64, **_OFFICIAL_MASKS, "learning_rate": 2e-4, "lr_scheduler": "constant",
+                           "lr_warmup_steps": 0, "max_grad_norm": NO_CLIPPING, "ddpm_beta_schedule": "linear",
+                           **_OFFICIAL_OPTIMISATION},
+    # configs/ablation/celeba_small.yml
+    "maskdm-finetune-64": {"resolution": 64, "mask_rate": 0.0, "learning_rate": 2e-4, "lr_scheduler": "constant",
+                           "lr_warmup_steps": 0, "max_grad_norm": NO_CLIPPING, "ddpm_beta_schedule": "linear",
+                           **_OFFICIAL_OPTIMISATION},
+    # configs/celebahq_base_90p.yml and configs/transfer/vggface2_small_90p.yml
+    "maskdm-pretrain-256": {"resolution": 256, **_OFFICIAL_MASKS, "learning_rate": 2e-4, "lr_scheduler": "constant",
+                            "lr_warmup_steps": 0, "max_grad_norm": 1.0, "ddpm_beta_schedule": "squaredcos_cap_v2",
+                            **_OFFICIAL_OPTIMISATION},
+    # configs/celebahq_base.yml
+    "maskdm-finetune-256": {"resolution": 256, "mask_rate": 0.0, "learning_rate": 1e-5,
+                            "lr_scheduler": "constant_with_warmup", "lr_warmup_steps": 5000, "max_grad_norm": 1.0,
+                            "ddpm_beta_schedule": "squaredcos_cap_v2", **_OFFICIAL_OPTIMISATION},
+    # configs/transfer/celebahq_small_0.1.yml
+    "maskdm-transfer-256": {"resolution": 256, "mask_rate": 0.0, "random_flip": True, "learning_rate": 5e-5,
+                            "lr_scheduler": "constant", "lr_warmup_steps": 0, "max_grad_norm": NO_CLIPPING,
+                            "ddpm_beta_schedule": "squaredcos_cap_v2", **_OFFICIAL_OPTIMISATION},
+}  # fmt: skip
+"""The flag values of each official recipe (`--recipe`), by the destination names of the training script's flags."""
+
+
+def explicit_flags(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> set[str]:
+    """The destinations of the flags that `argv` (default: `sys.argv[1:]`) gives, as opposed to their defaults."""
+    unset = object()
+    probe = copy.deepcopy(parser)
+    probe.set_defaults(**dict.fromkeys(vars(parser.parse_args([])), unset))
+    return {dest for dest, value in vars(probe.parse_args(argv)).items() if value is not unset}
+
+
+def apply_recipe(args: argparse.Namespace, given: set[str]) -> dict[str, Any]:
+    """
+    Sets the values of recipe `args.recipe` on `args`, except the flags in `given` (the user's explicit ones), and
+    records the resolved values in `args.recipe_values` (for the log and the model card); `{}` without a recipe.
+
+    Raises:
+        `ValueError`: when an explicit `--mask_rate` contradicts the recipe's stage, naming the fix.
+    """
+    args.recipe_values = {}
+    if args.recipe is None:
+        return args.recipe_values
+    recipe = RECIPES[args.recipe]
+    for dest, value in recipe.items():
+        if dest not in given:
+            setattr(args, dest, value)
+    if args.mask_type != "block" and "mask_block_size" not in given:
+        args.mask_block_size = None  # The recipe's block size is for block masks only.
+    pretraining = recipe["mask_rate"] > 0
+    if pretraining != (args.mask_rate > 0):
+        stage, fix = ("masked pre-training", "finetune") if pretraining else ("fine-tuning", "pretrain")
+        other = args.recipe.replace("finetune" if fix == "pretrain" else "pretrain", fix).replace("transfer", fix)
+        raise ValueError(
+            f"--recipe {args.recipe} is {stage} but --mask_rate {args.mask_rate} says otherwise: drop --mask_rate, or "
+            f"use --recipe {other}."
+        )
+    args.recipe_values = {dest: getattr(args, dest) for dest in recipe}
+    return args.recipe_values
+
+
+def recipe_summary(args: argparse.Namespace) -> str:
+    """One log line: the recipe's resolved values, naming those that explicit flags changed."""
+    changed = [dest for dest, value in RECIPES[args.recipe].items() if args.recipe_values[dest] != value]
+    values = ", ".join(f"{dest}={value}" for dest, value in args.recipe_values.items())
+    return f"Recipe {args.recipe}: {values}" + (f"; changed by flags: {', '.join(changed)}" if changed else "")

@@ -422,13 +422,9 @@ def dataset_from_hf(
 
     dataset = TrainImageDataset(hf_dataset, image_column, label_column, transform, seed, num_skipped, description)
     dataset.num_classes, dataset.class_names = num_classes, class_names
+    classes = "no class labels" if num_classes is None else f"{num_classes} classes"
     logger.info(
-        "Training data: %d images from %s, %d channel(s), %s classes, %d unreadable skipped.",
-        len(dataset),
-        description,
-        transform.num_channels,
-        num_classes,
-        num_skipped,
+        "Training data: %d images from %s, %s, %d unreadable skipped.", len(dataset), description, classes, num_skipped
     )
     return dataset
 

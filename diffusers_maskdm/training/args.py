@@ -27,10 +27,10 @@ from pathlib import Path
 from diffusers import DDPMScheduler
 from diffusers.optimization import SchedulerType
 
-from ..masking import MASK_KINDS, MaskGenerator
+from ..masking import MASK_KINDS, MASK_ROUNDINGS, MaskGenerator
 from .checkpointing import check_checkpoint, check_output_dir
 from .model_source import read_model_config_file, resolve_pretrained_transformer
-from .presets import MODEL_PRESETS, patch_size_for_resolution
+from .presets import MODEL_PRESETS, RECIPES, apply_recipe, explicit_flags, preset_config
 
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
@@ -96,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=str,
         default=None,
         choices=sorted(MODEL_PRESETS),
-        help="tiny (CPU), small (U-ViT-S: 512 wide, 13 blocks) or base (U-ViT-M: 768, 17). Default: small.",
+        help="tiny (CPU), small (512 wide, 13 blocks), base (768, 17), or an official MaskDM network: "
+        "maskdm-celeba-64, maskdm-celebahq-256, maskdm-small-256 (see docs/training.md). Default: small.",
     )
     model.add_argument("--gradient_checkpointing", action="store_true", help="Trade compute for memory.")
 
@@ -107,6 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     masks.add_argument("--mask_block_size", type=int, default=None, help="Block side in patches (block masks; 2).")
     masks.add_argument("--mask_crop_size", type=int, default=None, help="Visible window side in patches (crop masks).")
+    masks.add_argument(
+        "--mask_rounding",
+        type=str,
+        default="nearest",
+        choices=MASK_ROUNDINGS,
+        help="Masked count: nearest to the rate, or floor (the official code's).",
+    )
 
     diffusion = parser.add_argument_group("diffusion")
     diffusion.add_argument(
@@ -122,6 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     optim = parser.add_argument_group("optimisation")
+    optim.add_argument(
+        "--recipe",
+        type=str,
+        default=None,
+        choices=sorted(RECIPES),
+        help="An official MaskDM recipe: sets optimiser, EMA, LR schedule, clipping, noise schedule, resolution and "
+        "masks; flags given explicitly still win (see docs/training.md).",
+    )
     optim.add_argument("--train_batch_size", type=int, default=16, help="Batch size per process.")
     optim.add_argument("--num_epochs", type=int, default=100, help="Epochs, unless --max_train_steps is given.")
     optim.add_argument("--max_train_steps", type=int, default=None, help="Optimizer steps; overrides --num_epochs.")
@@ -202,6 +218,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        apply_recipe(args, explicit_flags(parser, argv))
         validate_args(args)
     except ValueError as error:
         parser.error(str(error))
@@ -296,9 +313,9 @@ def validate_args(args: argparse.Namespace) -> None:
         _fill_diffusion_defaults(args, None)
     else:
         try:
-            args.patch_size = patch_size_for_resolution(args.resolution)
+            args.patch_size = preset_config(args.model_preset or "small", args.resolution)["patch_size"]
         except ValueError as error:
-            raise ValueError(f"--resolution={args.resolution} fits no model preset: {error}") from error
+            raise ValueError(f"--resolution={args.resolution} does not fit --model_preset: {error}") from error
         _fill_diffusion_defaults(args, None)
     _require(
         isinstance(args.patch_size, int) and args.patch_size >= 1 and args.resolution % args.patch_size == 0,
@@ -325,7 +342,11 @@ def validate_args(args: argparse.Namespace) -> None:
         grid_size = args.resolution // args.patch_size
         try:
             generator = MaskGenerator(
-                args.mask_type, args.mask_rate, block_size=args.mask_block_size or 2, crop_size=args.mask_crop_size
+                args.mask_type,
+                args.mask_rate,
+                block_size=args.mask_block_size or 2,
+                crop_size=args.mask_crop_size,
+                rounding=args.mask_rounding,
             )
             generator.validate(grid_size)
         except ValueError as error:

@@ -1,5 +1,8 @@
 """`--recipe`: the official MaskDM training settings in one flag, explicit flags winning; `--mask_rounding`."""
 
+import shlex
+from pathlib import Path
+
 import pytest
 
 from diffusers_maskdm.training import parse_args
@@ -107,3 +110,18 @@ def test_mask_rounding_flag(tmp_path, capsys):
     with pytest.raises(SystemExit):
         parse(tmp_path, "--mask_rounding", "ceil")
     assert "--mask_rounding" in capsys.readouterr().err
+
+
+def test_the_commands_to_rerun_the_paper_parse(tmp_path, monkeypatch):
+    """Every training command of docs/training.md's "To rerun the paper" uses flags that exist, in values they take."""
+    text = (Path(__file__).parents[2] / "docs" / "training.md").read_text()
+    block = text[text.index("## To rerun the paper") :].split("```bash\n")[1].split("```")[0]
+    commands = " ".join(line for line in block.splitlines() if not line.startswith(("#", "LAUNCH="))).replace("\\", "")
+    commands = [shlex.split(command) for command in commands.split("$LAUNCH")[1:]]
+    assert len(commands) == 6 and {argv[argv.index("--recipe") + 1] for argv in commands} == set(RECIPES)
+    monkeypatch.chdir(tmp_path)
+    for folder in ("celeba", "celebahq", "vggface2"):
+        (tmp_path / folder).mkdir()
+    for argv in commands:
+        config = parse_args([*argv, "--report_to", "none"])
+        assert config.recipe_values and config.train_data_dir.rstrip("/") in ("celeba", "celebahq", "vggface2")

@@ -37,6 +37,7 @@ from huggingface_hub.errors import EntryNotFoundError
 if TYPE_CHECKING:
     import PIL.Image
     from diffusers import DiffusionPipeline
+    from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 
 __all__ = [
@@ -416,9 +417,11 @@ def make_sample_grid(
     seed: int = 0,
     class_labels: list[int] | None = None,
     guidance_scale: float = 1.0,
+    scheduler: SchedulerMixin | None = None,
 ) -> PIL.Image.Image:
     """
-    Sample `num_images` images with DDIM (from the pipeline's scheduler config) and tile them in a square-ish grid.
+    Sample `num_images` images with `scheduler` (default: DDIM from the pipeline's scheduler config) and tile them in
+    a square-ish grid.
 
     The pipeline's own scheduler is left untouched. Returns a `PIL.Image.Image` for `save_model_card`.
     """
@@ -427,9 +430,9 @@ def make_sample_grid(
 
     if class_labels is not None:
         num_images = len(class_labels)
-    scheduler = pipeline.scheduler
+    own_scheduler = pipeline.scheduler
     try:
-        pipeline.scheduler = DDIMScheduler.from_config(scheduler.config)
+        pipeline.scheduler = scheduler or DDIMScheduler.from_config(own_scheduler.config)
         images = pipeline(
             batch_size=num_images,
             class_labels=class_labels,
@@ -438,7 +441,7 @@ def make_sample_grid(
             generator=torch.Generator("cpu").manual_seed(seed),
         ).images
     finally:
-        pipeline.scheduler = scheduler
+        pipeline.scheduler = own_scheduler
     cols = max(c for c in range(1, int(num_images**0.5) + 1) if num_images % c == 0)
     return make_image_grid(images, rows=num_images // cols, cols=cols)
 

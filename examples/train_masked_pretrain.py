@@ -17,23 +17,12 @@
     accelerate launch examples/train_masked_pretrain.py --model_preset tiny --max_train_steps 1000 \\
         --output_dir maskdm-pretrained
 
-The loop lives in `diffusers_maskdm.training`; see `docs/training.md` for the flags and recipes.
+The same command as `python -m diffusers_maskdm.train` (installed with the package); see `docs/training.md`.
 """
 
 import sys
 
-from diffusers_maskdm.training import CheckpointWriteError, NonFiniteLossError, parse_args, run_training
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        run_training(args)
-    # What a user can fix (bad flags for the data, a full disk, a diverging run) is said in one line, no traceback.
-    except (ValueError, CheckpointWriteError, NonFiniteLossError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
+from diffusers_maskdm.train import main
 
 
 if __name__ == "__main__":

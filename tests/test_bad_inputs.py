@@ -14,8 +14,12 @@ from PIL import Image
 from diffusers_maskdm import MaskedDDPMPipeline, MaskedDiTModel, MaskGenerator, masked_mse_loss
 from diffusers_maskdm.evaluation import load_feature_extractor, to_uint8_images
 from diffusers_maskdm.flops import training_step_flops
-from diffusers_maskdm.training import build_parser, validate_args
+from diffusers_maskdm.training import config_from_flags
+from diffusers_maskdm.training.checkpointing import check_finite, resolve_resume_checkpoint, write_checkpoint
 from diffusers_maskdm.training.data import ImageTransform, build_train_dataset, check_output_outside_data
+from diffusers_maskdm.training.export import check_config_fingerprint, fingerprint_weights
+from diffusers_maskdm.training.resume import check_same_model
+from diffusers_maskdm.training.setup import setup
 
 
 TINY = {"sample_size": 8, "patch_size": 2, "hidden_size": 32, "num_layers": 2, "num_attention_heads": 2}
@@ -64,9 +68,93 @@ def stray_file_folder(tmp_path):
 
 
 def script(tmp_path, *flags):
-    """The training script's checks, as `examples/train_masked_pretrain.py` runs them before any training."""
+    """The training script's checks of its flags, as `python -m diffusers_maskdm.train` runs them first."""
     argv = ["--output_dir", str(tmp_path / "out"), "--model_preset", "tiny", *flags]
-    return lambda: validate_args(build_parser().parse_args(argv))
+    return lambda: config_from_flags(argv)
+
+
+def images(tmp_path, count=4, mode="RGB", folder="images"):
+    """A folder of `count` random 16x16 PNGs."""
+    import numpy as np
+    from PIL import Image
+
+    path = tmp_path / folder
+    path.mkdir(parents=True, exist_ok=True)
+    shape = (16, 16) if mode == "L" else (16, 16, 3)
+    for index in range(count):
+        Image.fromarray(np.full(shape, index * 40, dtype=np.uint8), mode=mode).save(path / f"{index}.png")
+    return path
+
+
+def run_setup(tmp_path, *flags, source=None):
+    """The checks `setup` makes before the first step (model source, memory, data, output folder, Hub)."""
+    argv = ["--output_dir", str(tmp_path / "out"), "--report_to", "none", "--num_cpu_threads", "1"]
+    argv += ["--train_data_dir", str(images(tmp_path))] if "--train_data_dir" not in flags else []
+    if source is None and not {"--model_preset", "--model_config", "--pretrained_model_name_or_path"} & set(flags):
+        argv += ["--model_preset", "tiny"]
+    return lambda: setup(config_from_flags([*argv, *flags]))
+
+
+def pretrained(tmp_path, scheduler=None, **config):
+    """A saved 16 px MaskDM pipeline folder, with scheduler config `scheduler` (a dict) when given."""
+    folder = tmp_path / "pretrained"
+    MaskedDDPMPipeline(transformer=model(sample_size=16, **config), scheduler=DDPMScheduler()).save_pretrained(folder)
+    if scheduler is not None:
+        path = folder / "scheduler" / "scheduler_config.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), **scheduler}))
+    return str(folder)
+
+
+def model_config_file(tmp_path, text):
+    path = tmp_path / "model.json"
+    path.write_text(text)
+    return str(path)
+
+
+def fresh_run_into_checkpoints(tmp_path):
+    (tmp_path / "out" / "checkpoint-2").mkdir(parents=True)
+    return run_setup(tmp_path, "--resolution", "16")
+
+
+def locked_output_dir(tmp_path):
+    import fcntl
+
+    (tmp_path / "out").mkdir()
+    lock = open(tmp_path / "out" / ".lock", "a")
+    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    call = run_setup(tmp_path, "--resolution", "16")
+
+    def locked():
+        with lock:  # Held (as by another run) for the length of the call.
+            call()
+
+    return locked
+
+
+def checkpoint_of(tmp_path, **config):
+    """A checkpoint folder whose transformer/config.json is that of `model(**config)`."""
+    model(**config).save_pretrained(tmp_path / "checkpoint-2" / "transformer")
+    return tmp_path / "checkpoint-2"
+
+
+def damaged_checkpoint(tmp_path):
+    state = __import__("accelerate").PartialState(cpu=True)
+    save = lambda folder: model().save_pretrained(f"{folder}/transformer")  # noqa: E731
+    path = write_checkpoint(state, tmp_path, 2, save, {"global_step": 2})
+    weights = path / "transformer" / "diffusion_pytorch_model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0x01
+    weights.write_bytes(bytes(data))
+    return lambda: resolve_resume_checkpoint(tmp_path, "checkpoint-2")
+
+
+def edited_pipeline_config(tmp_path, key, value):
+    folder = tmp_path / "transformer"
+    model().save_pretrained(folder)
+    fingerprint_weights(folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, key: value}))
+    return lambda: check_config_fingerprint(folder)
 
 
 def data(**kwargs):
@@ -150,23 +238,161 @@ CASES = [
         "class_labels",
     ),
     ("pipe-not-maskdm", non_maskdm_folder, "StableDiffusionPipeline"),
-    # The training script's flags (tests/training/test_args.py has 40 more)
+    # The training script's flags, on their own (tests/training/test_args.py has more)
+    ("script-rate-one", lambda p: script(p, "--mask_rate", "1.0"), "--mask_rate"),
+    ("script-rate-nan", lambda p: script(p, "--mask_rate", "nan"), "--mask_rate"),
+    ("script-missing-data-dir", lambda p: script(p, "--train_data_dir", str(p / "nowhere")), "--train_data_dir"),
+    ("script-lr-inf", lambda p: script(p, "--learning_rate", "inf"), "--learning_rate=inf must be a finite"),
+    ("script-lr-nan", lambda p: script(p, "--learning_rate", "nan"), "--learning_rate=nan must be a finite"),
+    ("script-lr-zero", lambda p: script(p, "--learning_rate", "0"), "--learning_rate"),
+    ("script-beta1-nan", lambda p: script(p, "--adam_beta1", "nan"), "--adam_beta1"),
+    ("script-beta2-one", lambda p: script(p, "--adam_beta2", "1"), "--adam_beta2"),
+    ("script-epsilon-inf", lambda p: script(p, "--adam_epsilon", "inf"), "--adam_epsilon"),
+    ("script-grad-norm-inf", lambda p: script(p, "--max_grad_norm", "inf"), "--max_grad_norm"),
+    ("script-ema-decay", lambda p: script(p, "--ema_decay", "1.5"), "--ema_decay"),
+    ("script-ema-power-nan", lambda p: script(p, "--ema_power", "nan"), "--ema_power"),
+    ("script-block-size-zero", lambda p: script(p, "--mask_block_size", "0"), "--mask_block_size"),
+    ("script-crop-for-block", lambda p: script(p, "--mask_crop_size", "2"), "--mask_crop_size"),
+    ("script-resolution-one", lambda p: script(p, "--resolution", "1"), "--resolution"),
+    ("script-batch-zero", lambda p: script(p, "--train_batch_size", "0"), "--train_batch_size"),
+    ("script-steps-zero", lambda p: script(p, "--max_train_steps", "0"), "--max_train_steps"),
+    ("script-ddpm-steps-zero", lambda p: script(p, "--ddpm_num_steps", "0"), "--ddpm_num_steps"),
+    ("script-warmup-negative", lambda p: script(p, "--lr_warmup_steps", "-1"), "--lr_warmup_steps"),
+    ("script-seed-negative", lambda p: script(p, "--seed", "-1"), "--seed"),
+    ("script-label-dropout-one", lambda p: script(p, "--class_dropout_prob", "1"), "--class_dropout_prob"),
+    ("script-fid-one-image", lambda p: script(p, "--eval_fid_num_images", "1"), "--eval_fid_num_images"),
+    ("script-two-sources", lambda p: script(p, "--model_config", "x.json"), "Pass only one"),
+    ("script-ema-init-alone", lambda p: lambda: config_from_flags(["--init_from_ema"]), "--init_from_ema"),
     (
-        "script-block-grid",
-        lambda p: script(p, "--mask_type", "block", "--mask_rate", "0.9", "--mask_block_size", "3"),
-        "--mask_block_size",
+        "script-overwrite-and-resume",
+        lambda p: script(p, "--overwrite_output_dir", "--resume_from_checkpoint", "latest"),
+        "--overwrite_output_dir",
     ),
+    ("script-fp16-on-cpu", lambda p: script(p, "--mixed_precision", "fp16", "--cpu"), "--mixed_precision"),
     (
-        "script-crop-too-big",
-        lambda p: script(p, "--mask_type", "crop", "--mask_rate", "0.5", "--mask_crop_size", "40"),
+        "script-output-is-a-file",
+        lambda p: (p / "f").touch() or script(p, "--output_dir", str(p / "f")),
+        "--output_dir",
+    ),
+    # The training script's flags against the model source, the machine, the data and the output folder (`setup`)
+    ("setup-block-grid", lambda p: run_setup(p, "--mask_rate", "0.9", "--mask_block_size", "3"), "--mask_block_size"),
+    (
+        "setup-crop-too-big",
+        lambda p: run_setup(p, "--mask_type", "crop", "--mask_rate", "0.5", "--mask_crop_size", "40"),
         "--mask_crop_size",
     ),
-    ("script-rate-one", lambda p: script(p, "--mask_rate", "1.0"), "--mask_rate"),
-    ("script-missing-data-dir", lambda p: script(p, "--train_data_dir", str(p / "nowhere")), "--train_data_dir"),
+    ("setup-hides-every-patch", lambda p: run_setup(p, "--resolution", "8", "--mask_rate", "0.95"), "every patch"),
+    ("setup-resolution-no-preset", lambda p: run_setup(p, "--resolution", "31"), "--resolution=31"),
+    ("setup-absurd-resolution", lambda p: run_setup(p, "--resolution", "1000000"), "GiB"),
     (
-        "script-not-a-maskdm-folder",
-        lambda p: script(p, "--pretrained_model_name_or_path", str(p), "--mask_rate", "0"),
+        "setup-inference-steps-over-diffusion-steps",
+        lambda p: run_setup(p, "--ddpm_num_steps", "10", "--validation_inference_steps", "50"),
+        "--validation_inference_steps=50",
+    ),
+    (
+        "setup-not-a-maskdm-folder",
+        lambda p: run_setup(p, "--pretrained_model_name_or_path", str(p)),
         "--pretrained_model_name_or_path",
+    ),
+    (
+        "setup-pretrained-resolution",
+        lambda p: run_setup(p, "--pretrained_model_name_or_path", pretrained(p), "--resolution", "32"),
+        "--resolution 16",
+    ),
+    (
+        "setup-ema-init-without-ema",
+        lambda p: run_setup(
+            p, "--pretrained_model_name_or_path", pretrained(p), "--resolution", "16", "--init_from_ema"
+        ),
+        "--init_from_ema",
+    ),
+    (
+        "setup-pretrained-beta-nan",
+        lambda p: run_setup(
+            p, "--pretrained_model_name_or_path", pretrained(p, {"beta_end": float("nan")}), "--resolution", "16"
+        ),
+        "beta_end",
+    ),
+    (
+        "setup-pretrained-beta-five",
+        lambda p: run_setup(
+            p, "--pretrained_model_name_or_path", pretrained(p, {"beta_end": 5.0}), "--resolution", "16"
+        ),
+        "beta_end < 1",
+    ),
+    (
+        "setup-pretrained-prediction-type",
+        lambda p: run_setup(
+            p, "--pretrained_model_name_or_path", pretrained(p, {"prediction_type": "noise"}), "--resolution", "16"
+        ),
+        "--prediction_type",
+    ),
+    (
+        "setup-pretrained-channels",
+        lambda p: run_setup(
+            p, "--pretrained_model_name_or_path", pretrained(p), "--resolution", "16", "--num_channels", "1"
+        ),
+        "--num_channels 3",
+    ),
+    (
+        "setup-pretrained-classes",
+        lambda p: run_setup(
+            p, "--pretrained_model_name_or_path", pretrained(p, num_class_embeds=3), "--resolution", "16"
+        ),
+        "num_class_embeds=3",
+    ),
+    (
+        "setup-model-config-json",
+        lambda p: run_setup(p, "--model_config", model_config_file(p, "{no")),
+        "not valid JSON",
+    ),
+    ("setup-model-config-missing", lambda p: run_setup(p, "--model_config", str(p / "no.json")), "cannot be read"),
+    (
+        "setup-model-config-list",
+        lambda p: run_setup(p, "--model_config", model_config_file(p, "[1, 2]")),
+        "JSON object",
+    ),
+    (
+        "setup-model-config-sample-size",
+        lambda p: run_setup(p, "--model_config", model_config_file(p, '{"sample_size": 64}')),
+        "sample_size=64",
+    ),
+    (
+        "setup-model-config-patch",
+        lambda p: run_setup(p, "--model_config", model_config_file(p, '{"patch_size": 3}'), "--resolution", "16"),
+        "patch_size=3",
+    ),
+    ("setup-fresh-run-into-checkpoints", fresh_run_into_checkpoints, "--resume_from_checkpoint latest"),
+    ("setup-output-dir-in-use", locked_output_dir, "in use by another training run"),
+    (
+        "setup-output-dir-under-a-file",
+        lambda p: (p / "f").touch() or run_setup(p, "--output_dir", str(p / "f" / "out")),
+        "cannot be created",
+    ),
+    ("setup-push-offline", lambda p: run_setup(p, "--resolution", "16", "--push_to_hub"), "--push_to_hub"),
+    # Checkpoints and saved pipelines
+    ("resume-damaged-checkpoint", damaged_checkpoint, "does not match its checksum"),
+    (
+        "resume-missing-checkpoint",
+        lambda p: lambda: resolve_resume_checkpoint(p, "checkpoint-9"),
+        "--resume_from_checkpoint='checkpoint-9' does not exist",
+    ),
+    (
+        "resume-other-model",
+        lambda p: lambda: check_same_model(checkpoint_of(p, num_attention_heads=4), dict(model().config)),
+        "num_attention_heads=4 in the checkpoint, 2 in this run",
+    ),
+    (
+        "checkpoint-nan-weights",
+        lambda p: lambda: check_finite([torch.tensor([0.0, float("nan")])], "transformer's weights"),
+        "NaN or inf",
+    ),
+    ("pipeline-config-heads", lambda p: edited_pipeline_config(p, "num_attention_heads", 4), "num_attention_heads"),
+    ("pipeline-config-depth", lambda p: edited_pipeline_config(p, "num_layers", 3), "num_layers=3"),
+    (
+        "pipeline-config-positions",
+        lambda p: edited_pipeline_config(p, "position_embedding_type", "none"),
+        "position_embedding_type",
     ),
     # Data loaders
     ("data-missing-dir", lambda p: data(train_data_dir=p / "nope"), "train_data_dir"),
@@ -208,4 +434,4 @@ def test_bad_input_is_refused_clearly(tmp_path, case_id, make_call, words):
 
 
 def test_the_table_is_wide():
-    assert len(CASES) >= 30
+    assert len(CASES) >= 80

@@ -11,22 +11,35 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Training pieces of diffusers-maskdm: data loading, the loop's building blocks and checkpoint hooks."""
+"""The training run of diffusers-maskdm, as four phases: `setup` → `resume` → `train` → `export` (`run_training`).
 
-from .args import build_noise_scheduler, build_parser, parse_args, validate_args
+Each phase is a function in the module of its name (`diffusers_maskdm.training.setup.setup`, ...).
+
+| file | what |
+| --- | --- |
+| `args.py` | the flags, `TrainingConfig`, `parse_args` and the checks of the flags |
+| `setup.py` | `setup`: accelerator, model source, data, model, output folder (locked), optimizer; checks before work |
+| `resume.py` | `resume`: from a verified checkpoint of the same model, exactly |
+| `train.py` | `train`: the loop, checkpoints, sample grids, FID, the loss guard |
+| `export.py` | `export`: the pipeline, its card and grid, the Hub push |
+| `loop.py` | the pieces of one step: seeded randomness, noised inputs and masks, the loss, the loss guard |
+| `checkpointing.py` | atomic, verified checkpoints in diffusers-format folders |
+| `data.py`, `model_source.py`, `optim.py`, `presets.py`, `hardware.py` | data, where the model comes from, AdamW, sizes, CPU |
+"""
+
+from .args import TrainingConfig, build_parser, config_from_flags, parse_args, validate_args
 from .checkpointing import (
     CheckpointWriteError,
     check_checkpoint,
-    check_output_dir,
     find_latest_checkpoint,
-    load_checkpoint,
+    read_training_state,
     register_checkpoint_hooks,
     resolve_resume_checkpoint,
     save_checkpoint,
     write_checkpoint,
 )
 from .data import SeededEpochSampler, TrainImageDataset, build_train_dataloader, build_train_dataset
-from .export import push_pipeline, save_pipeline
+from .export import check_config_fingerprint, push_pipeline, save_pipeline
 from .loop import (
     DiffusionInputs,
     NonFiniteLossError,
@@ -39,7 +52,9 @@ from .loop import (
 from .model_source import TransformerSource, new_model_config, resolve_pretrained_transformer
 from .optim import build_optimizer, parameter_groups
 from .presets import MODEL_PRESETS, patch_size_for_resolution, preset_config
+from .resume import TrainingState
 from .runner import run_training
+from .setup import Run, build_noise_scheduler
 
 
 __all__ = [
@@ -48,8 +63,11 @@ __all__ = [
     "DiffusionInputs",
     "NonFiniteLossError",
     "NonFiniteLossGuard",
+    "Run",
     "SeededEpochSampler",
     "TrainImageDataset",
+    "TrainingConfig",
+    "TrainingState",
     "TransformerSource",
     "build_mask_generator",
     "build_noise_scheduler",
@@ -58,10 +76,10 @@ __all__ = [
     "build_train_dataloader",
     "build_train_dataset",
     "check_checkpoint",
-    "check_output_dir",
+    "check_config_fingerprint",
+    "config_from_flags",
     "diffusion_loss",
     "find_latest_checkpoint",
-    "load_checkpoint",
     "make_diffusion_inputs",
     "new_model_config",
     "parameter_groups",
@@ -69,6 +87,7 @@ __all__ = [
     "patch_size_for_resolution",
     "preset_config",
     "push_pipeline",
+    "read_training_state",
     "register_checkpoint_hooks",
     "resolve_pretrained_transformer",
     "resolve_resume_checkpoint",

@@ -11,7 +11,7 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""The end of a run: the output folder as a `MaskedDDPMPipeline` with its model card, sample grid and Hub push.
+"""The last phase of a run, `export`: the output folder as a `MaskedDDPMPipeline` with its card, grid and Hub push.
 
 Layout of `output_dir` after training:
 
@@ -24,37 +24,124 @@ checkpoint-<N>/                               resumable checkpoints
 logs/                                         TensorBoard
 ```
 
-The pipeline is written to a temporary folder first and its parts are renamed into place, `model_index.json` last,
-so a kill leaves either the previous pipeline, no `model_index.json`, or the complete new pipeline.
+Two promises beyond `save_pretrained`: the pipeline is staged and moved in with `model_index.json` last, so a kill
+leaves no `model_index.json` or a complete pipeline; and each weights file records the model config it was saved
+with (safetensors metadata), so a `config.json` edited afterwards is refused by `check_config_fingerprint`.
 """
 
+import contextlib
+import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import PIL.Image
+import torch
+from accelerate.logging import get_logger
 from diffusers import DDPMScheduler
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from .checkpointing import TEMP_PREFIX, publish_folder
 from .model_source import NON_EMA_VARIANT
+from .resume import TrainingState
+from .setup import Run
 
+
+logger = get_logger(__name__)
 
 PIPELINE_FILES = ("model_index.json", "scheduler", "transformer", "README.md", "samples.png")
 """What of `output_dir` makes up the pipeline (and is pushed to the Hub)."""
+CONFIG_METADATA_KEY = "maskdm_config"
+
+
+def export(run: Run, state: TrainingState) -> Path:
+    """Write the final pipeline, its card and grid into `--output_dir` (main process), then push it if asked."""
+    config, accelerator, transformer = run.config, run.accelerator, run.transformer
+    # The processes must end with the same weights (DDP keeps them so; this says it did).
+    params = [p.detach().double() for p in transformer.parameters()]
+    fingerprint = torch.stack([sum(p.sum() for p in params), sum((p * p).sum() for p in params)]).reshape(1, 2)
+    fingerprints = accelerator.gather(fingerprint.to(accelerator.device))
+    if not bool((fingerprints == fingerprints[0]).all()):
+        raise RuntimeError(f"The {accelerator.num_processes} processes ended with different weights: {fingerprints}")
+    if accelerator.num_processes > 1:
+        logger.info("The weights are identical on all %d processes.", accelerator.num_processes)
+    if accelerator.is_main_process:
+        name = config.pretrained_model_name_or_path
+        training = {
+            "stage": config.stage,
+            "mask_kind": config.mask_type if run.mask_generator else None,
+            "mask_rate": run.mask_generator.achieved_mask_rate(transformer.grid_size) if run.mask_generator else None,
+            "max_train_steps": run.max_train_steps,
+            "train_batch_size": config.train_batch_size
+            * accelerator.num_processes
+            * config.gradient_accumulation_steps,
+            "resolution": config.resolution,
+            "data": run.dataset.description,
+            "max_train_samples": config.max_train_samples,
+            "learning_rate": config.learning_rate,
+            "use_ema": config.use_ema,
+            "mixed_precision": accelerator.mixed_precision,
+            "prediction_type": run.noise_scheduler.config.prediction_type,
+            "fine-tuned from": name,
+        }
+        grid = save_pipeline(
+            run.output_dir,
+            transformer,
+            run.noise_scheduler,
+            run.ema_model,
+            repo_id=run.repo_id or config.hub_model_id,
+            training={key: value for key, value in training.items() if value is not None},
+            base_model=name if name and not os.path.isdir(name) else None,  # a Hub id, never a local path
+            num_grid_images=config.num_validation_images,
+            grid_inference_steps=config.validation_inference_steps,
+            seed=config.seed,
+        )
+        log_grid(accelerator, grid, state.global_step)
+        logger.info("Saved the MaskedDDPMPipeline, its model card and samples.png in %s", run.output_dir)
+        if run.repo_id is not None:
+            info = push_pipeline(run.output_dir, run.repo_id, private=config.hub_private_repo, token=config.hub_token)
+            logger.info("Pushed to %s", getattr(info, "commit_url", run.repo_id))
+    accelerator.wait_for_everyone()
+    return run.output_dir
+
+
+@contextlib.contextmanager
+def ema_weights(model, ema_model=None):
+    """Context: `model` in eval mode, holding the EMA weights when there is an EMA; as it was afterwards."""
+    was_training = model.training
+    model.eval()
+    if ema_model is not None:
+        ema_model.store(model.parameters())
+        ema_model.copy_to(model.parameters())
+    try:
+        yield model
+    finally:
+        if ema_model is not None:
+            ema_model.restore(model.parameters())
+        model.train(was_training)
 
 
 def sample_grid(pipeline, num_images: int = 16, num_inference_steps: int = 50, seed: int = 0) -> PIL.Image.Image:
-    """A grid of `num_images` DDIM samples; a class-conditional model cycles through its classes."""
+    """A grid of `num_images` DDIM samples, with a progress bar; a class-conditional model cycles through classes."""
     from ..hub import make_sample_grid
 
     num_classes = pipeline.transformer.config.num_class_embeds
     class_labels = [i % num_classes for i in range(num_images)] if num_classes else None
-    pipeline.set_progress_bar_config(disable=True)
+    pipeline.set_progress_bar_config(desc="Sample grid", leave=False)
     return make_sample_grid(
         pipeline, num_images=num_images, num_inference_steps=num_inference_steps, seed=seed, class_labels=class_labels
     )
+
+
+def log_grid(accelerator, grid: PIL.Image.Image, step: int) -> None:
+    """Show `grid` in TensorBoard, when it is a tracker."""
+    import numpy as np
+
+    for tracker in accelerator.trackers:
+        if tracker.name == "tensorboard":
+            tracker.writer.add_image("samples", np.asarray(grid.convert("RGB")), step, dataformats="HWC")
 
 
 def save_pipeline(
@@ -73,7 +160,7 @@ def save_pipeline(
     Write the final `MaskedDDPMPipeline`, its model card and a sample grid into `output_dir` (main process only).
 
     With `ema_model`, the pipeline's transformer holds the EMA weights and the raw weights are saved beside them as
-    the `non_ema` variant; `transformer` is left with its raw weights.
+    the `non_ema` variant; `transformer` keeps its raw weights.
 
     Args:
         output_dir (`str` or `os.PathLike`): the run's output folder.
@@ -96,23 +183,13 @@ def save_pipeline(
     output_dir = Path(output_dir)
     staging = output_dir / f"{TEMP_PREFIX}pipeline"
     shutil.rmtree(staging, ignore_errors=True)
-    was_training = transformer.training
-    transformer.eval()
-    try:
-        if ema_model is not None:
-            ema_model.store(transformer.parameters())
-            ema_model.copy_to(transformer.parameters())
-        try:
-            pipeline = MaskedDDPMPipeline(transformer=transformer, scheduler=noise_scheduler)
-            pipeline.save_pretrained(staging, safe_serialization=True)
-            grid = sample_grid(pipeline, num_grid_images, grid_inference_steps, seed)
-        finally:
-            if ema_model is not None:
-                ema_model.restore(transformer.parameters())
-        if ema_model is not None:
-            transformer.save_pretrained(staging / "transformer", variant=NON_EMA_VARIANT, safe_serialization=True)
-    finally:
-        transformer.train(was_training)
+    with ema_weights(transformer, ema_model):
+        pipeline = MaskedDDPMPipeline(transformer=transformer, scheduler=noise_scheduler)
+        pipeline.save_pretrained(staging, safe_serialization=True)
+        grid = sample_grid(pipeline, num_grid_images, grid_inference_steps, seed)
+    if ema_model is not None:
+        transformer.save_pretrained(staging / "transformer", variant=NON_EMA_VARIANT, safe_serialization=True)
+    fingerprint_weights(staging / "transformer")
     save_model_card(
         staging,
         repo_id or output_dir.resolve().name,
@@ -121,28 +198,58 @@ def save_pipeline(
         model_config=dict(transformer.config),
         base_model=base_model,
     )
-    _publish_pipeline(staging, output_dir)
-    return grid
-
-
-def _publish_pipeline(staging: Path, output_dir: Path) -> None:
-    """Move the staged pipeline into `output_dir`: without `model_index.json` until every part is in place."""
+    # Moved in part by part, `model_index.json` (removed first) last: until then the folder is no pipeline.
     index = output_dir / "model_index.json"
-    if index.exists():
-        os.remove(index)
-    for name in PIPELINE_FILES:
-        if name == "model_index.json" or not (staging / name).exists():
-            continue
+    index.unlink(missing_ok=True)
+    for name in PIPELINE_FILES[1:]:
         if (staging / name).is_dir():
             publish_folder(staging / name, output_dir / name)
-        else:
+        elif (staging / name).exists():
             os.replace(staging / name, output_dir / name)
     os.replace(staging / "model_index.json", index)
     shutil.rmtree(staging, ignore_errors=True)
+    return grid
+
+
+def fingerprint_weights(folder: str | os.PathLike) -> None:
+    """Record the model config of `folder/config.json` in the metadata of each of its safetensors weights files."""
+    folder = Path(folder)
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    config = json.dumps({key: value for key, value in config.items() if not key.startswith("_")}, sort_keys=True)
+    for path in sorted(folder.glob("*.safetensors")):
+        save_file(load_file(path), path, metadata={"format": "pt", CONFIG_METADATA_KEY: config})
+
+
+def check_config_fingerprint(folder: str | os.PathLike) -> None:
+    """
+    Refuse a model folder whose `config.json` disagrees with the config its weights were saved with (recorded by
+    `fingerprint_weights`); folders without the record pass, as they always have.
+
+    Raises:
+        `ValueError`: naming the folder and showing each difference.
+    """
+    folder = Path(folder)
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    for path in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(path), framework="pt") as weights:
+            recorded = (weights.metadata() or {}).get(CONFIG_METADATA_KEY)
+        if recorded is None:
+            continue
+        saved = json.loads(recorded)
+        differences = [
+            f"{key}={config.get(key, '(missing)')!r} in config.json, {saved.get(key, '(missing)')!r} with the weights"
+            for key in sorted(set(saved) | {key for key in config if not key.startswith("_")})
+            if config.get(key) != saved.get(key)
+        ]
+        if differences:
+            raise ValueError(
+                f"{folder / 'config.json'} does not describe the weights in {path.name} ({'; '.join(differences)}): "
+                "the file was edited after saving. Fix: restore the config the weights were saved with."
+            )
 
 
 def push_pipeline(
-    output_dir: str | os.PathLike, repo_id: str, private: bool = False, commit_message: str | None = None
+    output_dir: str | os.PathLike, repo_id: str, private: bool = False, commit_message: str | None = None, token=None
 ):
     """
     Upload the pipeline of `output_dir` (its `PIPELINE_FILES`, not checkpoints or logs) with its model card.
@@ -152,12 +259,4 @@ def push_pipeline(
     """
     from ..hub import upload_pipeline_folder
 
-    output_dir = Path(output_dir)
-    with tempfile.TemporaryDirectory(prefix="maskdm-push-") as tmp:
-        for name in PIPELINE_FILES:
-            source = output_dir / name
-            if source.is_dir():
-                shutil.copytree(source, Path(tmp) / name)
-            elif source.is_file():
-                shutil.copy2(source, Path(tmp) / name)
-        return upload_pipeline_folder(tmp, repo_id, private=private, commit_message=commit_message)
+    return upload_pipeline_folder(output_dir, repo_id, private=private, commit_message=commit_message, token=token)

@@ -20,7 +20,6 @@ therefore draws exactly what the uninterrupted run drew, without saving any gene
 
 import logging
 import os
-import time
 from dataclasses import dataclass
 
 import torch
@@ -37,10 +36,6 @@ logger = logging.getLogger(__name__)
 
 # Keys the training randomness apart from the data's streams (shuffle, per-sample augmentation) of the same seed.
 _TRAINING_STREAM = 0x5452
-# Test hooks (see docs/reliability.md): steps whose loss is made NaN ("3,4" or "3-" for step 3 onwards), and a step
-# inside which the main process writes `.test-paused-step-<step>` into the output directory and sleeps.
-NONFINITE_STEPS_ENV = "MASKDM_TEST_NONFINITE_STEPS"
-PAUSE_AT_STEP_ENV = "MASKDM_TEST_PAUSE_AT_STEP"
 
 
 def step_generator(
@@ -62,12 +57,13 @@ def step_generator(
 
 
 def build_mask_generator(
-    mask_type: str, mask_rate: float, block_size: int | None = None, crop_size: int | None = None
+    mask_type: str, mask_rate: float, block_size: int | None = None, crop_size: int | None = None, **kwargs
 ) -> MaskGenerator | None:
     """The `MaskGenerator` of the mask flags, or `None` for `mask_rate == 0` (fine-tuning on full images)."""
     if not mask_rate:
         return None
-    return MaskGenerator(mask_type, mask_rate=mask_rate, block_size=block_size or 2, crop_size=crop_size)
+    block_size = 2 if block_size is None else block_size
+    return MaskGenerator(mask_type, mask_rate=mask_rate, block_size=block_size, crop_size=crop_size, **kwargs)
 
 
 @dataclass
@@ -141,9 +137,14 @@ def make_diffusion_inputs(
     return DiffusionInputs(noisy, timesteps, target, mask, class_labels)
 
 
-def diffusion_loss(model: nn.Module, inputs: DiffusionInputs, patch_size: int) -> torch.Tensor:
-    """The denoising loss of `model` on `inputs`: MSE over the visible patches (all of them without a mask)."""
+def diffusion_loss(model: nn.Module, inputs: DiffusionInputs, patch_size: int | None = None) -> torch.Tensor:
+    """
+    The denoising loss of `model` on `inputs`: MSE over the visible patches (all of them without a mask).
+
+    `patch_size` defaults to the model's (`model.module`'s for a model wrapped by DDP).
+    """
     prediction = model(inputs.noisy, inputs.timesteps, class_labels=inputs.class_labels, mask=inputs.mask).sample
+    patch_size = patch_size or getattr(model, "module", model).config.patch_size
     return masked_mse_loss(prediction, inputs.target, inputs.mask, patch_size)
 
 
@@ -246,49 +247,3 @@ class NonFiniteLossGuard:
         self.total_skipped = int(state.get("nonfinite_total_skipped", 0))
         self.consecutive = int(state.get("nonfinite_consecutive", 0))
         self.first_step_of_run = state.get("nonfinite_first_step_of_run")
-
-
-def injected_nonfinite(step: int) -> bool:
-    """Test hook: `True` when `MASKDM_TEST_NONFINITE_STEPS` asks for a NaN loss at `step` (1-based)."""
-    value = os.environ.get(NONFINITE_STEPS_ENV, "").strip()
-    if not value:
-        return False
-    for part in value.split(","):
-        part = part.strip()
-        if part.endswith("-") and step >= int(part[:-1]):
-            return True
-        if part.isdigit() and step == int(part):
-            return True
-    return False
-
-
-def maybe_pause_for_tests(output_dir: str | os.PathLike, step: int) -> None:
-    """Test hook: pause inside step `step` when `MASKDM_TEST_PAUSE_AT_STEP` names it (a test then kills us)."""
-    value = os.environ.get(PAUSE_AT_STEP_ENV)
-    if value and int(value) == step:
-        with open(os.path.join(output_dir, f".test-paused-step-{step}"), "w") as marker:
-            marker.write(str(os.getpid()))
-        time.sleep(600)
-
-
-class Throughput:
-    """Images and visible tokens per second since the last `rates()` call (wall clock)."""
-
-    def __init__(self):
-        self.reset()
-
-    def reset(self) -> None:
-        self._start = time.perf_counter()
-        self.images = 0
-        self.tokens = 0
-
-    def update(self, images: int, tokens: int) -> None:
-        self.images += images
-        self.tokens += tokens
-
-    def rates(self) -> dict[str, float]:
-        """`{"perf/images_per_s": ..., "perf/tokens_per_s": ...}`, then starts a new window."""
-        elapsed = max(time.perf_counter() - self._start, 1e-9)
-        rates = {"perf/images_per_s": self.images / elapsed, "perf/tokens_per_s": self.tokens / elapsed}
-        self.reset()
-        return rates

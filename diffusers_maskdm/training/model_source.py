@@ -54,13 +54,9 @@ class TransformerSource:
     name: str
     is_ema: bool
 
-    @property
-    def config_path(self) -> Path:
-        return Path(self.folder, self.subfolder or "", "config.json")
-
     def read_config(self) -> dict[str, Any]:
         """The transformer's config, read from its `config.json` (no weights loaded)."""
-        return json.loads(self.config_path.read_text(encoding="utf-8"))
+        return json.loads(Path(self.folder, self.subfolder or "", "config.json").read_text(encoding="utf-8"))
 
     def scheduler_config(self) -> dict[str, Any] | None:
         """The pipeline's `scheduler/scheduler_config.json` next to the transformer, when there is one."""
@@ -81,11 +77,6 @@ def _class_name(config_path: Path) -> str | None:
         return json.loads(config_path.read_text(encoding="utf-8")).get("_class_name")
     except (OSError, ValueError):
         return None
-
-
-def _describe(folder: Path) -> str:
-    names = sorted(p.name for p in folder.iterdir())[:12] if folder.is_dir() else []
-    return f"found {names}"
 
 
 def resolve_pretrained_transformer(
@@ -130,7 +121,7 @@ def resolve_pretrained_transformer(
 
     if not (has_transformer or is_bare_model):
         found = _class_name(transformer / "config.json") or _class_name(folder / "config.json")
-        what = f"a {found!r}" if found else _describe(folder)
+        what = f"a {found!r}" if found else f"found {sorted(p.name for p in folder.iterdir())[:12]}"
         raise ValueError(
             f"--pretrained_model_name_or_path={name_or_path!r} holds no MaskDM transformer ({what}; expected "
             f"transformer/config.json or config.json with _class_name {MODEL_CLASS_NAME!r}). Fix: pass the output "

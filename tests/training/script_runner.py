@@ -13,6 +13,7 @@
 # limitations under the License.
 """Helpers of the training-script tests: environment, common flags, launching (plain python or accelerate)."""
 
+import json
 import os
 import socket
 import subprocess
@@ -22,6 +23,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "examples" / "train_masked_pretrain.py"
+FAULTY_SCRIPT = Path(__file__).with_name("faulty_train.py")
 
 
 def script_env(**extra: str) -> dict:
@@ -87,12 +89,18 @@ def run_script(
     )
 
 
-def start_script(args: list[str], env: dict, log_path: Path) -> subprocess.Popen:
-    """Start the script in the background (plain `python`, so its pid is the training process)."""
+def start_script(args: list[str], log_path: Path, faults: dict | None = None) -> subprocess.Popen:
+    """Start the script in the background (plain `python`, so its pid is the training process), with `faults`
+    injected by `faulty_train.py`."""
     log = open(log_path, "w")
-    return subprocess.Popen(
-        [sys.executable, str(SCRIPT), *args], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, text=True
-    )
+    command = [sys.executable, str(FAULTY_SCRIPT), json.dumps(faults or {}), *args]
+    return subprocess.Popen(command, cwd=REPO, env=script_env(), stdout=log, stderr=subprocess.STDOUT, text=True)
+
+
+def run_faulty_script(args: list[str], faults: dict, timeout: float = 240) -> subprocess.CompletedProcess:
+    """Run the script with `faults` injected by `faulty_train.py` (see there)."""
+    command = [sys.executable, str(FAULTY_SCRIPT), json.dumps(faults), *args]
+    return subprocess.run(command, cwd=REPO, env=script_env(), capture_output=True, text=True, timeout=timeout)
 
 
 def assert_ok(result: subprocess.CompletedProcess) -> None:

@@ -11,23 +11,25 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Atomic checkpoints: complete or absent, incomplete ones skipped by `latest`, disk-full and unwritable folders."""
+"""Checkpoints: atomic, verified by content (a flipped bit is caught), `latest` falls back, disk full, rewrites."""
 
 import errno
+import hashlib
 import json
 import logging
 from pathlib import Path
 
 import pytest
+import torch
 from accelerate import PartialState
 
 from diffusers_maskdm.training.checkpointing import (
     CheckpointWriteError,
     check_checkpoint,
-    check_output_dir,
+    check_finite,
     find_latest_checkpoint,
-    prune_checkpoints,
     publish_folder,
+    recover_interrupted_writes,
     resolve_resume_checkpoint,
     write_checkpoint,
 )
@@ -42,7 +44,7 @@ def fake_save(folder: str) -> None:
     """Writes what accelerate's `save_state` would: a few files, one in a sub-folder."""
     folder = Path(folder)
     (folder / "transformer").mkdir(parents=True, exist_ok=True)
-    (folder / "optimizer.bin").write_bytes(b"x" * 1000)
+    (folder / "optimizer.bin").write_bytes(bytes(range(256)) * 4)
     (folder / "transformer" / "config.json").write_text("{}")
 
 
@@ -50,12 +52,15 @@ def write(state, output_dir: Path, step: int, save_fn=fake_save, limit=None) -> 
     return write_checkpoint(state, output_dir, step, save_fn, {"global_step": step}, checkpoints_total_limit=limit)
 
 
-def test_a_written_checkpoint_is_complete_and_no_temporary_folder_remains(state, tmp_path):
+def test_a_written_checkpoint_is_intact_with_checksums_and_no_temporary_folder_remains(state, tmp_path):
     path = write(state, tmp_path, 2)
     assert path == tmp_path / "checkpoint-2" and check_checkpoint(path) is None
     manifest = json.loads((path / "training_state.json").read_text())
     assert manifest["global_step"] == 2
-    assert manifest["files"] == {"optimizer.bin": 1000, "transformer/config.json": 2}
+    assert manifest["sha256"] == {
+        "optimizer.bin": hashlib.sha256(bytes(range(256)) * 4).hexdigest(),
+        "transformer/config.json": hashlib.sha256(b"{}").hexdigest(),
+    }
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint-2"]
 
 
@@ -74,32 +79,39 @@ def test_disk_full_leaves_earlier_checkpoints_and_no_half_written_one(state, tmp
         write(state, tmp_path, 4, save_fn=save_until_the_disk_is_full)
     message = str(info.value)
     assert "checkpoint-4" in message and "disk is full" in message
-    assert f"last complete checkpoint is {tmp_path / 'checkpoint-2'}" in message
+    assert f"the last checkpoint is {tmp_path / 'checkpoint-2'}" in message
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-2"]
     assert check_checkpoint(tmp_path / "checkpoint-2") is None
 
 
-def test_incomplete_checkpoints_are_recognised(state, tmp_path):
+def flip_one_bit(file: Path, offset: int = 100) -> None:
+    data = bytearray(file.read_bytes())
+    data[offset] ^= 0x01
+    file.write_bytes(bytes(data))
+
+
+def test_damage_of_any_kind_is_recognised(state, tmp_path):
     path = write(state, tmp_path, 2)
-    (path / "optimizer.bin").write_bytes(b"x" * 10)  # truncated
-    assert "optimizer.bin has 10 bytes instead of 1000" in check_checkpoint(path)
+    flip_one_bit(path / "optimizer.bin")  # same size, one bit changed
+    assert check_checkpoint(path) == "optimizer.bin does not match its checksum (damaged or replaced)"
     (path / "optimizer.bin").unlink()
-    assert "optimizer.bin is missing" in check_checkpoint(path)
+    assert check_checkpoint(path) == "optimizer.bin is missing"
     (path / "training_state.json").unlink()
-    assert "did not finish" in check_checkpoint(path)
+    assert "no readable training_state.json" in check_checkpoint(path)
 
 
-def test_latest_skips_incomplete_checkpoints_with_a_warning(state, tmp_path, caplog):
+def test_latest_falls_back_to_the_newest_intact_checkpoint_saying_so(state, tmp_path, caplog):
     write(state, tmp_path, 2)
     write(state, tmp_path, 4)
-    (tmp_path / "checkpoint-4" / "optimizer.bin").write_bytes(b"")
+    flip_one_bit(tmp_path / "checkpoint-4" / "optimizer.bin")
     (tmp_path / "checkpoint-6").mkdir()  # a folder that only looks like a checkpoint
-    (tmp_path / ".tmp-checkpoint-8").mkdir()  # an interrupted write
     with caplog.at_level(logging.WARNING):
         assert find_latest_checkpoint(tmp_path) == tmp_path / "checkpoint-2"
-        assert resolve_resume_checkpoint(tmp_path, "latest") == tmp_path / "checkpoint-2"
-    assert "Skipping incomplete checkpoint" in caplog.text and "checkpoint-4" in caplog.text
-    assert "checkpoint-6" in caplog.text and "interrupted" in caplog.text
+    assert "Skipping damaged checkpoint" in caplog.text and "checkpoint-4" in caplog.text
+    assert "checkpoint-6" in caplog.text and "Falling back" in caplog.text
+    # Named explicitly, a damaged checkpoint is refused by name.
+    with pytest.raises(ValueError, match="'checkpoint-4' cannot be resumed from: optimizer.bin does not match"):
+        resolve_resume_checkpoint(tmp_path, "checkpoint-4")
 
 
 def test_resume_from_a_named_checkpoint(state, tmp_path):
@@ -109,26 +121,26 @@ def test_resume_from_a_named_checkpoint(state, tmp_path):
     assert resolve_resume_checkpoint(tmp_path / "empty", "latest") is None
     with pytest.raises(ValueError, match="--resume_from_checkpoint='checkpoint-9' does not exist"):
         resolve_resume_checkpoint(tmp_path, "checkpoint-9")
-    (tmp_path / "checkpoint-2" / "training_state.json").unlink()
-    with pytest.raises(ValueError, match="not a complete checkpoint"):
-        resolve_resume_checkpoint(tmp_path, "checkpoint-2")
 
 
-def test_total_limit_keeps_the_newest_complete_checkpoints(state, tmp_path):
-    (tmp_path / "checkpoint-1").mkdir()  # incomplete: neither counted nor deleted
+def test_total_limit_keeps_the_newest_checkpoints(state, tmp_path):
     for step in (2, 4, 6):
         write(state, tmp_path, step, limit=2)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-1", "checkpoint-4", "checkpoint-6"]
-    assert prune_checkpoints(tmp_path, 1) == [tmp_path / "checkpoint-4"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-4", "checkpoint-6"]
 
 
-def test_rewriting_a_step_replaces_the_checkpoint(state, tmp_path):
+def test_a_rewrite_keeps_one_intact_copy_at_every_moment(state, tmp_path):
     write(state, tmp_path, 2)
-    write(
-        state, tmp_path, 2, save_fn=lambda folder: (Path(folder).mkdir(), (Path(folder) / "new.bin").write_text("1"))
-    )
+    write(state, tmp_path, 2, save_fn=lambda f: (Path(f).mkdir(), (Path(f) / "new.bin").write_text("1")))
     assert sorted(p.name for p in (tmp_path / "checkpoint-2").iterdir()) == ["new.bin", "training_state.json"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-2"]
+    # A kill between the two renames of a rewrite: the old copy is aside, the new one staged. Recovery puts the
+    # intact old copy back and drops the staged one.
+    (tmp_path / "checkpoint-2").rename(tmp_path / ".tmp-old-checkpoint-2")
+    (tmp_path / ".tmp-checkpoint-2").mkdir()
+    recover_interrupted_writes(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-2"]
+    assert check_checkpoint(tmp_path / "checkpoint-2") is None
 
 
 def test_publish_folder_replaces_an_existing_folder(tmp_path):
@@ -141,13 +153,16 @@ def test_publish_folder_replaces_an_existing_folder(tmp_path):
     assert [p.name for p in (tmp_path / "old").iterdir()] == ["b"]
 
 
-def test_output_dir_checks(tmp_path):
-    check_output_dir(tmp_path / "new" / "folder")
-    assert (tmp_path / "new" / "folder").is_dir()
-    (tmp_path / "file").write_text("")
-    with pytest.raises(ValueError, match="--output_dir=.* cannot be created"):
-        check_output_dir(tmp_path / "file" / "out")
-    with pytest.raises(ValueError, match="exists and is not a directory"):
-        check_output_dir(tmp_path / "file")
-    with pytest.raises(ValueError, match="MiB free, but a checkpoint and the final pipeline need"):
-        check_output_dir(tmp_path, required_bytes=2**62)
+def test_non_finite_weights_are_never_saved(state, tmp_path):
+    weights = [torch.zeros(3), torch.tensor([1.0, float("nan")])]
+    with pytest.raises(ValueError, match="the transformer's weights hold NaN or inf"):
+        check_finite(weights, "transformer's weights")
+
+    def save_nan_weights(folder):
+        fake_save(folder)
+        check_finite(weights, "transformer's weights")
+
+    write(state, tmp_path, 2)
+    with pytest.raises(CheckpointWriteError, match="checkpoint-4 .*NaN or inf.*the last checkpoint is .*checkpoint-2"):
+        write(state, tmp_path, 4, save_fn=save_nan_weights)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-2"]

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
-from script_runner import assert_ok, base_args, run_script, script_env, start_script
+from script_runner import assert_ok, base_args, run_faulty_script, run_script, script_env, start_script
 
 
 # A run that exercises everything resuming must restore: accumulation across epoch ends (8 images, batches of 3),
@@ -136,7 +136,8 @@ def test_pretrain_then_finetune_through_accelerate_launch(image_dir, tmp_path):
     args = [a for a in args if a not in ("--model_config", "unused")]
     result = run_script(
         args
-        + ["--pretrained_model_name_or_path", str(pretrained), "--init_from_ema", "--mask_rate", "0"]
+        # No --mask_rate: from a pre-trained model, the default is fine-tuning on full images.
+        + ["--pretrained_model_name_or_path", str(pretrained), "--init_from_ema"]
         + ["--max_train_steps", "2"],
         num_processes=1,
     )
@@ -203,7 +204,7 @@ def test_resume_gives_the_same_weights(straight_run, image_dir, tiny_config, tmp
 
 def test_killed_during_a_step_resumes_to_the_same_weights(straight_run, image_dir, tiny_config, tmp_path):
     args = base_args(image_dir, tiny_config, tmp_path) + RESUME_FLAGS + ["--max_train_steps", "6"]
-    process = start_script(args, script_env(MASKDM_TEST_PAUSE_AT_STEP="3"), tmp_path / "killed.log")
+    process = start_script(args, tmp_path / "killed.log", faults={"pause_at_step": 3})
     wait_for(tmp_path / ".test-paused-step-3", process)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
@@ -219,7 +220,7 @@ def test_killed_while_writing_a_checkpoint_resumes_from_the_previous_one(
     straight_run, image_dir, tiny_config, tmp_path
 ):
     args = base_args(image_dir, tiny_config, tmp_path) + RESUME_FLAGS + ["--max_train_steps", "6"]
-    process = start_script(args, script_env(MASKDM_TEST_PAUSE_IN_CHECKPOINT="4"), tmp_path / "killed.log")
+    process = start_script(args, tmp_path / "killed.log", faults={"pause_in_checkpoint": 4})
     wait_for(tmp_path / ".test-paused-checkpoint-4", process)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
@@ -238,7 +239,7 @@ def test_killed_while_writing_a_checkpoint_resumes_from_the_previous_one(
 def test_loss_guard_skips_then_stops_after_saving(image_dir, tiny_config, tmp_path):
     args = base_args(image_dir, tiny_config, tmp_path)
     args += ["--max_train_steps", "10", "--checkpointing_steps", "4", "--max_consecutive_nonfinite_steps", "3"]
-    result = run_script(args, env=script_env(MASKDM_TEST_NONFINITE_STEPS="2,5-"))
+    result = run_faulty_script(args, faults={"nonfinite_steps": [2], "nonfinite_from": 5})
     assert result.returncode == 1, result.stderr[-3000:]
     log = result.stdout + result.stderr
     assert "Step 2: the loss is not finite" in log  # skipped once, then training went on
@@ -257,9 +258,12 @@ def test_loss_guard_skips_then_stops_after_saving(image_dir, tiny_config, tmp_pa
 def test_bad_flag_exits_before_training(image_dir, tiny_config, tmp_path):
     output_dir = tmp_path / "out"
     result = run_script(base_args(image_dir, tiny_config, output_dir) + ["--mask_block_size", "3"])
-    assert result.returncode == 2
+    assert result.returncode == 1  # checked against the model's patch grid, before the data is read
     assert "--mask_block_size" in result.stderr and "Traceback" not in result.stderr
-    assert not list(output_dir.glob("checkpoint-*"))
+    assert not output_dir.exists()  # a refused run leaves nothing behind
+    result = run_script(base_args(image_dir, tiny_config, output_dir) + ["--mask_block_size", "0"])
+    assert result.returncode == 2 and "--mask_block_size=0 must be a positive integer" in result.stderr
+    assert not output_dir.exists()
 
 
 def test_model_and_data_mismatch_exits_before_training(straight_run, gray_dir, tmp_path):

@@ -1,0 +1,125 @@
+# Copyright 2026 The diffusers-maskdm Authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""The second phase of a run, `resume`: where training starts, from a verified checkpoint of the same model.
+
+A resumed run computes what the uninterrupted run would have: the checkpoint holds the step and the data position,
+accelerate restores optimizer, schedule, scaler and RNG, and every random draw of a step is a function of
+`(--seed, process, step, micro-batch)` (see `loop.step_generator`).
+"""
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from accelerate.logging import get_logger
+
+from .checkpointing import (
+    TRANSFORMER_SUBFOLDER,
+    read_training_state,
+    recover_interrupted_writes,
+    resolve_resume_checkpoint,
+    save_checkpoint,
+)
+from .setup import Run, _on_main
+
+
+logger = get_logger(__name__)
+
+
+@dataclass
+class TrainingState:
+    """Where a run is; saved in each checkpoint's `training_state.json`."""
+
+    global_step: int = 0
+    epoch: int = 0
+    position: int = 0  # batches of `epoch` already used
+    train_seconds: float = 0.0  # spent in training steps (not checkpoints, grids or FID), summed over resumes
+
+
+def resume(run: Run) -> TrainingState:
+    """
+    Restore the run from `--resume_from_checkpoint` (`latest`: the newest intact checkpoint), or start at step 0.
+
+    Raises:
+        `ValueError`: for a named checkpoint that is missing or damaged, or one of another model than this run's.
+    """
+    if run.config.resume_from_checkpoint is None:
+        return TrainingState()
+
+    def find() -> Path | None:
+        recover_interrupted_writes(run.output_dir)
+        return resolve_resume_checkpoint(run.output_dir, run.config.resume_from_checkpoint)
+
+    path = _on_main(run.accelerator, find, share=True)  # Checksums are read once, by the main process.
+    if path is None:
+        logger.info("--resume_from_checkpoint latest: no intact checkpoint in %s, starting afresh.", run.output_dir)
+        return TrainingState()
+    check_same_model(path, dict(run.transformer.config))
+    run.accelerator.load_state(str(path))
+    saved = read_training_state(path)
+    state = TrainingState(**{key: saved[key] for key in asdict(TrainingState()) if key in saved})
+    run.guard.load_state_dict(saved)
+    for key, now in _run_shape(run).items():
+        if saved.get(key) != now:
+            logger.warning(
+                "Resuming with %s=%s but %s was saved with %s: training goes on, not exactly as the original run.",
+                key,
+                now,
+                path,
+                saved.get(key),
+            )
+    logger.info(
+        "Resumed from %s at step %d (epoch %d, batch %d)", path, state.global_step, state.epoch, state.position
+    )
+    return state
+
+
+def check_same_model(checkpoint: str | Path, model_config: dict) -> None:
+    """
+    Refuse to resume a checkpoint of another model: its `transformer/config.json` must agree with `model_config` on
+    every argument both know (weights of the same shapes can belong to different networks, e.g. 4 or 8 heads).
+
+    Raises:
+        `ValueError`: showing each difference.
+    """
+    saved = json.loads((Path(checkpoint) / TRANSFORMER_SUBFOLDER / "config.json").read_text(encoding="utf-8"))
+    now = json.loads(json.dumps(model_config))  # Tuples as lists, as in the file.
+    differences = [
+        f"{key}={saved[key]!r} in the checkpoint, {now[key]!r} in this run"
+        for key in sorted(saved.keys() & now.keys())
+        if not key.startswith("_") and saved[key] != now[key]
+    ]
+    if differences:
+        raise ValueError(
+            f"--resume_from_checkpoint: {checkpoint} holds another model than this run builds ({'; '.join(differences)})."
+            " Fix: resume with the model flags of the run that wrote it, or start afresh in another --output_dir."
+        )
+
+
+def _run_shape(run: Run) -> dict:
+    """Settings that change what a resumed run computes: a difference is allowed, and warned of."""
+    return {
+        "num_processes": run.accelerator.num_processes,
+        "train_batch_size": run.config.train_batch_size,
+        "gradient_accumulation_steps": run.config.gradient_accumulation_steps,
+        "seed": run.config.seed,
+    }
+
+
+def save_training_checkpoint(run: Run, state: TrainingState) -> Path:
+    """Checkpoint the run at `state.global_step` with what `resume` needs; call on every process."""
+    training_state = {**asdict(state), **_run_shape(run), **run.guard.state_dict()}
+    return save_checkpoint(
+        run.accelerator, run.output_dir, state.global_step, training_state, run.config.checkpoints_total_limit
+    )

@@ -1,0 +1,477 @@
+# Copyright 2026 The diffusers-maskdm Authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""The first phase of a run, `setup`: everything built, and everything checked, before the first step.
+
+In order: the accelerator; the model source and every check that needs it but not the data (sizes, masks, noise
+schedule, memory); the data and the model; the Hub repo; the output folder (locked for this run); the optimizer,
+loader, schedule and EMA. Nothing is written before the output folder is claimed, so a refused run leaves nothing.
+"""
+
+import logging
+import math
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.logging import get_logger
+from accelerate.utils import ProjectConfiguration, broadcast_object_list, set_seed
+from diffusers import DDPMScheduler
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
+
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks, one run per folder is then the user's to keep.
+    fcntl = None
+
+from ..masking import MaskGenerator
+from ..models import MaskedDiTModel
+from .args import BETA_SCHEDULES, PREDICTION_TYPES, TrainingConfig
+from .checkpointing import list_checkpoints, register_checkpoint_hooks
+from .data import build_train_dataloader, build_train_dataset
+from .hardware import cpu_supports_bf16, cpu_threads_per_process
+from .loop import NonFiniteLossGuard, build_mask_generator
+from .model_source import TransformerSource, new_model_config, read_model_config_file, resolve_pretrained_transformer
+from .optim import build_optimizer
+from .presets import preset_config, recipe_summary
+
+
+logger = get_logger(__name__)
+
+LOCK_FILENAME = ".lock"
+
+
+@dataclass
+class Run:
+    """What `setup` builds and the later phases (`resume`, `train`, `export`) use."""
+
+    config: TrainingConfig
+    accelerator: Accelerator
+    model: torch.nn.Module  # prepared by accelerate (wrapped for several processes)
+    ema_model: EMAModel | None
+    optimizer: torch.optim.Optimizer
+    lr_scheduler: Any
+    dataloader: Any
+    dataset: Any
+    noise_scheduler: DDPMScheduler
+    mask_generator: MaskGenerator | None
+    num_classes: int | None
+    max_train_steps: int
+    guard: NonFiniteLossGuard
+    source: TransformerSource | None = None
+    repo_id: str | None = None
+    lock: IO | None = None  # held by the main process until the run ends; the OS drops it if the process dies
+
+    @property
+    def transformer(self) -> MaskedDiTModel:
+        return self.accelerator.unwrap_model(self.model)
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.config.output_dir)
+
+
+def setup(config: TrainingConfig) -> Run:
+    """
+    Build the run `config` asks for, checking everything that can be checked before the first step.
+
+    Raises:
+        `ValueError`: naming the flag, the value and the fix; nothing has been written then.
+    """
+    # 1. Accelerator
+    accelerator = _build_accelerator(config)
+    _use_cpu_cores(accelerator, config)
+    logger.info(accelerator.state, main_process_only=False)
+    if config.recipe:
+        logger.info(recipe_summary(config))
+    set_seed(config.seed)
+
+    # 2. The model source, and the checks that need it but not the data
+    source = scheduler_config = None
+    preset = config.pretrained_model_name_or_path is None and config.model_config is None
+    if config.pretrained_model_name_or_path is not None:
+        source = resolve_pretrained_transformer(
+            config.pretrained_model_name_or_path, config.init_from_ema, config.revision, config.cache_dir
+        )
+        model_config, scheduler_config = source.read_config(), source.scheduler_config()
+    elif config.model_config is not None:
+        model_config = {"sample_size": config.resolution, **read_model_config_file(config.model_config)}
+    else:
+        try:
+            model_config = preset_config(config.model_preset or "small", config.resolution)
+        except ValueError as error:
+            raise ValueError(f"--resolution={config.resolution} fits no model preset: {error}") from None
+    noise_scheduler = build_noise_scheduler(config, scheduler_config)
+    mask_generator = _check_model_plan(config, model_config)
+    checkpoint_bytes = _check_memory(config, model_config, mask_generator, accelerator.device)
+
+    # 3. Data, then the model
+    with accelerator.main_process_first():
+        dataset = build_train_dataset(
+            dataset_name=config.dataset_name,
+            dataset_config_name=config.dataset_config_name,
+            train_data_dir=config.train_data_dir,
+            image_column=config.image_column,
+            label_column=config.label_column,
+            cache_dir=config.cache_dir,
+            resolution=config.resolution,
+            center_crop=config.center_crop,
+            random_flip=config.random_flip,
+            # A given model decides the channels: the data is converted to what it takes.
+            num_channels=config.num_channels or (None if preset else model_config.get("in_channels")),
+            max_train_samples=config.max_train_samples,
+            seed=config.seed,
+        )
+    num_classes = None if config.ignore_labels else dataset.num_classes
+    if source is None:
+        model_config = new_model_config(
+            config.resolution, dataset.num_channels, num_classes, config.model_config, config.model_preset
+        )
+    _check_model_fits_data(config, model_config, dataset, num_classes)
+    model = source.load() if source is not None else MaskedDiTModel.from_config(model_config)
+    if source is not None:
+        logger.info("Starting from the %s weights of %s", "EMA" if source.is_ema else "raw", source.name)
+    if config.gradient_checkpointing:
+        model.enable_gradient_checkpointing()
+
+    # 4. The Hub repo and the output folder: the last checks, and the first writes
+    repo_id = _on_main(accelerator, _create_hub_repo, config) if config.push_to_hub else None
+    lock = _on_main(accelerator, claim_output_dir, config, 2 * checkpoint_bytes)
+
+    # 5. Optimizer, data loader, schedule, EMA
+    optimizer = build_optimizer(
+        model,
+        config.learning_rate,
+        betas=(config.adam_beta1, config.adam_beta2),
+        weight_decay=config.adam_weight_decay,
+        eps=config.adam_epsilon,
+    )
+    dataloader = build_train_dataloader(
+        dataset, config.train_batch_size, seed=config.seed, num_workers=config.dataloader_num_workers
+    )
+    model, optimizer, dataloader = accelerator.prepare(model, optimizer, dataloader)
+    max_train_steps = config.max_train_steps or math.ceil(
+        config.num_epochs * len(dataloader) / config.gradient_accumulation_steps
+    )
+    lr_scheduler = accelerator.prepare(
+        get_scheduler(
+            config.lr_scheduler, optimizer, num_warmup_steps=config.lr_warmup_steps, num_training_steps=max_train_steps
+        )
+    )
+    ema_model = None
+    if config.use_ema:
+        transformer = accelerator.unwrap_model(model)
+        ema_model = EMAModel(
+            transformer.parameters(),
+            decay=config.ema_decay,
+            use_ema_warmup=True,
+            inv_gamma=config.ema_inv_gamma,
+            power=config.ema_power,
+            model_cls=MaskedDiTModel,
+            model_config=transformer.config,
+        )
+        ema_model.to(accelerator.device)
+    register_checkpoint_hooks(accelerator, ema_model)
+    if config.report_to != "none":
+        tracked = {k: v for k, v in asdict(config).items() if isinstance(v, (int, float, str, bool))}
+        tracked.pop("hub_token", None)
+        accelerator.init_trackers("train_masked_pretrain", config=tracked)
+    guard = NonFiniteLossGuard(
+        config.max_consecutive_nonfinite_steps, config.learning_rate, accelerator.mixed_precision
+    )
+    return Run(
+        config,
+        accelerator,
+        model,
+        ema_model,
+        optimizer,
+        lr_scheduler,
+        dataloader,
+        dataset,
+        noise_scheduler,
+        mask_generator,
+        num_classes,
+        max_train_steps,
+        guard,
+        source,
+        repo_id,
+        lock,
+    )
+
+
+def _build_accelerator(config: TrainingConfig) -> Accelerator:
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+    has_accelerator = torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
+    cpu = config.cpu or not (has_accelerator or torch.backends.mps.is_available())
+    mixed_precision = config.mixed_precision
+    if cpu and mixed_precision == "bf16" and not cpu_supports_bf16():
+        mixed_precision = "no"  # Emulated bf16 is slower than fp32; said in the log by `_use_cpu_cores`.
+    accelerator = Accelerator(
+        cpu=cpu,
+        mixed_precision=mixed_precision,
+        log_with=None if config.report_to == "none" else config.report_to,
+        project_config=ProjectConfiguration(
+            project_dir=config.output_dir, logging_dir=os.path.join(config.output_dir, config.logging_dir)
+        ),
+        step_scheduler_with_optimizer=False,  # One schedule step per optimizer step, whatever the process count.
+    )
+    if not accelerator.is_local_main_process:
+        for name in ("diffusers", "datasets", "transformers"):  # Warnings of other processes still show.
+            logging.getLogger(name).setLevel(logging.ERROR)
+    return accelerator
+
+
+def _use_cpu_cores(accelerator: Accelerator, config: TrainingConfig) -> None:
+    """On the CPU, give each process its share of the cores (or `--num_cpu_threads`) and say the precision."""
+    if accelerator.device.type != "cpu":
+        return
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes))
+    torch.set_num_threads(config.num_cpu_threads or cpu_threads_per_process(local_processes))
+    if config.mixed_precision == "bf16" and accelerator.mixed_precision == "no":
+        logger.warning(
+            "--mixed_precision bf16: this CPU has no native bf16 (AVX512-BF16, AMX or Arm BF16), where emulated bf16 "
+            "is slower than fp32: training in fp32."
+        )
+    logger.info(
+        "CPU training: %d thread(s) per process, %d process(es) here, precision %s",
+        torch.get_num_threads(),
+        local_processes,
+        accelerator.mixed_precision,
+        main_process_only=False,
+    )
+
+
+def build_noise_scheduler(config: TrainingConfig, pretrained: dict | None = None) -> DDPMScheduler:
+    """
+    The training `DDPMScheduler` (also saved with the pipeline): the diffusion flags, else the pre-trained pipeline's
+    scheduler settings (`pretrained`), else epsilon prediction, 1000 steps, linear betas.
+
+    Raises:
+        `ValueError`: for a schedule that is not finite or not increasing, or fewer steps than the sample grids take.
+    """
+    pretrained = pretrained or {}
+    settings = {
+        "num_train_timesteps": config.ddpm_num_steps or pretrained.get("num_train_timesteps", 1000),
+        "beta_schedule": config.ddpm_beta_schedule or pretrained.get("beta_schedule", "linear"),
+        "prediction_type": config.prediction_type or pretrained.get("prediction_type", "epsilon"),
+        "beta_start": pretrained.get("beta_start", 0.0001),
+        "beta_end": pretrained.get("beta_end", 0.02),
+    }
+    origin = "the scheduler of --pretrained_model_name_or_path" if pretrained else "the diffusion flags"
+    start, end, steps = settings["beta_start"], settings["beta_end"], settings["num_train_timesteps"]
+    if not (
+        settings["beta_schedule"] in BETA_SCHEDULES
+        and settings["prediction_type"] in PREDICTION_TYPES
+        and isinstance(steps, int)
+        and steps >= 1
+        and all(isinstance(b, (int, float)) and math.isfinite(b) for b in (start, end))
+        and 0 < start < end < 1
+    ):
+        raise ValueError(
+            f"{origin} set a schedule that cannot train: {settings} (the betas must be finite with 0 < beta_start < "
+            f"beta_end < 1, the steps a positive integer, the schedule one of {BETA_SCHEDULES}, the prediction type "
+            f"one of {PREDICTION_TYPES}). Fix: pass --ddpm_num_steps, --ddpm_beta_schedule, --prediction_type."
+        )
+    if config.validation_inference_steps > steps:
+        raise ValueError(
+            f"--validation_inference_steps={config.validation_inference_steps} is more than the {steps} diffusion "
+            "steps (--ddpm_num_steps): a sampler cannot take more steps than the diffusion has. Lower it."
+        )
+    return DDPMScheduler(**settings)
+
+
+def _check_model_plan(config: TrainingConfig, model_config: dict) -> MaskGenerator | None:
+    """Check the flags against the model's config (before data or weights are loaded); return the mask generator."""
+    where = (
+        f"--pretrained_model_name_or_path={config.pretrained_model_name_or_path!r}"
+        if config.pretrained_model_name_or_path
+        else f"--model_config={config.model_config!r}"
+    )
+    sample_size, patch_size = model_config.get("sample_size"), model_config.get("patch_size", 2)
+    if sample_size != config.resolution:
+        raise ValueError(
+            f"--resolution={config.resolution} but {where} has sample_size={sample_size}: pass --resolution "
+            f"{sample_size} (or drop sample_size from the --model_config file)."
+        )
+    if not isinstance(patch_size, int) or patch_size < 1 or config.resolution % patch_size:
+        raise ValueError(f"--resolution={config.resolution} is not a multiple of the model's patch_size={patch_size}.")
+    grid_size = config.resolution // patch_size
+    try:
+        mask_generator = build_mask_generator(
+            config.mask_type,
+            config.mask_rate,
+            config.mask_block_size,
+            config.mask_crop_size,
+            rounding=config.mask_rounding,
+        )
+        if mask_generator is not None:
+            mask_generator.validate(grid_size)
+    except ValueError as error:
+        flags = " ".join(
+            f"--{name} {getattr(config, name)}"
+            for name in ("mask_type", "mask_rate", "mask_block_size", "mask_crop_size")
+            if getattr(config, name) is not None
+        )
+        raise ValueError(
+            f"the mask flags ({flags}) do not fit --resolution {config.resolution} with patch size {patch_size} "
+            f"({grid_size}x{grid_size} patches): {error}"
+        ) from None
+    return mask_generator
+
+
+def _check_memory(config: TrainingConfig, model_config: dict, mask_generator, device: torch.device) -> int:
+    """
+    Refuse a run whose training step would not fit the device's memory, with the estimate; return the bytes of a
+    checkpoint. The model is built on the `meta` device: nothing is allocated.
+    """
+    plan = {**model_config, "in_channels": config.num_channels or model_config.get("in_channels", 3)}
+    with torch.device("meta"):
+        model = MaskedDiTModel.from_config(plan)
+    weights = 4 * sum(p.numel() for p in model.parameters())  # float32
+    tokens = model.num_patches - (mask_generator.num_masked(model.grid_size) if mask_generator else 0)
+    # Roughly what the backward pass keeps: ~40 floats per token, width and block (attention, the 4x MLP, norms),
+    # and a few image-sized tensors (clean, noise, noisy, target, prediction).
+    activations = 4 * config.train_batch_size * (40 * tokens * model.config.hidden_size * model.config.num_layers)
+    images = 4 * config.train_batch_size * 5 * plan["in_channels"] * config.resolution**2
+    needed = weights * (4 + config.use_ema) + activations + images  # + gradients, AdamW's two moments, EMA
+    if device.type == "cuda":
+        available = torch.cuda.get_device_properties(device).total_memory
+    elif device.type == "cpu" and hasattr(os, "sysconf"):
+        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    else:
+        available = None
+    if available is not None and needed > available:
+        raise ValueError(
+            f"--resolution={config.resolution} with --train_batch_size={config.train_batch_size} and this model "
+            f"({weights / 4:.3g} parameters) needs about {needed / 2**30:.3g} GiB for a training step, but the "
+            f"{device.type} has {available / 2**30:.3g} GiB. Fix: lower --resolution or --train_batch_size, or choose "
+            "a smaller model."
+        )
+    return weights * (3 + config.use_ema)  # weights, AdamW's two moments, EMA
+
+
+def _check_model_fits_data(config: TrainingConfig, model_config: dict, dataset, num_classes: int | None) -> None:
+    """Raise a `ValueError` naming the flag when the (pre-trained) transformer cannot be trained on this data."""
+    source = f"the transformer of --pretrained_model_name_or_path={config.pretrained_model_name_or_path!r}"
+    if model_config["in_channels"] != dataset.num_channels:
+        raise ValueError(
+            f"{source} takes in_channels={model_config['in_channels']} but the data has {dataset.num_channels} "
+            f"channel(s): pass --num_channels {model_config['in_channels']}."
+        )
+    if (model_config.get("out_channels") or model_config["in_channels"]) != model_config["in_channels"]:
+        raise ValueError(
+            f"{source} predicts out_channels={model_config['out_channels']} for {model_config['in_channels']} input "
+            "channels (learned variance), which this script does not train: use out_channels = in_channels."
+        )
+    model_classes = model_config.get("num_class_embeds")
+    if model_classes != num_classes:
+        if model_classes is None:
+            fix = "pass --ignore_labels to train it unconditionally"
+        elif num_classes is None:
+            fix = "train on data with the same classes (--label_column, or class sub-folders in --train_data_dir)"
+        else:
+            fix = "train on data with the same number of classes, or pass --ignore_labels with an unconditional model"
+        raise ValueError(
+            f"{source} has num_class_embeds={model_classes} but the data has "
+            f"{'no class labels' if num_classes is None else f'{num_classes} classes'}: {fix}."
+        )
+
+
+def _on_main(accelerator: Accelerator, function, *args, share: bool = False):
+    """Run `function` on the main process; a `ValueError` it raises is raised on every process, so none waits."""
+    result = message = None
+    if accelerator.is_main_process:
+        try:
+            result = function(*args)
+        except ValueError as error:
+            message = str(error)
+    if accelerator.num_processes > 1:
+        box = [message, result if share else None]
+        broadcast_object_list(box)
+        message, result = box[0], box[1] if share else result
+    if message is not None:
+        raise ValueError(message)
+    return result
+
+
+def _create_hub_repo(config: TrainingConfig) -> str:
+    """Create (or find) the Hub repo of `--push_to_hub` before training, as diffusers' scripts do; return its id."""
+    from huggingface_hub import create_repo
+
+    repo_id = config.hub_model_id or Path(config.output_dir).resolve().name
+    try:
+        return create_repo(repo_id, exist_ok=True, private=config.hub_private_repo, token=config.hub_token).repo_id
+    except Exception as error:  # Offline, unauthorised, a bad id: all mean no push, so no training.
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise ValueError(
+            f"--push_to_hub: the Hub repo {repo_id!r} could not be created ({type(error).__name__}: {reason}). Fix: "
+            "log in (`hf auth login`) or pass --hub_token, check the connection and --hub_model_id, or drop "
+            "--push_to_hub. Nothing was trained."
+        ) from None
+
+
+def claim_output_dir(config: TrainingConfig, required_bytes: int = 0) -> IO | None:
+    """
+    Make `--output_dir` this run's: writable, with room for a checkpoint and the pipeline, locked (one run per folder;
+    the OS drops the lock when the process ends, however it ends), and holding no other run's checkpoints unless this
+    run resumes them or `--overwrite_output_dir` deletes them. Returns the open lock file, to keep while training.
+
+    Raises:
+        `ValueError`: naming `--output_dir`, what is wrong and the fix.
+    """
+    output_dir = Path(config.output_dir)
+    existing = output_dir
+    while not existing.exists():
+        existing = existing.parent
+    name = f"--output_dir={config.output_dir!r}"
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        what = "cannot be created" if existing != output_dir else "is not writable"
+        raise ValueError(
+            f"{name} {what} ({existing} is not a writable folder). Fix: choose a folder you can write to."
+        )
+    free = shutil.disk_usage(existing).free
+    if free < required_bytes:
+        raise ValueError(
+            f"{name} has {free / 2**20:.0f} MiB free, but a checkpoint and the final pipeline need about "
+            f"{required_bytes / 2**20:.0f} MiB. Fix: free space or choose another folder."
+        )
+    output_dir.mkdir(parents=True, exist_ok=True)
+    lock = open(output_dir / LOCK_FILENAME, "a")
+    try:
+        if fcntl is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.close()
+        raise ValueError(
+            f"{name} is in use by another training run (it holds {output_dir / LOCK_FILENAME}). Fix: wait for that "
+            "run to end, or choose another folder."
+        ) from None
+    checkpoints = list_checkpoints(output_dir)
+    if checkpoints and config.resume_from_checkpoint is None:
+        if not config.overwrite_output_dir:
+            lock.close()
+            raise ValueError(
+                f"{name} holds the checkpoints of another run ({', '.join(p.name for p in checkpoints[-3:])}). Fix: "
+                "pass --resume_from_checkpoint latest to continue it, --overwrite_output_dir to start afresh (they "
+                "are deleted), or choose another folder."
+            )
+        for path in checkpoints:
+            logger.warning("--overwrite_output_dir: deleting %s", path)
+            shutil.rmtree(path)
+    return lock

@@ -1,0 +1,135 @@
+# Copyright 2026 The diffusers-maskdm Authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Nothing lost, nothing silently wrong: one run per folder, checkpoints verified by content, configs that cannot
+drift, the Hub checked before training, the `python -m` entry point."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+from diffusers import DDPMScheduler
+from script_runner import REPO, assert_ok, base_args, run_script, script_env, start_script
+from test_train_script import wait_for
+
+from diffusers_maskdm import MaskedDiTModel
+from diffusers_maskdm.training import check_config_fingerprint, save_pipeline
+
+
+def one_line_error(result) -> str:
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    return line
+
+
+def test_two_trainings_into_one_folder_at_once(image_dir, tiny_config, tmp_path):
+    args = base_args(image_dir, tiny_config, tmp_path / "out") + ["--max_train_steps", "4"]
+    first = start_script(args, tmp_path / "first.log", faults={"pause_at_step": 2})
+    try:
+        wait_for(tmp_path / "out" / ".test-paused-step-2", first)
+        message = one_line_error(run_script(args))
+        assert f"--output_dir={str(tmp_path / 'out')!r} is in use by another training run" in message
+    finally:
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait()
+    # The OS dropped the killed run's lock: the folder can be resumed now.
+    assert_ok(run_script(args + ["--resume_from_checkpoint", "latest"]))
+
+
+def flip_one_bit(path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_a_flipped_bit_in_a_checkpoint_is_refused_and_latest_falls_back(image_dir, tiny_config, tmp_path):
+    args = base_args(image_dir, tiny_config, tmp_path) + ["--checkpointing_steps", "2"]
+    assert_ok(run_script(args + ["--max_train_steps", "4"]))
+    flip_one_bit(tmp_path / "checkpoint-4" / "transformer" / "diffusion_pytorch_model.safetensors")
+
+    message = one_line_error(run_script(args + ["--max_train_steps", "5", "--resume_from_checkpoint", "checkpoint-4"]))
+    assert "'checkpoint-4' cannot be resumed from" in message
+    assert "transformer/diffusion_pytorch_model.safetensors does not match its checksum" in message
+
+    result = run_script(args + ["--max_train_steps", "5", "--resume_from_checkpoint", "latest"])
+    assert_ok(result)
+    log = result.stdout + result.stderr
+    assert "Skipping damaged checkpoint" in log and "checkpoint-4" in log
+    assert "checkpoint-2 at step 2" in log
+
+
+def test_resuming_with_other_model_flags_or_a_fresh_run_into_checkpoints_is_refused(image_dir, tiny_config, tmp_path):
+    args = base_args(image_dir, tiny_config, tmp_path / "out") + ["--max_train_steps", "2"]
+    assert_ok(run_script(args))
+    # 4 heads over a 2-head checkpoint: the same weight shapes, another network.
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**json.loads(tiny_config.read_text()), "num_attention_heads": 4}))
+    changed = [str(other) if value == str(tiny_config) else value for value in args]
+    message = one_line_error(run_script(changed + ["--max_train_steps", "3", "--resume_from_checkpoint", "latest"]))
+    assert (
+        "holds another model than this run builds (num_attention_heads=2 in the checkpoint, 4 in this run)" in message
+    )
+
+    message = one_line_error(run_script(args + ["--max_train_steps", "3"]))
+    assert "holds the checkpoints of another run (checkpoint-2)" in message and "--overwrite_output_dir" in message
+    assert_ok(run_script(args + ["--max_train_steps", "1", "--overwrite_output_dir", "--checkpointing_steps", "1"]))
+    assert sorted(p.name for p in (tmp_path / "out").glob("checkpoint-*")) == ["checkpoint-1"]
+
+
+def test_a_saved_pipeline_records_its_config_with_its_weights(tmp_path):
+    transformer = MaskedDiTModel(sample_size=8, patch_size=2, hidden_size=32, num_layers=2, num_attention_heads=2)
+    save_pipeline(
+        tmp_path, transformer, DDPMScheduler(num_train_timesteps=10), num_grid_images=1, grid_inference_steps=1
+    )
+    check_config_fingerprint(tmp_path / "transformer")  # as saved: accepted
+    config_file = tmp_path / "transformer" / "config.json"
+    config = json.loads(config_file.read_text())
+    config_file.write_text(json.dumps({**config, "num_attention_heads": 4, "use_long_skip": False}))
+    with pytest.raises(ValueError) as info:
+        check_config_fingerprint(tmp_path / "transformer")
+    assert "num_attention_heads=4 in config.json, 2 with the weights" in str(info.value)
+    assert "use_long_skip=False in config.json" in str(info.value)
+    assert torch.isfinite(MaskedDiTModel.from_pretrained(tmp_path, subfolder="transformer").proj_out.weight).all()
+
+
+@pytest.mark.parametrize("hub_state", ["offline", "unauthorised"])
+def test_push_to_hub_is_checked_before_training_and_leaves_nothing(image_dir, tiny_config, tmp_path, hub_state):
+    from hub_server import LoopbackHub
+
+    output_dir = tmp_path / "out"
+    args = base_args(image_dir, tiny_config, output_dir) + ["--max_train_steps", "2", "--push_to_hub"]
+    with LoopbackHub(max_lifetime_s=120) as hub:
+        env = script_env(HF_ENDPOINT=hub.endpoint, HF_HOME=str(tmp_path / "hf_home"))
+        if hub_state == "unauthorised":  # online, but without a token the Hub refuses to create a repo
+            env.pop("HF_HUB_OFFLINE")
+            env.pop("HF_TOKEN", None)
+        message = one_line_error(run_script(args + ["--hub_model_id", "test-user/m"], env=env))
+    assert message.startswith("error: --push_to_hub: the Hub repo 'test-user/m' could not be created")
+    assert "Nothing was trained" in message
+    assert not output_dir.exists()  # a refused run leaves nothing behind
+
+
+def test_python_m_entry_point_trains_and_shows_defaults_and_progress(image_dir, tiny_config, tmp_path):
+    command = [sys.executable, "-m", "diffusers_maskdm.train"]
+    help_text = subprocess.run([*command, "--help"], capture_output=True, text=True, cwd=REPO).stdout
+    assert "--train_batch_size TRAIN_BATCH_SIZE" in help_text and "(default: 16)" in help_text
+    args = base_args(image_dir, tiny_config, tmp_path) + ["--max_train_steps", "2", "--validation_steps", "1"]
+    result = subprocess.run([*command, *args], capture_output=True, text=True, cwd=REPO, env=script_env())
+    assert_ok(result)
+    assert (tmp_path / "model_index.json").is_file()
+    assert "Sample grid" in result.stderr  # the sample grids show their progress

@@ -24,6 +24,7 @@ def masked_mse_loss(
     mask: torch.BoolTensor | None,
     patch_size: int,
     reduction: str = "mean",
+    check_mask: bool = True,
 ) -> torch.Tensor:
     r"""
     Mean squared error over the **visible** pixels only (MaskDM's masked denoising score matching).
@@ -37,6 +38,8 @@ def masked_mse_loss(
         mask (`torch.BoolTensor` or `None`): (batch, num_patches), `True` = masked; `None` gives the ordinary MSE.
         patch_size (`int`): the model's patch size, to expand the patch mask to pixels.
         reduction (`str`, *optional*, defaults to `"mean"`): `"mean"` for a scalar, `"none"` for one value per sample.
+        check_mask (`bool`, *optional*, defaults to `True`): check `mask` (equal row counts, not all masked: a device
+            sync on a GPU); a training step passes `False` for a mask the model has already checked.
     """
     if pred.shape != target.shape:
         raise ValueError(
@@ -56,7 +59,8 @@ def masked_mse_loss(
             raise ValueError(
                 f"`patch_size` must be a positive integer dividing the image size {height}x{width}, got {patch_size!r}."
             )
-        validate_mask(mask, batch_size, (height // patch_size) * (width // patch_size))
+        if check_mask:
+            validate_mask(mask, batch_size, (height // patch_size) * (width // patch_size))
         visible = (~patch_mask_to_pixel_mask(mask, patch_size, width // patch_size)).to(squared_error.dtype)
         num_visible_values = visible.sum(dim=(1, 2, 3)) * pred.shape[1]
         per_sample = (squared_error * visible).sum(dim=(1, 2, 3)) / num_visible_values

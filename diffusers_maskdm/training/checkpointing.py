@@ -82,13 +82,14 @@ def check_checkpoint(path: str | os.PathLike) -> str | None:
     """Why checkpoint `path` cannot be resumed from (a file missing or changed since it was written), or `None`."""
     path = Path(path)
     try:
-        expected = read_training_state(path)["sha256"]
-    except (OSError, ValueError, KeyError, TypeError):
+        state = read_training_state(path)
+        expected = state.get("sha256") or dict(state["files"])  # Checkpoints of earlier versions list sizes.
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return f"it has no readable {STATE_FILENAME} with checksums (the write did not finish, or it is damaged)"
     for name, digest in sorted(expected.items()):
         if not (path / name).is_file():
             return f"{name} is missing"
-        if _sha256(path / name) != digest:
+        if (_sha256(path / name) if isinstance(digest, str) else (path / name).stat().st_size) != digest:
             return f"{name} does not match its checksum (damaged or replaced)"
     return None
 

@@ -13,16 +13,7 @@
 # limitations under the License.
 """The last phase of a run, `export`: the output folder as a `MaskedDDPMPipeline` with its card, grid and Hub push.
 
-Layout of `output_dir` after training:
-
-```
-model_index.json, scheduler/, transformer/   the pipeline; transformer/ holds the EMA weights when --use_ema
-transformer/diffusion_pytorch_model.non_ema.safetensors   the raw weights (only with --use_ema)
-README.md, samples.png                        model card and a sample grid
-samples/step-<N>.png                          validation grids (--validation_steps)
-checkpoint-<N>/                               resumable checkpoints
-logs/                                         TensorBoard
-```
+The layout of the output folder is in `docs/training.md` ("What a run writes").
 
 Two promises beyond `save_pretrained`: the pipeline is staged and moved in with `model_index.json` last, so a kill
 leaves no `model_index.json` or a complete pipeline; and each weights file records the model config it was saved

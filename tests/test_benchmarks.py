@@ -29,22 +29,32 @@ def plan_args(**overrides):
         "resolution": 16,
         "train_batch_size": 4,
         "budget_steps": 100,
-        "eval_fractions": [0.25, 0.5, 0.75, 1.0],
+        "pretrain_share": 0.25,
+        "fewshot_steps": 10,
+        "control_batch_size": 1,
+        "eval_fractions": [0.25, 0.5, 1.0],
     }
     return argparse.Namespace(**{**args, **overrides})
 
 
 def test_every_arm_gets_the_same_counted_compute(reproduce):
     args = plan_args()
-    arms = reproduce.build_arms(pretrain_share=0.25)
+    arms = reproduce.build_arms(args)
     budget = None
+    masked_steps = reproduce.make_plan(args, arms["maskdm_block90"]).stage_steps[0]
     for arm in arms.values():
         plan = reproduce.make_plan(args, arm)
         spent = sum(steps * flops for steps, flops in zip(plan.stage_steps, plan.stage_step_flops))
+        if arm.name.startswith(("fewshot", "finetune_lr")):
+            continue  # their own, shorter budgets
         budget = budget or spent  # the baseline comes first
         # Step counts are whole: each arm is within half a step of its last stage of the baseline's budget.
         assert abs(spent - budget) <= plan.stage_step_flops[-1] / 2 + 1, arm.name
-        if len(arm.stages) == 2:
+        if arm.name == "control_small_batch":
+            # As many updates as MaskDM's pre-training, at a batch whose step costs about a masked step.
+            assert plan.stage_steps[0] == masked_steps
+            assert plan.stage_step_flops[0] < 0.5 * plan.stage_step_flops[1]
+        elif len(arm.stages) == 2:
             # A masked step is cheaper, so the pre-training stage takes more steps than its share of full steps.
             assert plan.stage_steps[0] > 0.25 * args.budget_steps, arm.name
             # A pre-training stage is sampled only at its end (25 % of the budget), the model fine-tuning starts from.
@@ -55,6 +65,15 @@ def test_every_arm_gets_the_same_counted_compute(reproduce):
         assert [fraction for fraction, _, _ in plan.evals] == sorted(fraction for fraction, _, _ in plan.evals)
 
 
+def test_control_batch_costs_about_a_masked_step(reproduce):
+    args = plan_args(resolution=32, train_batch_size=32)
+    batch = reproduce.control_batch_size(args)
+    masked = reproduce.stage_flops(args, reproduce.Stage("masked", "block", 0.9))
+    full = reproduce.stage_flops(args, reproduce.Stage("full"))
+    # The nearest whole batch: within half an image of the masked step's cost.
+    assert abs(batch - 32 * masked / full) <= 0.5
+
+
 def test_compute_to_reach_interpolates_between_evaluations(reproduce):
     evals = [{"fid": 300.0, "gflops": 10.0}, {"fid": 200.0, "gflops": 20.0}, {"fid": 100.0, "gflops": 40.0}]
     assert reproduce.compute_to_reach(evals, 150.0, "gflops") == pytest.approx(30.0)
@@ -62,15 +81,23 @@ def test_compute_to_reach_interpolates_between_evaluations(reproduce):
     assert reproduce.compute_to_reach(evals, 50.0, "gflops") is None
 
 
-def test_merge_results_adds_arms_and_missing_evaluations(reproduce):
-    def record(*fractions):
-        return {"evals": [{"fraction": fraction, "fid": 100 * fraction} for fraction in fractions]}
+def test_the_full_run_measures_every_arm_with_its_seeds(reproduce):
+    arms = reproduce.build_arms(plan_args())
+    runs = reproduce.default_runs(arms)
+    assert len(set(runs)) == len(runs)
+    assert {(name, seed) for name, seed in runs} == {
+        (name, seed) for name, arm in arms.items() for seed in range(arm.seeds)
+    }
+    seeds = {name: sum(1 for n, _ in runs if n == name) for name in arms}
+    assert seeds["baseline"] == seeds["maskdm_block90"] == 3 and seeds["control_small_batch"] == 2
+    # The sweep needs MaskDM's seed-0 pre-training, few-shot the baseline's 25 % model: both come first.
+    assert runs.index(("maskdm_block90", 0)) < runs.index(("finetune_lr_0.0001", 0))
+    assert runs.index(("baseline", 0)) < runs.index(("fewshot_baseline", 0))
 
-    results = {"baseline": record(0.5, 1.0), "maskdm": record(0.5, 1.0)}
-    reproduce.merge_results(results, {"maskdm": record(0.25, 0.5), "ablation": record(1.0)})
-    assert [entry["fraction"] for entry in results["maskdm"]["evals"]] == [0.25, 0.5, 1.0]
-    assert [entry["fraction"] for entry in results["baseline"]["evals"]] == [0.5, 1.0]
-    assert results["ablation"] == record(1.0)
+
+def test_spread_is_mean_and_range(reproduce):
+    assert reproduce.spread([1.0, 2.0, 6.0]) == "3.0 (1.0-6.0, n=3)"
+    assert reproduce.spread([2.5]) == "2.5" and reproduce.spread([]) == ""
 
 
 @pytest.mark.parametrize("script", ["bench_token_dropping.py", "bench_sampling.py", "bench_training.py"])
@@ -82,27 +109,40 @@ def test_benchmark_smoke_run(script):
     assert "|" in result.stdout  # a markdown table was printed
 
 
-def test_reproduce_smoke_run_resumes_without_redoing_work(tmp_path):
+def test_reproduce_smoke_run_of_every_arm_resumes_without_redoing_work(tmp_path):
     command = [sys.executable, str(BENCHMARKS / "reproduce.py"), "--quick", "--run_dir", str(tmp_path)]
-    command += ["--arms", "baseline", "maskdm_block90"]
-    first = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    first = subprocess.run(command, capture_output=True, text=True, timeout=1800)
     assert first.returncode == 0, first.stderr[-3000:]
-    results = json.loads((tmp_path / "results.json").read_text())
+    saved = json.loads((tmp_path / "results.json").read_text())
+    results = saved["arms"]
+    assert saved["settings"]["prediction_type"] == "epsilon"
+    # Every arm of the default plan, with its seeds of the full run.
+    assert set(results) == {
+        "baseline", "maskdm_block90", "control_small_batch", "maskdm_block90_nopos", "single_stage_block90",
+        "finetune_lr_0.0003", "finetune_lr_0.0001", "finetune_lr_3e-05",
+        "fewshot_maskdm", "fewshot_baseline", "fewshot_scratch",
+    }  # fmt: skip
+    assert all(set(record["seeds"]) == {"0"} for record in results.values())  # --quick: seed 0 of each
     # The baseline at every fraction; MaskDM at the end of pre-training (sampled as full images) and after it.
-    assert [e["fraction"] for e in results["baseline"]["evals"]] == [0.25, 0.5, 1.0]
-    assert [(e["fraction"], e["stage"]) for e in results["maskdm_block90"]["evals"]] == [
+    assert [e["fraction"] for e in results["baseline"]["seeds"]["0"]] == [0.25, 0.5, 1.0]
+    assert [(e["fraction"], e["stage"]) for e in results["maskdm_block90"]["seeds"]["0"]] == [
         (0.25, "pretrain"),
         (0.5, "finetune"),
         (1.0, "finetune"),
     ]
-    assert all(e["fid"] > 0 and e["train_seconds"] > 0 for arm in results.values() for e in arm["evals"])
-    assert "| maskdm_block90 |" in (tmp_path / "report.md").read_text()
+    entries = [e for arm in results.values() for evals in arm["seeds"].values() for e in evals]
+    assert all(e["fid"] > 0 and e["train_seconds"] > 0 and e["updates"] > 0 for e in entries)
+    # MaskDM's pre-training is trained once: the sweep copies it.
+    sweep = results["finetune_lr_0.0001"]["seeds"]["0"]
+    assert [e["stage"] for e in sweep] == ["finetune"] and sweep[0]["fraction"] == pytest.approx(0.35)
+    report = (tmp_path / "report.md").read_text()
+    assert "| maskdm_block90 |" in report and "| fewshot_scratch |" in report
     assert (tmp_path / "reproduction_fid_vs_flops.png").stat().st_size > 0
 
     second = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert "training" not in second.stdout and "FID-50 =" not in second.stdout  # everything was done already
-    assert json.loads((tmp_path / "results.json").read_text()) == results
+    assert "training" not in second.stdout and "FID-20 =" not in second.stdout  # everything was done already
+    assert json.loads((tmp_path / "results.json").read_text())["arms"] == results
 
     # A new evaluation point before where training already got to cannot be measured there: a clear error.
     third = subprocess.run(command + ["--eval_fractions", "0.375", "1.0"], capture_output=True, text=True, timeout=900)

@@ -394,7 +394,13 @@ def run_one(args, arm: Arm, seed: int, results: dict, save, fid: FidMeter) -> No
         stages=[asdict(stage) for stage in arm.stages],
         stage_steps=plan.stage_steps,
         stage_step_gflops=[flops / 1e9 for flops in plan.stage_step_flops],
-        stage_learning_rates=[learning_rate(args, stage) for stage in arm.stages],
+        # A fine-tuning rate not chosen yet (the sweep runs first) is asked for when fine-tuning starts.
+        stage_learning_rates=[
+            None
+            if stage.learning_rate == "finetune" and args.finetune_learning_rate is None
+            else learning_rate(args, stage)
+            for stage in arm.stages
+        ],
     )
     evals = record["seeds"].setdefault(str(seed), [])
     done = {fraction_key(entry["fraction"]) for entry in evals}

@@ -33,6 +33,7 @@ from .presets import MODEL_PRESETS, RECIPES, apply_recipe, explicit_flags
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
+VALIDATION_SCHEDULERS = ("ddpm", "ddim", "dpmsolver++")  # see `export.GRID_SCHEDULERS`
 REPORT_TO = ("tensorboard", "wandb", "all", "none")
 
 
@@ -180,7 +181,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--validation_steps", type=int, default=None, help="Save a sample grid every N steps.")
     run.add_argument("--num_validation_images", type=int, default=16, help="Images in a sample grid.")
-    run.add_argument("--validation_inference_steps", type=int, default=50, help="DDIM steps of the sample grids.")
+    run.add_argument("--validation_inference_steps", type=int, default=50, help="Sampling steps of the sample grids.")
+    run.add_argument(
+        "--validation_scheduler",
+        default="ddpm",
+        choices=VALIDATION_SCHEDULERS,
+        help="Sampler of the sample grids: ddpm (ancestral), ddim (eta 0, no clipping) or dpmsolver++.",
+    )
     run.add_argument("--eval_fid_steps", type=int, default=None, help="Compute FID every N steps (main process).")
     run.add_argument("--eval_fid_num_images", type=int, default=1000, help="The N of FID-N.")
     run.add_argument("--push_to_hub", action="store_true", help="Push the final pipeline and its card to the Hub.")
@@ -261,6 +268,7 @@ class TrainingConfig:
     validation_steps: int | None
     num_validation_images: int
     validation_inference_steps: int
+    validation_scheduler: str
     eval_fid_steps: int | None
     eval_fid_num_images: int
     push_to_hub: bool
@@ -324,6 +332,9 @@ def validate_args(config: TrainingConfig) -> None:
             os.path.isdir(c.train_data_dir),
             f"--train_data_dir={c.train_data_dir!r} is not a directory: pass a folder of images.",
         )
+        from .data import check_output_outside_data
+
+        check_output_outside_data(c.output_dir, c.train_data_dir)
     _require(c.resolution >= 2, f"--resolution={c.resolution} must be at least 2 (e.g. 32).")
     # Model source
     sources = [

@@ -92,6 +92,7 @@ BAD_FLAGS = [
     (["--max_consecutive_nonfinite_steps", "0"], "--max_consecutive_nonfinite_steps", "positive"),
     (["--mixed_precision", "fp16", "--cpu"], "--mixed_precision", "CUDA"),
     (["--output_dir", "{a_file}"], "--output_dir", "not a directory"),
+    (["--output_dir", "{images}/run"], "--output_dir", "inside --train_data_dir"),
     (["--overwrite_output_dir", "--resume_from_checkpoint", "latest"], "--overwrite_output_dir", "pass one"),
 ]
 

@@ -22,6 +22,7 @@ with (safetensors metadata), so a `config.json` edited afterwards is refused by 
 
 import contextlib
 import json
+import math
 import os
 import shutil
 from pathlib import Path
@@ -30,7 +31,7 @@ from typing import Any
 import PIL.Image
 import torch
 from accelerate.logging import get_logger
-from diffusers import DDPMScheduler
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
@@ -44,6 +45,11 @@ logger = get_logger(__name__)
 
 PIPELINE_FILES = ("model_index.json", "scheduler", "transformer", "README.md", "samples.png")
 """What of `output_dir` makes up the pipeline (and is pushed to the Hub)."""
+GRID_SCHEDULERS = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler, "dpmsolver++": DPMSolverMultistepScheduler}
+"""The samplers of the sample grids (`--validation_scheduler`), built from the training scheduler's config. Ancestral
+DDPM (DDIM with eta 1, the paper's sampler) shows what a young noise-predicting model has learned; deterministic
+samplers turn its noise errors at high noise into speckle. DDIM runs without `clip_sample`: clipping the image
+estimate while keeping the noise estimate (diffusers' DDIM with eta 0) leaves such a model's samples as noise."""
 CONFIG_METADATA_KEY = "maskdm_config"
 
 
@@ -88,6 +94,7 @@ def export(run: Run, state: TrainingState) -> Path:
             num_grid_images=config.num_validation_images,
             grid_inference_steps=config.validation_inference_steps,
             seed=config.seed,
+            grid_scheduler=config.validation_scheduler,
         )
         log_grid(accelerator, grid, state.global_step)
         logger.info("Saved the MaskedDDPMPipeline, its model card and samples.png in %s", run.output_dir)
@@ -114,16 +121,31 @@ def ema_weights(model, ema_model=None):
         model.train(was_training)
 
 
-def sample_grid(pipeline, num_images: int = 16, num_inference_steps: int = 50, seed: int = 0) -> PIL.Image.Image:
-    """A grid of `num_images` DDIM samples, with a progress bar; a class-conditional model cycles through classes."""
+def sample_grid(
+    pipeline, num_images: int = 16, num_inference_steps: int = 50, seed: int = 0, scheduler: str = "ddpm"
+) -> PIL.Image.Image:
+    """
+    A grid of `num_images` samples of the `scheduler` sampler (a `GRID_SCHEDULERS` name), with a progress bar, scaled
+    up (nearest) to at least 512 px wide; a class-conditional model cycles through its classes.
+    """
     from ..hub import make_sample_grid
 
     num_classes = pipeline.transformer.config.num_class_embeds
     class_labels = [i % num_classes for i in range(num_images)] if num_classes else None
-    pipeline.set_progress_bar_config(desc="Sample grid", leave=False)
-    return make_sample_grid(
-        pipeline, num_images=num_images, num_inference_steps=num_inference_steps, seed=seed, class_labels=class_labels
+    sampler = GRID_SCHEDULERS[scheduler].from_config(
+        pipeline.scheduler.config, **({"clip_sample": False} if scheduler == "ddim" else {})
     )
+    pipeline.set_progress_bar_config(desc="Sample grid", leave=False)
+    grid = make_sample_grid(
+        pipeline,
+        num_images=num_images,
+        num_inference_steps=num_inference_steps,
+        seed=seed,
+        class_labels=class_labels,
+        scheduler=sampler,
+    )
+    scale = math.ceil(512 / grid.width)
+    return grid.resize((grid.width * scale, grid.height * scale), PIL.Image.NEAREST) if scale > 1 else grid
 
 
 def log_grid(accelerator, grid: PIL.Image.Image, step: int) -> None:
@@ -146,6 +168,7 @@ def save_pipeline(
     num_grid_images: int = 16,
     grid_inference_steps: int = 50,
     seed: int = 0,
+    grid_scheduler: str = "ddpm",
 ) -> PIL.Image.Image:
     """
     Write the final `MaskedDDPMPipeline`, its model card and a sample grid into `output_dir` (main process only).
@@ -162,8 +185,10 @@ def save_pipeline(
         training (`dict`, *optional*): the card's training table (see `diffusers_maskdm.hub.build_model_card`).
         base_model (`str`, *optional*): the Hub repo this model was fine-tuned from.
         num_grid_images (`int`, *optional*, defaults to 16): images in `samples.png`.
-        grid_inference_steps (`int`, *optional*, defaults to 50): DDIM steps of the grid.
+        grid_inference_steps (`int`, *optional*, defaults to 50): sampling steps of the grid.
         seed (`int`, *optional*, defaults to 0): the grid's seed.
+        grid_scheduler (`str`, *optional*, defaults to `"ddpm"`): the grid's sampler, a `GRID_SCHEDULERS` name; the
+            card's training table names it.
 
     Returns:
         `PIL.Image.Image`: the sample grid.
@@ -177,7 +202,9 @@ def save_pipeline(
     with ema_weights(transformer, ema_model):
         pipeline = MaskedDDPMPipeline(transformer=transformer, scheduler=noise_scheduler)
         pipeline.save_pretrained(staging, safe_serialization=True)
-        grid = sample_grid(pipeline, num_grid_images, grid_inference_steps, seed)
+        grid = sample_grid(pipeline, num_grid_images, grid_inference_steps, seed, grid_scheduler)
+    sampler = f"{GRID_SCHEDULERS[grid_scheduler].__name__}, {grid_inference_steps} steps, seed {seed}"
+    training = {**(training or {}), "sample_grid": sampler + (", EMA weights" if ema_model is not None else "")}
     if ema_model is not None:
         transformer.save_pretrained(staging / "transformer", variant=NON_EMA_VARIANT, safe_serialization=True)
     fingerprint_weights(staging / "transformer")

@@ -188,6 +188,7 @@ def _validation_grid(run: Run, step: int) -> None:
             run.config.num_validation_images,
             run.config.validation_inference_steps,
             run.config.seed,
+            run.config.validation_scheduler,
         )
     (run.output_dir / "samples").mkdir(exist_ok=True)
     grid.save(run.output_dir / "samples" / f"step-{step:06d}.png")

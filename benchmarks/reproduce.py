@@ -269,7 +269,7 @@ def train_flags(args, arm: Arm, index: int, stage_dir: Path, max_steps: int, see
         "--prediction_type", args.prediction_type,
         "--mixed_precision", args.mixed_precision,
         "--seed", str(seed),
-        "--checkpointing_steps", str(min(max_steps, 1000)),
+        "--checkpointing_steps", str(min(max_steps, 200)),  # a kill loses at most 200 steps
         "--checkpoints_total_limit", "1",
         "--num_validation_images", "4",
         "--validation_inference_steps", "2",

@@ -440,57 +440,44 @@ class MaskedDiTModel(ModelMixin, AttentionMixin, ConfigMixin):
 def _validate_config(config) -> None:
     """Raises a `ValueError` naming the config key when a configuration (possibly a tampered file) is invalid."""
 
-    def _positive_int(key):
-        value = config[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"config `{key}` must be a positive integer, got {value!r}.")
+    def refuse(key, expected):
+        raise ValueError(f"config `{key}` must be {expected}, got {config[key]!r}.")
 
-    for key in ("sample_size", "in_channels", "patch_size", "hidden_size", "num_layers", "num_attention_heads"):
-        _positive_int(key)
-    if config["out_channels"] is not None:
-        _positive_int("out_channels")
-    if config["num_class_embeds"] is not None:
-        _positive_int("num_class_embeds")
-    if (
-        isinstance(config["mlp_ratio"], bool)
-        or not isinstance(config["mlp_ratio"], (int, float))
-        or config["mlp_ratio"] <= 0
-    ):
-        raise ValueError(f"config `mlp_ratio` must be a positive number, got {config['mlp_ratio']!r}.")
+    keys = (
+        "sample_size in_channels patch_size hidden_size num_layers num_attention_heads out_channels num_class_embeds"
+    )
+    for key in keys.split():
+        value = config[key]
+        optional_and_unset = key in ("out_channels", "num_class_embeds") and value is None
+        if not optional_and_unset and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            refuse(key, "a positive integer")
+    ratio = config["mlp_ratio"]
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or ratio <= 0:
+        refuse("mlp_ratio", "a positive number")
     for key in ("use_long_skip", "use_time_mlp", "attention_bias", "condition_token_positions"):
         if not isinstance(config[key], bool):
-            raise ValueError(f"config `{key}` must be true or false, got {config[key]!r}.")
-    for key, allowed in (("activation_fn", ACTIVATION_FNS), ("weight_init", WEIGHT_INITS)):
+            refuse(key, "true or false")
+    for key, allowed in (
+        ("activation_fn", ACTIVATION_FNS),
+        ("weight_init", WEIGHT_INITS),
+        ("time_conditioning", TIME_CONDITIONINGS),
+        ("position_embedding_type", POSITION_EMBEDDING_TYPES),
+    ):
         if config[key] not in allowed:
-            raise ValueError(f"config `{key}` must be one of {allowed}, got {config[key]!r}.")
-    if config["sample_size"] % config["patch_size"]:
-        raise ValueError(
-            f"config `patch_size`={config['patch_size']} does not divide `sample_size`={config['sample_size']}: "
-            f"choose a patch size among {[d for d in range(1, config['sample_size'] + 1) if config['sample_size'] % d == 0]}."
-        )
+            refuse(key, f"one of {allowed}")
+    size, patch = config["sample_size"], config["patch_size"]
+    if size % patch:
+        divisors = [d for d in range(1, size + 1) if size % d == 0]
+        refuse("patch_size", f"a divisor of `sample_size`={size} (one of {divisors})")
     if config["hidden_size"] % config["num_attention_heads"]:
-        raise ValueError(
-            f"config `num_attention_heads`={config['num_attention_heads']} does not divide "
-            f"`hidden_size`={config['hidden_size']}."
-        )
-    if config["time_conditioning"] not in TIME_CONDITIONINGS:
-        raise ValueError(
-            f"config `time_conditioning` must be one of {TIME_CONDITIONINGS}, got {config['time_conditioning']!r}."
-        )
-    if config["position_embedding_type"] not in POSITION_EMBEDDING_TYPES:
-        raise ValueError(
-            f"config `position_embedding_type` must be one of {POSITION_EMBEDDING_TYPES}, got "
-            f"{config['position_embedding_type']!r}."
-        )
+        refuse("num_attention_heads", f"a divisor of `hidden_size`={config['hidden_size']}")
     if config["condition_token_positions"] and (
         config["time_conditioning"] != "token" or config["position_embedding_type"] != "learned"
     ):
-        raise ValueError(
-            "config `condition_token_positions`=true needs time_conditioning='token' and "
-            f"position_embedding_type='learned', got {config['time_conditioning']!r} and "
-            f"{config['position_embedding_type']!r}: set it to false, or use condition tokens with learned positions."
+        refuse(
+            "condition_token_positions",
+            "false unless time_conditioning='token' and position_embedding_type='learned' (condition tokens need "
+            "learned positions)",
         )
     if config["position_embedding_type"] == "sincos" and config["hidden_size"] % 4:
-        raise ValueError(
-            f"config `hidden_size` must be a multiple of 4 for sincos positions, got {config['hidden_size']}."
-        )
+        refuse("hidden_size", "a multiple of 4 for sincos positions")

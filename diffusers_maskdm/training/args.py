@@ -22,7 +22,6 @@ import argparse
 import dataclasses
 import importlib.util
 import math
-import os
 from pathlib import Path
 
 from diffusers.optimization import SchedulerType
@@ -321,20 +320,11 @@ def validate_args(config: TrainingConfig) -> None:
         _require(
             not isinstance(value, float) or math.isfinite(value), f"--{field.name}={value} must be a finite number."
         )
-    # Data
-    _require(
-        c.dataset_name is None or c.train_data_dir is None,
-        f"--dataset_name={c.dataset_name!r} and --train_data_dir={c.train_data_dir!r} both given: pass one (or "
-        "neither, for the embedded Twemoji default).",
-    )
-    if c.train_data_dir is not None:
-        _require(
-            os.path.isdir(c.train_data_dir),
-            f"--train_data_dir={c.train_data_dir!r} is not a directory: pass a folder of images.",
-        )
-        from .data import check_output_outside_data
+    # Data (checked where `build_train_dataset` checks it; imported late: `--help` needs no `datasets`)
+    from .data import check_data_source, check_output_outside_data
 
-        check_output_outside_data(c.output_dir, c.train_data_dir)
+    check_data_source(c.dataset_name, c.train_data_dir)
+    check_output_outside_data(c.output_dir, c.train_data_dir)
     _require(c.resolution >= 2, f"--resolution={c.resolution} must be at least 2 (e.g. 32).")
     # Model source
     sources = [

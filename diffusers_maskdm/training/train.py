@@ -91,7 +91,7 @@ def train(run: Run, state: TrainingState) -> None:
                 transformer.null_class_label,
             )
             with contextlib.nullcontext() if micro_step == accumulation - 1 else accelerator.no_sync(model):
-                loss = diffusion_loss(model, inputs, transformer.config.patch_size)
+                loss = diffusion_loss(model, inputs)  # the loss reads the patch size from the model
                 finite = _all_finite(accelerator, loss)
                 if finite:
                     accelerator.backward(loss / accumulation)

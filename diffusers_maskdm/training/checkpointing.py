@@ -24,6 +24,7 @@ and the SHA-256 of every file. The promises kept here (see `docs/reliability.md`
 - **finite**: weights with a NaN or inf are never saved as a checkpoint.
 """
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -32,6 +33,7 @@ import os
 import re
 import shutil
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -144,16 +146,12 @@ def recover_interrupted_writes(output_dir: str | os.PathLike) -> None:
 
 
 def _fsync(path: Path) -> None:
-    try:
+    with contextlib.suppress(OSError):  # Some platforms cannot open a folder; the rename is still atomic there.
         fd = os.open(path, os.O_RDONLY)
-    except OSError:  # Some platforms cannot open a folder; the rename is still atomic there.
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def publish_folder(temp: Path, final: Path) -> None:
@@ -266,9 +264,8 @@ def check_finite(parameters, what: str) -> None:
 
 def register_checkpoint_hooks(accelerator, ema_model=None) -> None:
     """
-    Make `accelerator.save_state` / `load_state` write and read the transformer (and its EMA) as diffusers folders:
-    `transformer/` (`MaskedDiTModel.from_pretrained(folder, subfolder="transformer")`) and `transformer_ema/`
-    (`EMAModel.save_pretrained` / `from_pretrained`), instead of accelerate's `model.safetensors`.
+    Make `accelerator.save_state` / `load_state` write and read the transformer (and its EMA) as diffusers folders,
+    `transformer/` and `transformer_ema/`, instead of accelerate's `model.safetensors`; non-finite weights refused.
     """
     from diffusers.training_utils import EMAModel
 
@@ -306,5 +303,5 @@ def save_checkpoint(
     accelerator, output_dir: str | os.PathLike, step: int, training_state: dict, checkpoints_total_limit=None
 ) -> Path:
     """`accelerator.save_state` into `checkpoint-<step>`, atomically (see `write_checkpoint`); call on every process."""
-    save = lambda folder: accelerator.save_state(folder, safe_serialization=True)  # noqa: E731
+    save = partial(accelerator.save_state, safe_serialization=True)
     return write_checkpoint(accelerator, output_dir, step, save, training_state, checkpoints_total_limit)

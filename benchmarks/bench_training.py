@@ -11,61 +11,68 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Training speed: images/s and tokens/s of masked pre-training (stage 1) and full-image fine-tuning (stage 2).
+"""Training speed on the CPU: the training script's default path against fp32 on one thread and diffusers' DiT.
 
 One run times the real training step of `diffusers_maskdm.training` (noise, timesteps and masks from the step
-generator, forward on the visible tokens, `masked_mse_loss`, backward, gradient clipping, AdamW) on two models:
-the `tiny` preset at 32x32x3 (patch 2) and the reference config of the core issue (32x32x3, patch 2, width 256,
-7 blocks, 4 heads), each at stage 1 (90 % block masks, 2x2-patch blocks) and stage 2 (no mask), batch 16.
-Data loading is left out (a fixed batch in [-1, 1]): it measures the model, not the disk.
+generator, forward on the visible tokens, `masked_mse_loss`, backward, gradient clipping, AdamW) in the reference
+configuration (32x32x3, patch 2, width 256, 7 blocks, 4 heads, batch 16), at 0 % and at 90 % block masking
+(2x2-patch blocks), in three arms:
 
-    python benchmarks/bench_training.py            # the full measurement (a few minutes on 2 CPU cores)
-    python benchmarks/bench_training.py --quick    # a smoke run: 1 warm-up and 2 timed steps
+- `MaskedDiTModel`, the training script's CPU default: bf16 autocast where the CPU computes bf16 natively (else
+  fp32, and the table says so), all the cores this process may use;
+- the same model in fp32 on one thread (what `accelerate launch` gives a CPU process unless told otherwise);
+- diffusers' `DiTTransformer2DModel` of the same width, depth, heads and patch size (class-conditional adaLN-Zero,
+  its standard form) in fp32 on all cores, with the same noise, loss and AdamW; it computes every token whatever
+  the mask, so it has one row.
 
-Tokens are the patch tokens the model computes (the visible ones). Prints a markdown table and the
-stage 1 / stage 2 ratios; `--json PATH` also writes the figures.
+The arms are timed in interleaved rounds (each round runs every arm in turn), so load from other processes on a
+shared machine falls on all of them alike; the median step of all rounds is reported. Data loading is left out (a
+fixed batch in [-1, 1]).
+
+    python benchmarks/bench_training.py            # the measurement (a few minutes on 2 CPU cores)
+    python benchmarks/bench_training.py --quick    # a smoke run: tiny widths, 1 warm-up and 1 timed step
+
+Prints a markdown table and the ratios; `--json PATH` also writes the figures.
 """
 
 import argparse
+import contextlib
 import json
 import platform
 import statistics
 import time
 
 import torch
-from diffusers import DDPMScheduler
+import torch.nn.functional as F
+from diffusers import DDPMScheduler, DiTTransformer2DModel
 
 from diffusers_maskdm import MaskedDiTModel
-from diffusers_maskdm.training.loop import (
-    build_mask_generator,
-    diffusion_loss,
-    make_diffusion_inputs,
-    num_visible_tokens,
-    step_generator,
-)
+from diffusers_maskdm.training.hardware import cpu_supports_bf16, cpu_threads_per_process
+from diffusers_maskdm.training.loop import build_mask_generator, diffusion_loss, make_diffusion_inputs, step_generator
 from diffusers_maskdm.training.optim import build_optimizer
-from diffusers_maskdm.training.presets import preset_config
-
-
-REFERENCE = {"hidden_size": 256, "num_layers": 7, "num_attention_heads": 4}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--resolution", type=int, default=32)
+    parser.add_argument("--patch_size", type=int, default=2)
+    parser.add_argument("--hidden_size", type=int, default=256)
+    parser.add_argument("--num_layers", type=int, default=7)
+    parser.add_argument("--num_attention_heads", type=int, default=4)
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--mask_rate", type=float, default=0.9)
-    parser.add_argument("--warmup_steps", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=20, help="timed steps per measurement")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement; the median is reported")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--warmup_steps", type=int, default=2, help="untimed steps of each arm before the rounds")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
+    parser.add_argument("--steps_per_round", type=int, default=3, help="timed steps of each arm in each round")
+    parser.add_argument("--threads", type=int, default=None, help="threads of the 'all cores' arms (default: all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 1 warm-up step, 2 timed steps, 1 repeat")
+    parser.add_argument("--quick", action="store_true", help="smoke run: width 32, 2 blocks, 1+1 steps, 1 round")
     args = parser.parse_args(argv)
     if args.quick:
-        args.warmup_steps, args.steps, args.repeats = 1, 2, 1
-    for name in ("batch_size", "steps", "repeats"):
+        args.hidden_size, args.num_layers, args.num_attention_heads = 32, 2, 2
+        args.warmup_steps, args.rounds, args.steps_per_round = 1, 1, 1
+    for name in ("batch_size", "rounds", "steps_per_round"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
     if not 0 < args.mask_rate < 1:
@@ -73,95 +80,138 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def model_configs(resolution: int) -> dict[str, dict]:
-    tiny = preset_config("tiny", resolution)
-    reference = {**tiny, **REFERENCE, "patch_size": 2, "mlp_ratio": 4.0}
-    return {"tiny preset": tiny, "reference (d256, 7 blocks, 4 heads)": reference}
+class Arm:
+    """One timed configuration: a model with its optimizer, a thread count, a precision and a mask."""
 
+    def __init__(self, name, model, threads: int, bf16: bool, mask_generator, args, dit: bool = False):
+        self.name, self.model, self.threads, self.bf16, self.dit = name, model.train(), threads, bf16, dit
+        self.mask_generator, self.args, self.seconds = mask_generator, args, []
+        self.optimizer = build_optimizer(model, 1e-4)
+        self.scheduler = DDPMScheduler(num_train_timesteps=1000)
+        self.clean = torch.rand(args.batch_size, 3, args.resolution, args.resolution) * 2 - 1
+        self.labels = torch.zeros(args.batch_size, dtype=torch.long)
+        self.index = 0
 
-def time_steps(model, mask_generator, args) -> list[float]:
-    """Seconds per training step, one median-able figure per repeat."""
-    device = torch.device(args.device)
-    scheduler = DDPMScheduler(num_train_timesteps=1000)
-    optimizer = build_optimizer(model, 1e-4)
-    clean = torch.rand(args.batch_size, 3, args.resolution, args.resolution, device=device) * 2 - 1
-    grid_size, patch_size = model.grid_size, model.config.patch_size
-
-    def step(index: int) -> None:
-        inputs = make_diffusion_inputs(
-            clean, scheduler, step_generator(args.seed, 0, index, device=device), mask_generator, grid_size
-        )
-        loss = diffusion_loss(model, inputs, patch_size)
+    def step(self) -> None:
+        grid_size = self.args.resolution // self.args.patch_size
+        generator = step_generator(self.args.seed, 0, self.index, device=torch.device("cpu"))
+        inputs = make_diffusion_inputs(self.clean, self.scheduler, generator, self.mask_generator, grid_size)
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
+        with autocast:
+            if self.dit:
+                prediction = self.model(inputs.noisy, timestep=inputs.timesteps, class_labels=self.labels).sample
+                loss = F.mse_loss(prediction.float(), inputs.target)
+            else:
+                loss = diffusion_loss(self.model, inputs, self.args.patch_size)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.index += 1
 
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
-    for index in range(args.warmup_steps):
-        step(index)
-    times = []
-    for _ in range(args.repeats):
-        sync()
-        start = time.perf_counter()
-        for index in range(args.steps):
-            step(index)
-        sync()
-        times.append((time.perf_counter() - start) / args.steps)
-    return times
+    def run(self, steps: int, timed: bool) -> None:
+        torch.set_num_threads(self.threads)
+        for _ in range(steps):
+            start = time.perf_counter()
+            self.step()
+            if timed:
+                self.seconds.append(time.perf_counter() - start)
 
 
-def main(argv=None) -> list[dict]:
-    args = parse_args(argv)
+def build_arms(args) -> list[Arm]:
+    config = {
+        "sample_size": args.resolution,
+        "patch_size": args.patch_size,
+        "hidden_size": args.hidden_size,
+        "num_layers": args.num_layers,
+        "num_attention_heads": args.num_attention_heads,
+    }
+    all_cores = args.threads or cpu_threads_per_process(1)
+    bf16 = cpu_supports_bf16()
+    default_path = f"{'bf16' if bf16 else 'fp32 (no native bf16)'}, {all_cores} threads"
+    block = build_mask_generator("block", args.mask_rate, block_size=2)
+    arms = []
+    for label, threads, use_bf16 in (
+        (f"MaskedDiTModel, {default_path} (default)", all_cores, bf16),
+        ("MaskedDiTModel, fp32, 1 thread", 1, False),
+    ):
+        torch.manual_seed(args.seed)
+        model = MaskedDiTModel(**config)
+        arms.append(Arm(f"{label}, full", model, threads, use_bf16, None, args))
+        arms.append(Arm(f"{label}, 90 % block mask", model, threads, use_bf16, block, args))
     torch.manual_seed(args.seed)
-    rows = []
-    for name, config in model_configs(args.resolution).items():
-        model = MaskedDiTModel(**config).to(args.device).train()
-        for stage, mask_generator in (
-            ("stage 1", build_mask_generator("block", args.mask_rate, block_size=2)),
-            ("stage 2", None),
-        ):
-            seconds = statistics.median(time_steps(model, mask_generator, args))
-            tokens = num_visible_tokens(args.batch_size, model.num_patches, mask_generator, model.grid_size)
-            rate = mask_generator.achieved_mask_rate(model.grid_size) if mask_generator else 0.0
-            rows.append(
-                {
-                    "model": name,
-                    "stage": stage,
-                    "mask_rate": rate,
-                    "ms_per_step": 1000 * seconds,
-                    "images_per_s": args.batch_size / seconds,
-                    "tokens_per_s": tokens / seconds,
-                    "parameters": sum(p.numel() for p in model.parameters()),
-                }
-            )
+    dit = DiTTransformer2DModel(
+        sample_size=args.resolution,
+        in_channels=3,
+        out_channels=3,
+        patch_size=args.patch_size,
+        num_attention_heads=args.num_attention_heads,
+        attention_head_dim=args.hidden_size // args.num_attention_heads,
+        num_layers=args.num_layers,
+    )
+    arms.append(
+        Arm(
+            f"diffusers DiTTransformer2DModel, fp32, {all_cores} threads, full",
+            dit,
+            all_cores,
+            False,
+            None,
+            args,
+            dit=True,
+        )
+    )
+    return arms
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    arms = build_arms(args)
+    for arm in arms:
+        arm.run(args.warmup_steps, timed=False)
+    for _ in range(args.rounds):
+        for arm in arms:
+            arm.run(args.steps_per_round, timed=True)
+    ms = {arm.name: 1000 * statistics.median(arm.seconds) for arm in arms}
+    default, fp32_one, dit = arms[0], arms[2], arms[4]
 
     print(
-        f"\nTraining step, batch {args.batch_size}, {args.resolution}x{args.resolution}x3, device {args.device} "
-        f"({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads), "
-        f"median of {args.repeats} x {args.steps} steps\n"
+        f"\nTraining step, {args.resolution}x{args.resolution}x3, patch {args.patch_size}, width {args.hidden_size}, "
+        f"{args.num_layers} blocks, {args.num_attention_heads} heads, batch {args.batch_size}, AdamW included; "
+        f"{platform.processor() or platform.machine()}; median of {args.rounds} interleaved rounds x "
+        f"{args.steps_per_round} steps{' (QUICK smoke run)' if args.quick else ''}\n"
     )
-    print("| model | stage | mask rate | ms/step | images/s | tokens/s |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for row in rows:
-        print(
-            f"| {row['model']} | {row['stage']} | {row['mask_rate']:.0%} | {row['ms_per_step']:.1f} | "
-            f"{row['images_per_s']:.1f} | {row['tokens_per_s']:.0f} |"
-        )
-    print()
-    for name in model_configs(args.resolution):
-        first, second = [row for row in rows if row["model"] == name]
-        print(
-            f"{name}: stage 1 / stage 2 = {first['images_per_s'] / second['images_per_s']:.2f}x images/s, "
-            f"{first['tokens_per_s'] / second['tokens_per_s']:.2f}x tokens/s"
-        )
+    print("| arm | mask rate | ms/step | default path is faster by |")
+    print("| --- | --- | --- | --- |")
+    rows = []
+    for arm in arms:
+        rate = arm.mask_generator.achieved_mask_rate(args.resolution // args.patch_size) if arm.mask_generator else 0
+        # Each arm against the default path at the same mask (DiT, which computes every token, against both).
+        reference = arms[1] if arm.mask_generator else default
+        speedup = ms[arm.name] / ms[reference.name]
+        shown = "-" if arm in (default, arms[1]) else f"{speedup:.2f}x"
+        if arm is dit:
+            shown = f"{speedup:.2f}x (full), {ms[arm.name] / ms[arms[1].name]:.2f}x (90 %)"
+        print(f"| {arm.name} | {rate:.1%} | {ms[arm.name]:.1f} | {shown} |")
+        rows.append({"arm": arm.name, "mask_rate": rate, "ms_per_step": ms[arm.name], "threads": arm.threads})
+    ratios = {
+        "default_vs_fp32_one_thread_full": ms[fp32_one.name] / ms[default.name],
+        "default_vs_fp32_one_thread_masked": ms[arms[3].name] / ms[arms[1].name],
+        "default_vs_dit_full": ms[dit.name] / ms[default.name],
+        "masked_speedup_default": ms[default.name] / ms[arms[1].name],
+        "masked_speedup_fp32_one_thread": ms[fp32_one.name] / ms[arms[3].name],
+    }
+    print(
+        f"\nDefault path vs fp32 one thread: {ratios['default_vs_fp32_one_thread_full']:.2f}x (full), "
+        f"{ratios['default_vs_fp32_one_thread_masked']:.2f}x (90 %); vs DiT fp32: {ratios['default_vs_dit_full']:.2f}x "
+        f"(full). Masked speed-up, 90 % block vs full, same precision and threads: "
+        f"{ratios['masked_speedup_default']:.2f}x (default path), {ratios['masked_speedup_fp32_one_thread']:.2f}x "
+        "(fp32, one thread)."
+    )
+    report = {"args": vars(args), "rows": rows, "ratios": ratios}
     if args.json:
-        with open(args.json, "w") as file:
-            json.dump({"args": vars(args), "rows": rows}, file, indent=2)
-    return rows
+        with open(args.json, "w", encoding="utf-8") as file:
+            json.dump(report, file, indent=2)
+    return report
 
 
 if __name__ == "__main__":

@@ -22,7 +22,9 @@ import argparse
 import dataclasses
 import importlib.util
 import math
+import typing
 from pathlib import Path
+from typing import Any
 
 from diffusers.optimization import SchedulerType
 
@@ -36,8 +38,139 @@ VALIDATION_SCHEDULERS = ("ddpm", "ddim", "dpmsolver++")  # see `export.GRID_SCHE
 REPORT_TO = ("tensorboard", "wandb", "all", "none")
 
 
+def flag(default: Any = None, help: str = "", **argparse_options) -> Any:
+    """A `TrainingConfig` field that is also a flag: its default, help and `add_argument` options (e.g. `choices`)."""
+    return dataclasses.field(default=default, metadata={"help": help, **argparse_options})
+
+
+@dataclasses.dataclass
+class TrainingConfig:
+    """
+    What a training run is asked to do: one field per flag of `build_parser` (`--<field>`, its help in the field),
+    typed, checked by `validate_args`. `recipe_values` holds the resolved values of `--recipe` (`{}` without one).
+    """
+
+    # Data
+    dataset_name: str | None = flag(help="A Hub dataset (anything `load_dataset` takes).")
+    dataset_config_name: str | None = flag(help="The config of --dataset_name.")
+    train_data_dir: str | None = flag(
+        help="A local image folder (class sub-folders become labels). Without it and --dataset_name: the embedded "
+        "Twemoji default (4,009 emoji, CC-BY 4.0)."
+    )
+    image_column: str | None = flag(help="The image column (default: the first one).")
+    label_column: str | None = flag(help="The class-label column.")
+    cache_dir: str | None = flag(help="Cache folder of datasets and Hub downloads.")
+    resolution: int = flag(32, "Images are resized and cropped to this side.")
+    center_crop: bool = flag(False, "Crop the centre (default: a random crop).")
+    random_flip: bool = flag(False, "Flip images horizontally at random.")
+    num_channels: int | None = flag(help="1 (grayscale) or 3 (RGB); default: the data's.", choices=(1, 3))
+    max_train_samples: int | None = flag(help="Train on this many images (few-shot).")
+    ignore_labels: bool = flag(False, "Train unconditionally even on labelled data.")
+    dataloader_num_workers: int = flag(0, "DataLoader worker processes.")
+    # Model
+    pretrained_model_name_or_path: str | None = flag(
+        help="Start from this MaskDM transformer: an output folder or checkpoint of this script, or a Hub repo id."
+    )
+    revision: str | None = flag(help="Hub revision of --pretrained_model_name_or_path.")
+    init_from_ema: bool = flag(False, "Start from the EMA weights of the source.")
+    model_config: str | None = flag(help="A JSON file of MaskedDiTModel arguments.")
+    model_preset: str | None = flag(
+        help="tiny (CPU), small (512 wide, 13 blocks), base (768, 17), or an official MaskDM network: "
+        "maskdm-celeba-64, maskdm-celebahq-256, maskdm-small-256 (see docs/training.md). Default: small.",
+        choices=sorted(MODEL_PRESETS),
+    )
+    gradient_checkpointing: bool = flag(False, "Trade compute for memory.")
+    # Masks: `mask_rate` 0 means fine-tuning on full images
+    mask_type: str = flag("block", "How patches are masked.", choices=MASK_KINDS)
+    mask_rate: float = flag(
+        None,
+        "Share of patches dropped; 0 = fine-tuning on full images. Default: 0.9 for a new model, 0 with "
+        "--pretrained_model_name_or_path (pass --mask_rate 0.9 there to continue masked pre-training).",
+    )
+    mask_block_size: int | None = flag(help="Block side in patches (block masks; 2).")
+    mask_crop_size: int | None = flag(help="Visible window side in patches (crop masks).")
+    mask_rounding: str = flag(
+        "nearest", "Masked count: nearest to the rate, or floor (the official code's).", choices=MASK_ROUNDINGS
+    )
+    # Diffusion: `None` takes the pre-trained pipeline's setting, else the default (see `setup`)
+    prediction_type: str | None = flag(help="The target.", choices=PREDICTION_TYPES)
+    ddpm_num_steps: int | None = flag(help="Diffusion steps.")
+    ddpm_beta_schedule: str | None = flag(help="The noise schedule.", choices=BETA_SCHEDULES)
+    # Optimisation
+    recipe: str | None = flag(
+        help="An official MaskDM recipe: sets optimiser, EMA, LR schedule, clipping, noise schedule, resolution and "
+        "masks; flags given explicitly still win (see docs/training.md).",
+        choices=sorted(RECIPES),
+    )
+    recipe_values: dict = dataclasses.field(default_factory=dict)  # not a flag
+    train_batch_size: int = flag(16, "Batch size per process.")
+    num_epochs: int = flag(100, "Epochs, unless --max_train_steps is given.")
+    max_train_steps: int | None = flag(help="Optimizer steps; overrides --num_epochs.")
+    gradient_accumulation_steps: int = flag(1, "Micro-batches per step.")
+    learning_rate: float = flag(1e-4, "Peak learning rate.")
+    lr_scheduler: str = flag("cosine", "diffusers' `get_scheduler`.", choices=[s.value for s in SchedulerType])
+    lr_warmup_steps: int = flag(500, "Linear warm-up steps.")
+    adam_beta1: float = flag(0.9, "AdamW beta1.")
+    adam_beta2: float = flag(0.999, "AdamW beta2.")
+    adam_weight_decay: float = flag(1e-6, "On weight matrices only.")
+    adam_epsilon: float = flag(1e-8, "AdamW epsilon.")
+    max_grad_norm: float = flag(1.0, "Gradient clipping norm.")
+    use_ema: bool = flag(False, "Keep an EMA of the weights (diffusers EMAModel).")
+    ema_decay: float = flag(0.9999, "Maximum EMA decay.", aliases=("--ema_max_decay",))
+    ema_inv_gamma: float = flag(1.0, "EMA warm-up inverse gamma.")
+    ema_power: float = flag(3 / 4, "EMA warm-up power.")
+    class_dropout_prob: float = flag(0.1, "Chance of the null label (classifier-free guidance).")
+    max_consecutive_nonfinite_steps: int = flag(
+        10, "Non-finite losses are skipped; stop (after saving) when this many come in a row."
+    )
+    seed: int = flag(0, "Seeds the model, data order, noise and masks.")
+    # Run
+    output_dir: str = flag("maskdm-model", "Checkpoints, logs and the pipeline.")
+    overwrite_output_dir: bool = flag(
+        False, "Start afresh in an --output_dir that holds another run's checkpoints (they are deleted)."
+    )
+    logging_dir: str = flag("logs", "TensorBoard folder, inside --output_dir.")
+    report_to: str = flag("tensorboard", "Where to log.", choices=REPORT_TO)
+    mixed_precision: str | None = flag(help="Default: accelerate's.", choices=("no", "fp16", "bf16"))
+    cpu: bool = flag(False, "Train on the CPU even when a GPU is there.")
+    num_cpu_threads: int | None = flag(help="Threads per process (default: all cores).")
+    checkpointing_steps: int = flag(500, "Save a checkpoint every N steps.")
+    checkpoints_total_limit: int | None = flag(help="Keep at most N checkpoints.")
+    resume_from_checkpoint: str | None = flag(help="A checkpoint folder, or `latest` (newest intact).")
+    validation_steps: int | None = flag(help="Save a sample grid every N steps.")
+    num_validation_images: int = flag(16, "Images in a sample grid.")
+    validation_inference_steps: int = flag(50, "Sampling steps of the sample grids.")
+    validation_scheduler: str = flag(
+        "ddpm",
+        "Sampler of the sample grids: ddpm (ancestral), ddim (eta 0, no clipping) or dpmsolver++.",
+        choices=VALIDATION_SCHEDULERS,
+    )
+    eval_fid_steps: int | None = flag(help="Compute FID every N steps (main process).")
+    eval_fid_num_images: int = flag(1000, "The N of FID-N.")
+    push_to_hub: bool = flag(False, "Push the final pipeline and its card to the Hub.")
+    hub_model_id: str | None = flag(help="Repo id (default: the --output_dir name).")
+    hub_token: str | None = flag(help="Hub token (default: the logged-in one).")
+    hub_private_repo: bool = flag(False, "Create the repo as private.")
+
+    @property
+    def stage(self) -> str:
+        """`"pretrain"` (masked) or `"finetune"` (full images)."""
+        return "pretrain" if self.mask_rate > 0 else "finetune"
+
+
+# The flag groups of `--help`, by their first field.
+_GROUPS = {
+    "dataset_name": "data",
+    "pretrained_model_name_or_path": "model",
+    "mask_type": "masked pre-training",
+    "prediction_type": "diffusion (default: the pre-trained pipeline's, else epsilon / 1000 / linear)",
+    "recipe": "optimisation",
+    "output_dir": "run",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the training script (see `docs/training.md` for recipes)."""
+    """The argument parser of the training script: one flag per field of `TrainingConfig` (see docs/training.md)."""
     parser = argparse.ArgumentParser(
         description=(
             "Masked diffusion pre-training (--mask_rate > 0) and fine-tuning (--mask_rate 0) of a MaskedDiTModel "
@@ -45,240 +178,19 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    data = parser.add_argument_group("data")
-    data.add_argument("--dataset_name", type=str, default=None, help="A Hub dataset (anything `load_dataset` takes).")
-    data.add_argument("--dataset_config_name", type=str, default=None, help="The config of --dataset_name.")
-    data.add_argument(
-        "--train_data_dir",
-        type=str,
-        default=None,
-        help="A local image folder (class sub-folders become labels). Without it and --dataset_name: the embedded "
-        "Twemoji default (4,009 emoji, CC-BY 4.0).",
-    )
-    data.add_argument("--image_column", type=str, default=None, help="The image column (default: the first one).")
-    data.add_argument("--label_column", type=str, default=None, help="The class-label column.")
-    data.add_argument("--cache_dir", type=str, default=None, help="Cache folder of datasets and Hub downloads.")
-    data.add_argument("--resolution", type=int, default=32, help="Images are resized and cropped to this side.")
-    data.add_argument("--center_crop", action="store_true", help="Crop the centre (default: a random crop).")
-    data.add_argument("--random_flip", action="store_true", help="Flip images horizontally at random.")
-    data.add_argument(
-        "--num_channels", type=int, default=None, choices=(1, 3), help="1 (grayscale) or 3 (RGB); default: the data's."
-    )
-    data.add_argument("--max_train_samples", type=int, default=None, help="Train on this many images (few-shot).")
-    data.add_argument("--ignore_labels", action="store_true", help="Train unconditionally even on labelled data.")
-    data.add_argument("--dataloader_num_workers", type=int, default=0, help="DataLoader worker processes.")
-
-    model = parser.add_argument_group("model")
-    model.add_argument(
-        "--pretrained_model_name_or_path",
-        type=str,
-        default=None,
-        help="Start from this MaskDM transformer: an output folder or checkpoint of this script, or a Hub repo id.",
-    )
-    model.add_argument("--revision", type=str, default=None, help="Hub revision of --pretrained_model_name_or_path.")
-    model.add_argument("--init_from_ema", action="store_true", help="Start from the EMA weights of the source.")
-    model.add_argument("--model_config", type=str, default=None, help="A JSON file of MaskedDiTModel arguments.")
-    model.add_argument(
-        "--model_preset",
-        type=str,
-        default=None,
-        choices=sorted(MODEL_PRESETS),
-        help="tiny (CPU), small (512 wide, 13 blocks), base (768, 17), or an official MaskDM network: "
-        "maskdm-celeba-64, maskdm-celebahq-256, maskdm-small-256 (see docs/training.md). Default: small.",
-    )
-    model.add_argument("--gradient_checkpointing", action="store_true", help="Trade compute for memory.")
-
-    masks = parser.add_argument_group("masked pre-training")
-    masks.add_argument("--mask_type", type=str, default="block", choices=MASK_KINDS, help="How patches are masked.")
-    masks.add_argument(
-        "--mask_rate",
-        type=float,
-        default=None,
-        help="Share of patches dropped; 0 = fine-tuning on full images. Default: 0.9 for a new model, 0 with "
-        "--pretrained_model_name_or_path (pass --mask_rate 0.9 there to continue masked pre-training).",
-    )
-    masks.add_argument("--mask_block_size", type=int, default=None, help="Block side in patches (block masks; 2).")
-    masks.add_argument("--mask_crop_size", type=int, default=None, help="Visible window side in patches (crop masks).")
-    masks.add_argument(
-        "--mask_rounding",
-        type=str,
-        default="nearest",
-        choices=MASK_ROUNDINGS,
-        help="Masked count: nearest to the rate, or floor (the official code's).",
-    )
-
-    diffusion = parser.add_argument_group(
-        "diffusion (default: the pre-trained pipeline's, else epsilon / 1000 / linear)"
-    )
-    diffusion.add_argument("--prediction_type", type=str, default=None, choices=PREDICTION_TYPES, help="The target.")
-    diffusion.add_argument("--ddpm_num_steps", type=int, default=None, help="Diffusion steps.")
-    diffusion.add_argument(
-        "--ddpm_beta_schedule", type=str, default=None, choices=BETA_SCHEDULES, help="The noise schedule."
-    )
-
-    optim = parser.add_argument_group("optimisation")
-    optim.add_argument(
-        "--recipe",
-        type=str,
-        default=None,
-        choices=sorted(RECIPES),
-        help="An official MaskDM recipe: sets optimiser, EMA, LR schedule, clipping, noise schedule, resolution and "
-        "masks; flags given explicitly still win (see docs/training.md).",
-    )
-    optim.add_argument("--train_batch_size", type=int, default=16, help="Batch size per process.")
-    optim.add_argument("--num_epochs", type=int, default=100, help="Epochs, unless --max_train_steps is given.")
-    optim.add_argument("--max_train_steps", type=int, default=None, help="Optimizer steps; overrides --num_epochs.")
-    optim.add_argument("--gradient_accumulation_steps", type=int, default=1, help="Micro-batches per step.")
-    optim.add_argument("--learning_rate", type=float, default=1e-4, help="Peak learning rate.")
-    optim.add_argument(
-        "--lr_scheduler",
-        default="cosine",
-        choices=[s.value for s in SchedulerType],
-        help="diffusers' `get_scheduler`.",
-    )
-    optim.add_argument("--lr_warmup_steps", type=int, default=500, help="Linear warm-up steps.")
-    optim.add_argument("--adam_beta1", type=float, default=0.9, help="AdamW beta1.")
-    optim.add_argument("--adam_beta2", type=float, default=0.999, help="AdamW beta2.")
-    optim.add_argument("--adam_weight_decay", type=float, default=1e-6, help="On weight matrices only.")
-    optim.add_argument("--adam_epsilon", type=float, default=1e-8, help="AdamW epsilon.")
-    optim.add_argument("--max_grad_norm", type=float, default=1.0, help="Gradient clipping norm.")
-    optim.add_argument("--use_ema", action="store_true", help="Keep an EMA of the weights (diffusers EMAModel).")
-    optim.add_argument(
-        "--ema_decay", "--ema_max_decay", dest="ema_decay", type=float, default=0.9999, help="Maximum EMA decay."
-    )
-    optim.add_argument("--ema_inv_gamma", type=float, default=1.0, help="EMA warm-up inverse gamma.")
-    optim.add_argument("--ema_power", type=float, default=3 / 4, help="EMA warm-up power.")
-    optim.add_argument(
-        "--class_dropout_prob", type=float, default=0.1, help="Chance of the null label (classifier-free guidance)."
-    )
-    optim.add_argument(
-        "--max_consecutive_nonfinite_steps",
-        type=int,
-        default=10,
-        help="Non-finite losses are skipped; stop (after saving) when this many come in a row.",
-    )
-    optim.add_argument("--seed", type=int, default=0, help="Seeds the model, data order, noise and masks.")
-
-    run = parser.add_argument_group("run")
-    run.add_argument("--output_dir", type=str, default="maskdm-model", help="Checkpoints, logs and the pipeline.")
-    run.add_argument(
-        "--overwrite_output_dir",
-        action="store_true",
-        help="Start afresh in an --output_dir that holds another run's checkpoints (they are deleted).",
-    )
-    run.add_argument("--logging_dir", type=str, default="logs", help="TensorBoard folder, inside --output_dir.")
-    run.add_argument("--report_to", type=str, default="tensorboard", choices=REPORT_TO, help="Where to log.")
-    run.add_argument(
-        "--mixed_precision", type=str, default=None, choices=("no", "fp16", "bf16"), help="Default: accelerate's."
-    )
-    run.add_argument("--cpu", action="store_true", help="Train on the CPU even when a GPU is there.")
-    run.add_argument("--num_cpu_threads", type=int, default=None, help="Threads per process (default: all cores).")
-    run.add_argument("--checkpointing_steps", type=int, default=500, help="Save a checkpoint every N steps.")
-    run.add_argument("--checkpoints_total_limit", type=int, default=None, help="Keep at most N checkpoints.")
-    run.add_argument(
-        "--resume_from_checkpoint", type=str, default=None, help="A checkpoint folder, or `latest` (newest intact)."
-    )
-    run.add_argument("--validation_steps", type=int, default=None, help="Save a sample grid every N steps.")
-    run.add_argument("--num_validation_images", type=int, default=16, help="Images in a sample grid.")
-    run.add_argument("--validation_inference_steps", type=int, default=50, help="Sampling steps of the sample grids.")
-    run.add_argument(
-        "--validation_scheduler",
-        default="ddpm",
-        choices=VALIDATION_SCHEDULERS,
-        help="Sampler of the sample grids: ddpm (ancestral), ddim (eta 0, no clipping) or dpmsolver++.",
-    )
-    run.add_argument("--eval_fid_steps", type=int, default=None, help="Compute FID every N steps (main process).")
-    run.add_argument("--eval_fid_num_images", type=int, default=1000, help="The N of FID-N.")
-    run.add_argument("--push_to_hub", action="store_true", help="Push the final pipeline and its card to the Hub.")
-    run.add_argument("--hub_model_id", type=str, default=None, help="Repo id (default: the --output_dir name).")
-    run.add_argument("--hub_token", type=str, default=None, help="Hub token (default: the logged-in one).")
-    run.add_argument("--hub_private_repo", action="store_true", help="Create the repo as private.")
+    for field in dataclasses.fields(TrainingConfig):
+        if field.name in _GROUPS:
+            group = parser.add_argument_group(_GROUPS[field.name])
+        if "help" not in field.metadata:
+            continue
+        options = dict(field.metadata)
+        names = (f"--{field.name}", *options.pop("aliases", ()))
+        if field.type is bool:
+            group.add_argument(*names, dest=field.name, action="store_true", **options)
+        else:
+            kind = next(t for t in typing.get_args(field.type) or (field.type,) if t is not type(None))
+            group.add_argument(*names, dest=field.name, type=kind, default=field.default, **options)
     return parser
-
-
-@dataclasses.dataclass
-class TrainingConfig:
-    """What a training run is asked to do: the flags of `build_parser`, typed, checked by `validate_args`."""
-
-    # Data
-    dataset_name: str | None
-    dataset_config_name: str | None
-    train_data_dir: str | None
-    image_column: str | None
-    label_column: str | None
-    cache_dir: str | None
-    resolution: int
-    center_crop: bool
-    random_flip: bool
-    num_channels: int | None
-    max_train_samples: int | None
-    ignore_labels: bool
-    dataloader_num_workers: int
-    # Model
-    pretrained_model_name_or_path: str | None
-    revision: str | None
-    init_from_ema: bool
-    model_config: str | None
-    model_preset: str | None
-    gradient_checkpointing: bool
-    # Masks: `mask_rate` 0 means fine-tuning on full images
-    mask_type: str
-    mask_rate: float
-    mask_block_size: int | None
-    mask_crop_size: int | None
-    mask_rounding: str
-    # Diffusion: `None` takes the pre-trained pipeline's setting, else the default (see `setup`)
-    prediction_type: str | None
-    ddpm_num_steps: int | None
-    ddpm_beta_schedule: str | None
-    # Optimisation; `recipe_values`: the resolved values of `--recipe` (`{}` without one)
-    recipe: str | None
-    recipe_values: dict
-    train_batch_size: int
-    num_epochs: int
-    max_train_steps: int | None
-    gradient_accumulation_steps: int
-    learning_rate: float
-    lr_scheduler: str
-    lr_warmup_steps: int
-    adam_beta1: float
-    adam_beta2: float
-    adam_weight_decay: float
-    adam_epsilon: float
-    max_grad_norm: float
-    use_ema: bool
-    ema_decay: float
-    ema_inv_gamma: float
-    ema_power: float
-    class_dropout_prob: float
-    max_consecutive_nonfinite_steps: int
-    seed: int
-    # Run
-    output_dir: str
-    overwrite_output_dir: bool
-    logging_dir: str
-    report_to: str
-    mixed_precision: str | None
-    cpu: bool
-    num_cpu_threads: int | None
-    checkpointing_steps: int
-    checkpoints_total_limit: int | None
-    resume_from_checkpoint: str | None
-    validation_steps: int | None
-    num_validation_images: int
-    validation_inference_steps: int
-    validation_scheduler: str
-    eval_fid_steps: int | None
-    eval_fid_num_images: int
-    push_to_hub: bool
-    hub_model_id: str | None
-    hub_token: str | None
-    hub_private_repo: bool
-
-    @property
-    def stage(self) -> str:
-        """`"pretrain"` (masked) or `"finetune"` (full images)."""
-        return "pretrain" if self.mask_rate > 0 else "finetune"
 
 
 def parse_args(argv: list[str] | None = None) -> TrainingConfig:

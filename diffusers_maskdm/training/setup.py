@@ -55,6 +55,11 @@ from .presets import preset_config, recipe_summary
 logger = get_logger(__name__)
 
 LOCK_FILENAME = ".lock"
+# The flags `build_train_dataset` takes as they are (its arguments of the same names).
+DATA_FLAGS = (
+    "dataset_name dataset_config_name train_data_dir image_column label_column cache_dir resolution center_crop "
+    "random_flip max_train_samples seed"
+).split()
 
 
 @dataclass
@@ -123,19 +128,9 @@ def setup(config: TrainingConfig) -> Run:
     # 3. Data, then the model
     with accelerator.main_process_first():
         dataset = build_train_dataset(
-            dataset_name=config.dataset_name,
-            dataset_config_name=config.dataset_config_name,
-            train_data_dir=config.train_data_dir,
-            image_column=config.image_column,
-            label_column=config.label_column,
-            cache_dir=config.cache_dir,
-            resolution=config.resolution,
-            center_crop=config.center_crop,
-            random_flip=config.random_flip,
+            **{name: getattr(config, name) for name in DATA_FLAGS},
             # A given model decides the channels: the data is converted to what it takes.
             num_channels=config.num_channels or (None if preset else model_config.get("in_channels")),
-            max_train_samples=config.max_train_samples,
-            seed=config.seed,
         )
     num_classes = None if config.ignore_labels else dataset.num_classes
     if source is None:
@@ -154,13 +149,8 @@ def setup(config: TrainingConfig) -> Run:
     lock = _on_main(accelerator, claim_output_dir, config, 2 * checkpoint_bytes)
 
     # 5. Optimizer, data loader, schedule, EMA
-    optimizer = build_optimizer(
-        model,
-        config.learning_rate,
-        betas=(config.adam_beta1, config.adam_beta2),
-        weight_decay=config.adam_weight_decay,
-        eps=config.adam_epsilon,
-    )
+    betas = (config.adam_beta1, config.adam_beta2)
+    optimizer = build_optimizer(model, config.learning_rate, betas, config.adam_weight_decay, config.adam_epsilon)
     dataloader = build_train_dataloader(
         dataset, config.train_batch_size, seed=config.seed, num_workers=config.dataloader_num_workers
     )

@@ -49,7 +49,7 @@ lane() {  # lane NAME CORE RUN...: each ARM:SEED in turn on one core; a run that
   [ -n "${FINETUNE_LR:-}" ] && flags+=(--finetune_learning_rate "$FINETUNE_LR")
   for run in "$@"; do
     (cd "$CLONE" && OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 HF_HUB_OFFLINE=1 \
-      taskset -c "$core" .venv/bin/python benchmarks/reproduce.py "${flags[@]}" --runs "$run") || true
+      taskset -c "$core" "$CLONE/.venv/bin/python" benchmarks/reproduce.py "${flags[@]}" --runs "$run") || true
   done >> "$LOGS/$name.log" 2>&1
 }
 

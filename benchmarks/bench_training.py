@@ -20,7 +20,8 @@ configuration (32x32x3, patch 2, width 256, 7 blocks, 4 heads, batch 16), at 0 %
 
 - `MaskedDiTModel`, the training script's CPU default: bf16 autocast where the CPU computes bf16 natively (else
   fp32, and the table says so), all the cores this process may use;
-- the same model in fp32 on one thread (what `accelerate launch` gives a CPU process unless told otherwise);
+- the same model in fp32 on one thread (what `accelerate launch` gives a CPU process unless told otherwise), and in
+  bf16 on one thread (which separates the gain of bf16 from that of the second core);
 - diffusers' `DiTTransformer2DModel` of the same width, depth, heads and patch size (class-conditional adaLN-Zero,
   its standard form) in fp32 on all cores, with the same noise, loss and AdamW; it computes every token whatever
   the mask, so it has one row.
@@ -38,6 +39,7 @@ Prints a markdown table and the ratios; `--json PATH` also writes the figures.
 import argparse
 import contextlib
 import json
+import os
 import platform
 import statistics
 import time
@@ -133,6 +135,7 @@ def build_arms(args) -> list[Arm]:
     arms = []
     for label, threads, use_bf16 in (
         (f"MaskedDiTModel, {default_path} (default)", all_cores, bf16),
+        ("MaskedDiTModel, bf16, 1 thread", 1, True),
         ("MaskedDiTModel, fp32, 1 thread", 1, False),
     ):
         torch.manual_seed(args.seed)
@@ -172,7 +175,7 @@ def main(argv=None) -> dict:
         for arm in arms:
             arm.run(args.steps_per_round, timed=True)
     ms = {arm.name: 1000 * statistics.median(arm.seconds) for arm in arms}
-    default, fp32_one, dit = arms[0], arms[2], arms[4]
+    default, default_masked, bf16_one, bf16_one_masked, fp32_one, fp32_one_masked, dit = arms
 
     print(
         f"\nTraining step, {args.resolution}x{args.resolution}x3, patch {args.patch_size}, width {args.hidden_size}, "
@@ -186,28 +189,34 @@ def main(argv=None) -> dict:
     for arm in arms:
         rate = arm.mask_generator.achieved_mask_rate(args.resolution // args.patch_size) if arm.mask_generator else 0
         # Each arm against the default path at the same mask (DiT, which computes every token, against both).
-        reference = arms[1] if arm.mask_generator else default
+        reference = default_masked if arm.mask_generator else default
         speedup = ms[arm.name] / ms[reference.name]
-        shown = "-" if arm in (default, arms[1]) else f"{speedup:.2f}x"
+        shown = "-" if arm in (default, default_masked) else f"{speedup:.2f}x"
         if arm is dit:
-            shown = f"{speedup:.2f}x (full), {ms[arm.name] / ms[arms[1].name]:.2f}x (90 %)"
+            shown = f"{speedup:.2f}x (full), {ms[arm.name] / ms[default_masked.name]:.2f}x (90 %)"
         print(f"| {arm.name} | {rate:.1%} | {ms[arm.name]:.1f} | {shown} |")
         rows.append({"arm": arm.name, "mask_rate": rate, "ms_per_step": ms[arm.name], "threads": arm.threads})
     ratios = {
         "default_vs_fp32_one_thread_full": ms[fp32_one.name] / ms[default.name],
-        "default_vs_fp32_one_thread_masked": ms[arms[3].name] / ms[arms[1].name],
+        "default_vs_fp32_one_thread_masked": ms[fp32_one_masked.name] / ms[default_masked.name],
         "default_vs_dit_full": ms[dit.name] / ms[default.name],
-        "masked_speedup_default": ms[default.name] / ms[arms[1].name],
-        "masked_speedup_fp32_one_thread": ms[fp32_one.name] / ms[arms[3].name],
+        "bf16_vs_fp32_one_thread_full": ms[fp32_one.name] / ms[bf16_one.name],
+        "bf16_vs_fp32_one_thread_masked": ms[fp32_one_masked.name] / ms[bf16_one_masked.name],
+        "masked_speedup_default": ms[default.name] / ms[default_masked.name],
+        "masked_speedup_bf16_one_thread": ms[bf16_one.name] / ms[bf16_one_masked.name],
+        "masked_speedup_fp32_one_thread": ms[fp32_one.name] / ms[fp32_one_masked.name],
     }
     print(
         f"\nDefault path vs fp32 one thread: {ratios['default_vs_fp32_one_thread_full']:.2f}x (full), "
         f"{ratios['default_vs_fp32_one_thread_masked']:.2f}x (90 %); vs DiT fp32: {ratios['default_vs_dit_full']:.2f}x "
-        f"(full). Masked speed-up, 90 % block vs full, same precision and threads: "
-        f"{ratios['masked_speedup_default']:.2f}x (default path), {ratios['masked_speedup_fp32_one_thread']:.2f}x "
-        "(fp32, one thread)."
+        f"(full). bf16 vs fp32, one thread each: {ratios['bf16_vs_fp32_one_thread_full']:.2f}x (full), "
+        f"{ratios['bf16_vs_fp32_one_thread_masked']:.2f}x (90 %). Masked speed-up, 90 % block vs full, same precision "
+        f"and threads: {ratios['masked_speedup_default']:.2f}x (default path), "
+        f"{ratios['masked_speedup_bf16_one_thread']:.2f}x (bf16, one thread), "
+        f"{ratios['masked_speedup_fp32_one_thread']:.2f}x (fp32, one thread)."
     )
-    report = {"args": vars(args), "rows": rows, "ratios": ratios}
+    report = {"args": vars(args), "rows": rows, "ratios": ratios, "load_average": os.getloadavg()}
+    print(f"Load average (1, 5, 15 min) at the end: {', '.join(f'{x:.2f}' for x in report['load_average'])}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as file:
             json.dump(report, file, indent=2)

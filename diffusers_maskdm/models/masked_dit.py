@@ -13,6 +13,10 @@
 # limitations under the License.
 """`MaskedDiTModel`: a pixel-space diffusion transformer that drops masked tokens (MaskDM, arXiv 2306.11363)."""
 
+import json
+import os
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from diffusers import ConfigMixin, ModelMixin
@@ -22,11 +26,15 @@ from diffusers.models.attention_processor import Attention, AttnProcessor, Fused
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps, get_2d_sincos_pos_embed
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
 from diffusers.models.normalization import AdaLayerNormZero
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..masking import validate_mask, visible_indices
 
 
+CONFIG_METADATA_KEY = "maskdm_config"
+"""The safetensors metadata key under which a saved model's weights record the config they were saved with."""
 TIME_CONDITIONINGS = ("token", "adaln")
 POSITION_EMBEDDING_TYPES = ("learned", "sincos", "none")
 ACTIVATION_FNS = ("gelu-approximate", "gelu")
@@ -279,6 +287,36 @@ class MaskedDiTModel(ModelMixin, AttentionMixin, ConfigMixin):
             if isinstance(module, Attention):
                 module.set_attention_slice(slice_size)
 
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        is_main_process: bool = True,
+        safe_serialization: bool = True,
+        variant: str | None = None,
+        **kwargs,
+    ) -> None:
+        """`ModelMixin.save_pretrained`, then each safetensors file records the config it was saved with, so that a
+        `config.json` edited afterwards is refused by `from_pretrained` (see `check_config_fingerprint`). The
+        arguments are named here because diffusers' pipelines pass `variant` only to a method that names it."""
+        super().save_pretrained(
+            save_directory,
+            is_main_process=is_main_process,
+            safe_serialization=safe_serialization,
+            variant=variant,
+            **kwargs,
+        )
+        if is_main_process and safe_serialization:
+            fingerprint_weights(save_directory)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> "MaskedDiTModel":
+        """`ModelMixin.from_pretrained`; a local folder whose `config.json` disagrees with the config its weights
+        were saved with is refused with the difference (diffusers would load the weights into another network)."""
+        folder = Path(pretrained_model_name_or_path, kwargs.get("subfolder") or "")
+        if folder.is_dir():
+            check_config_fingerprint(folder)
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
     @property
     def null_class_label(self) -> int | None:
         """The label of the null class (classifier-free guidance), or `None` for an unconditional model."""
@@ -481,3 +519,44 @@ def _validate_config(config) -> None:
         )
     if config["position_embedding_type"] == "sincos" and config["hidden_size"] % 4:
         refuse("hidden_size", "a multiple of 4 for sincos positions")
+
+
+def _saved_config(folder: Path) -> dict:
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    return {key: value for key, value in config.items() if not key.startswith("_")}
+
+
+def fingerprint_weights(folder: str | os.PathLike) -> None:
+    """Record the model config of `folder/config.json` in the metadata of each of its safetensors weights files."""
+    folder = Path(folder)
+    config = json.dumps(_saved_config(folder), sort_keys=True)
+    for path in sorted(folder.glob("*.safetensors")):
+        save_file(load_file(path), path, metadata={"format": "pt", CONFIG_METADATA_KEY: config})
+
+
+def check_config_fingerprint(folder: str | os.PathLike) -> None:
+    """
+    Refuse a model folder whose `config.json` disagrees with the config its weights were saved with (recorded by
+    `fingerprint_weights`); folders without the record pass, as they always have.
+
+    Raises:
+        `ValueError`: naming the folder and showing each difference.
+    """
+    folder = Path(folder)
+    config = _saved_config(folder)
+    for path in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(path), framework="pt") as weights:
+            recorded = (weights.metadata() or {}).get(CONFIG_METADATA_KEY)
+        if recorded is None:
+            continue
+        saved = json.loads(recorded)
+        differences = [
+            f"{key}={config.get(key, '(missing)')!r} in config.json, {saved.get(key, '(missing)')!r} with the weights"
+            for key in sorted(set(saved) | set(config))
+            if config.get(key) != saved.get(key)
+        ]
+        if differences:
+            raise ValueError(
+                f"{folder / 'config.json'} does not describe the weights in {path.name} ({'; '.join(differences)}): "
+                "the file was edited after saving. Fix: restore the config the weights were saved with."
+            )

@@ -17,11 +17,11 @@ The layout of the output folder is in `docs/training.md` ("What a run writes").
 
 Two promises beyond `save_pretrained`: the pipeline is staged and moved in with `model_index.json` last, so a kill
 leaves no `model_index.json` or a complete pipeline; and each weights file records the model config it was saved
-with (safetensors metadata), so a `config.json` edited afterwards is refused by `check_config_fingerprint`.
+with (safetensors metadata, written by `MaskedDiTModel.save_pretrained`), so a `config.json` edited afterwards is
+refused when loading.
 """
 
 import contextlib
-import json
 import math
 import os
 import shutil
@@ -32,9 +32,8 @@ import PIL.Image
 import torch
 from accelerate.logging import get_logger
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
 
+from ..models.masked_dit import check_config_fingerprint, fingerprint_weights  # noqa: F401 (public here too)
 from .checkpointing import TEMP_PREFIX, publish_folder
 from .model_source import NON_EMA_VARIANT
 from .resume import TrainingState
@@ -50,7 +49,6 @@ GRID_SCHEDULERS = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler, "dpmsolver++": 
 DDPM (DDIM with eta 1, the paper's sampler) shows what a young noise-predicting model has learned; deterministic
 samplers turn its noise errors at high noise into speckle. DDIM runs without `clip_sample`: clipping the image
 estimate while keeping the noise estimate (diffusers' DDIM with eta 0) leaves such a model's samples as noise."""
-CONFIG_METADATA_KEY = "maskdm_config"
 
 
 def export(run: Run, state: TrainingState) -> Path:
@@ -207,7 +205,6 @@ def save_pipeline(
     training = {**(training or {}), "sample_grid": sampler + (", EMA weights" if ema_model is not None else "")}
     if ema_model is not None:
         transformer.save_pretrained(staging / "transformer", variant=NON_EMA_VARIANT, safe_serialization=True)
-    fingerprint_weights(staging / "transformer")
     save_model_card(
         staging,
         repo_id or output_dir.resolve().name,
@@ -227,43 +224,6 @@ def save_pipeline(
     os.replace(staging / "model_index.json", index)
     shutil.rmtree(staging, ignore_errors=True)
     return grid
-
-
-def fingerprint_weights(folder: str | os.PathLike) -> None:
-    """Record the model config of `folder/config.json` in the metadata of each of its safetensors weights files."""
-    folder = Path(folder)
-    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    config = json.dumps({key: value for key, value in config.items() if not key.startswith("_")}, sort_keys=True)
-    for path in sorted(folder.glob("*.safetensors")):
-        save_file(load_file(path), path, metadata={"format": "pt", CONFIG_METADATA_KEY: config})
-
-
-def check_config_fingerprint(folder: str | os.PathLike) -> None:
-    """
-    Refuse a model folder whose `config.json` disagrees with the config its weights were saved with (recorded by
-    `fingerprint_weights`); folders without the record pass, as they always have.
-
-    Raises:
-        `ValueError`: naming the folder and showing each difference.
-    """
-    folder = Path(folder)
-    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    for path in sorted(folder.glob("*.safetensors")):
-        with safe_open(str(path), framework="pt") as weights:
-            recorded = (weights.metadata() or {}).get(CONFIG_METADATA_KEY)
-        if recorded is None:
-            continue
-        saved = json.loads(recorded)
-        differences = [
-            f"{key}={config.get(key, '(missing)')!r} in config.json, {saved.get(key, '(missing)')!r} with the weights"
-            for key in sorted(set(saved) | {key for key in config if not key.startswith("_")})
-            if config.get(key) != saved.get(key)
-        ]
-        if differences:
-            raise ValueError(
-                f"{folder / 'config.json'} does not describe the weights in {path.name} ({'; '.join(differences)}): "
-                "the file was edited after saving. Fix: restore the config the weights were saved with."
-            )
 
 
 def push_pipeline(

@@ -26,7 +26,7 @@ from diffusers import DDPMScheduler
 from script_runner import REPO, assert_ok, base_args, run_script, script_env, start_script
 from test_train_script import wait_for
 
-from diffusers_maskdm import MaskedDiTModel
+from diffusers_maskdm import MaskedDDPMPipeline, MaskedDiTModel
 from diffusers_maskdm.training import check_config_fingerprint, save_pipeline
 
 
@@ -104,7 +104,13 @@ def test_a_saved_pipeline_records_its_config_with_its_weights(tmp_path):
         check_config_fingerprint(tmp_path / "transformer")
     assert "num_attention_heads=4 in config.json, 2 with the weights" in str(info.value)
     assert "use_long_skip=False in config.json" in str(info.value)
-    assert torch.isfinite(MaskedDiTModel.from_pretrained(tmp_path, subfolder="transformer").proj_out.weight).all()
+    # Loading refuses it too, alone or as a pipeline's component: the weights would go into another network.
+    with pytest.raises(ValueError, match="num_attention_heads=4 in config.json, 2 with the weights"):
+        MaskedDiTModel.from_pretrained(tmp_path, subfolder="transformer")
+    with pytest.raises(ValueError, match="num_attention_heads=4 in config.json, 2 with the weights"):
+        MaskedDDPMPipeline.from_pretrained(tmp_path)
+    config_file.write_text(json.dumps(config))  # restored: loads again
+    assert torch.isfinite(MaskedDDPMPipeline.from_pretrained(tmp_path).transformer.proj_out.weight).all()
 
 
 @pytest.mark.parametrize("hub_state", ["offline", "unauthorised"])

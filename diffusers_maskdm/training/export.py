@@ -64,6 +64,7 @@ def export(run: Run, state: TrainingState) -> Path:
         logger.info("The weights are identical on all %d processes.", accelerator.num_processes)
     if accelerator.is_main_process:
         name = config.pretrained_model_name_or_path
+        hub_id = name if name and not os.path.isdir(name) else None  # a card names a Hub id, never a local path
         training = {
             "stage": config.stage,
             "mask_kind": config.mask_type if run.mask_generator else None,
@@ -79,7 +80,7 @@ def export(run: Run, state: TrainingState) -> Path:
             "use_ema": config.use_ema,
             "mixed_precision": accelerator.mixed_precision,
             "prediction_type": run.noise_scheduler.config.prediction_type,
-            "fine-tuned from": name,
+            "fine-tuned from": hub_id or (name and "a local checkpoint"),
         }
         grid = save_pipeline(
             run.output_dir,
@@ -88,7 +89,7 @@ def export(run: Run, state: TrainingState) -> Path:
             run.ema_model,
             repo_id=run.repo_id or config.hub_model_id,
             training={key: value for key, value in training.items() if value is not None},
-            base_model=name if name and not os.path.isdir(name) else None,  # a Hub id, never a local path
+            base_model=hub_id,
             num_grid_images=config.num_validation_images,
             grid_inference_steps=config.validation_inference_steps,
             seed=config.seed,

@@ -143,7 +143,10 @@ def test_pretrain_then_finetune_through_accelerate_launch(image_dir, tmp_path):
     )
     assert_ok(result)
     assert "Starting from the EMA weights" in result.stderr + result.stdout
-    assert "fine-tuning on full images" in (finetuned / "README.md").read_text()
+    card = (finetuned / "README.md").read_text()
+    assert "fine-tuning on full images" in card
+    # A local starting point is never written into the card (it means nothing on the Hub).
+    assert str(pretrained) not in card and "a local checkpoint" in card
     config = json.loads((finetuned / "transformer/config.json").read_text())
     assert config["hidden_size"] == 128 and config["sample_size"] == 16
 

@@ -47,8 +47,8 @@ cat > "$OUT/model_config.json" <<'JSON'
 JSON
 COMMON=(--resolution 32 --prediction_type epsilon --use_ema --num_validation_images 16
         --validation_scheduler ddpm --validation_inference_steps 50 --report_to "$REPORT_TO")
-PRETRAIN_STEPS=1000
-FINETUNE_STEPS=500
+PRETRAIN_STEPS=700
+FINETUNE_STEPS=450
 FINETUNE=(--mask_rate 0 --train_batch_size 32 --max_train_steps "$FINETUNE_STEPS" --checkpointing_steps "$FINETUNE_STEPS"
           --learning_rate 1e-3 --lr_warmup_steps 50)
 

@@ -120,6 +120,11 @@ def ema_weights(model, ema_model=None):
         model.train(was_training)
 
 
+def grid_sampler(scheduler_config, name: str = "ddpm"):
+    """The `GRID_SCHEDULERS` sampler `name` built from the training scheduler's config (DDIM without clipping)."""
+    return GRID_SCHEDULERS[name].from_config(scheduler_config, **({"clip_sample": False} if name == "ddim" else {}))
+
+
 def sample_grid(
     pipeline, num_images: int = 16, num_inference_steps: int = 50, seed: int = 0, scheduler: str = "ddpm"
 ) -> PIL.Image.Image:
@@ -131,9 +136,7 @@ def sample_grid(
 
     num_classes = pipeline.transformer.config.num_class_embeds
     class_labels = [i % num_classes for i in range(num_images)] if num_classes else None
-    sampler = GRID_SCHEDULERS[scheduler].from_config(
-        pipeline.scheduler.config, **({"clip_sample": False} if scheduler == "ddim" else {})
-    )
+    sampler = grid_sampler(pipeline.scheduler.config, scheduler)
     pipeline.set_progress_bar_config(desc="Sample grid", leave=False)
     grid = make_sample_grid(
         pipeline,

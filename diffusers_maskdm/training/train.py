@@ -28,7 +28,7 @@ from accelerate import Accelerator
 from accelerate.logging import get_logger
 from tqdm.auto import tqdm
 
-from .export import ema_weights, log_grid, sample_grid
+from .export import ema_weights, grid_sampler, log_grid, sample_grid
 from .loop import diffusion_loss, make_diffusion_inputs, step_generator
 from .resume import TrainingState, save_training_checkpoint
 from .setup import Run
@@ -196,9 +196,8 @@ def _validation_grid(run: Run, step: int) -> None:
 
 
 def _evaluate_fid(run: Run, step: int, cache: dict) -> None:
-    """FID-N against the training data (reference statistics cached by `diffusers_maskdm.evaluation`)."""
-    from diffusers import DDIMScheduler
-
+    """FID-N against the training data (reference statistics cached by `diffusers_maskdm.evaluation`), sampled as the
+    grids are (`--validation_scheduler`), so that FID scores what the grids show."""
     from ..evaluation import compute_fid_for_pipeline, load_feature_extractor
     from ..evaluation.reference_stats import reference_statistics_for_training_data
 
@@ -218,7 +217,7 @@ def _evaluate_fid(run: Run, step: int, cache: dict) -> None:
         )
     with ema_weights(run.transformer, run.ema_model):
         fid = compute_fid_for_pipeline(
-            _sampling_pipeline(run, DDIMScheduler.from_config(run.noise_scheduler.config)),
+            _sampling_pipeline(run, grid_sampler(run.noise_scheduler.config, config.validation_scheduler)),
             cache["reference"],
             cache["extractor"],
             num_samples=config.eval_fid_num_images,

@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable
 
 import torch
+from comparison import dit_of_the_same_size
 from diffusers import DDIMScheduler, DiTTransformer2DModel
 
 from diffusers_maskdm import MaskedDiTModel
@@ -85,15 +86,7 @@ def build_models(args) -> tuple[MaskedDiTModel, MaskedDiTModel, DiTTransformer2D
             num_layers=args.num_layers,
             num_attention_heads=args.num_attention_heads,
         )
-    dit = DiTTransformer2DModel(
-        sample_size=args.resolution,
-        in_channels=3,
-        out_channels=3,
-        patch_size=args.patch_size,
-        num_attention_heads=args.num_attention_heads,
-        attention_head_dim=args.hidden_size // args.num_attention_heads,
-        num_layers=args.num_layers,
-    )
+    dit = dit_of_the_same_size(args)
     maskdm, dit = maskdm.to(args.device).eval(), dit.to(args.device).eval()
     maskdm_bf16 = copy.deepcopy(maskdm).to(torch.bfloat16)
     return maskdm, maskdm_bf16, dit

@@ -46,7 +46,8 @@ import time
 
 import torch
 import torch.nn.functional as F
-from diffusers import DDPMScheduler, DiTTransformer2DModel
+from comparison import dit_of_the_same_size
+from diffusers import DDPMScheduler
 
 from diffusers_maskdm import MaskedDiTModel
 from diffusers_maskdm.training.hardware import cpu_supports_bf16, cpu_threads_per_process
@@ -143,15 +144,7 @@ def build_arms(args) -> list[Arm]:
         arms.append(Arm(f"{label}, full", model, threads, use_bf16, None, args))
         arms.append(Arm(f"{label}, 90 % block mask", model, threads, use_bf16, block, args))
     torch.manual_seed(args.seed)
-    dit = DiTTransformer2DModel(
-        sample_size=args.resolution,
-        in_channels=3,
-        out_channels=3,
-        patch_size=args.patch_size,
-        num_attention_heads=args.num_attention_heads,
-        attention_head_dim=args.hidden_size // args.num_attention_heads,
-        num_layers=args.num_layers,
-    )
+    dit = dit_of_the_same_size(args)
     arms.append(
         Arm(
             f"diffusers DiTTransformer2DModel, fp32, {all_cores} threads, full",

@@ -128,7 +128,14 @@ def check_pipeline_folder(folder: str | os.PathLike, expected_class: str = PIPEL
             f"`pretrained_model_name_or_path` {str(folder)!r} is not a saved pipeline: it has no model_index.json "
             f"(found {found}).{hint}"
         )
-    index = json.loads(index_path.read_text(encoding="utf-8"))
+    try:
+        index = json.loads(index_path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise ValueError(
+            f"{index_path} is not valid JSON ({error}): restore the file, or save the pipeline again."
+        ) from None
+    if not isinstance(index, dict):
+        raise ValueError(f"{index_path} holds a {type(index).__name__}, not a JSON object: restore the file.")
     class_name = index.get("_class_name")
     if class_name != expected_class:
         components = sorted(k for k in index if not k.startswith("_"))

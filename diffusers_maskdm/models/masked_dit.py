@@ -31,7 +31,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..masking import validate_mask, visible_indices
+from ..masking import visible_indices
 
 
 CONFIG_METADATA_KEY = "maskdm_config"
@@ -348,8 +348,13 @@ class MaskedDiTModel(ModelMixin, AttentionMixin, ConfigMixin):
         batch_size = self._check_sample(sample)
         timestep = self._check_timestep(timestep, batch_size, sample.device)
         class_labels = self._check_class_labels(class_labels, batch_size, sample.device)
-        if mask is not None:
-            validate_mask(mask, batch_size, self.num_patches)
+        if mask is not None and (mask.dtype != torch.bool or tuple(mask.shape) != (batch_size, self.num_patches)):
+            # Shapes only here (no device sync); `visible_indices` checks the row counts with the sync it needs.
+            raise ValueError(
+                f"`mask` must be a bool tensor (True = masked) of shape (batch_size, num_patches) = ({batch_size}, "
+                f"{self.num_patches}), got {getattr(mask, 'dtype', type(mask).__name__)} of shape "
+                f"{tuple(getattr(mask, 'shape', ()))}: draw it with `MaskGenerator`, or use `mask.bool()`."
+            )
 
         hidden_states = self.patch_embed(sample).flatten(2).transpose(1, 2)  # (N, T, D)
         num_condition_positions = self.num_condition_tokens if self.config.condition_token_positions else 0

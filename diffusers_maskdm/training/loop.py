@@ -137,8 +137,7 @@ def diffusion_loss(model: nn.Module, inputs: DiffusionInputs, patch_size: int | 
     """The MSE of `model` on `inputs` over the visible patches; `patch_size` defaults to the (unwrapped) model's."""
     prediction = model(inputs.noisy, inputs.timesteps, class_labels=inputs.class_labels, mask=inputs.mask).sample
     patch_size = patch_size or getattr(model, "module", model).config.patch_size
-    # The model has checked the mask: once per step is enough (each check is a device sync on a GPU).
-    return masked_mse_loss(prediction, inputs.target, inputs.mask, patch_size, check_mask=False)
+    return masked_mse_loss(prediction, inputs.target, inputs.mask, patch_size)  # trusts the mask the model checked
 
 
 def num_visible_tokens(batch_size: int, num_patches: int, mask_generator: MaskGenerator | None, grid_size: int) -> int:

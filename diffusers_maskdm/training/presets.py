@@ -26,13 +26,9 @@ from typing import Any
 # The official network's choices (`mlp_time_embed: False`, `qkv_bias: False`, `nn.GELU`, a position for the time
 # token, truncated-normal initialisation); an odd `num_layers` gives U-ViT's middle block.
 _OFFICIAL_NETWORK = {
-    "mlp_ratio": 4.0,
-    "use_time_mlp": False,
-    "attention_bias": False,
-    "activation_fn": "gelu",
-    "condition_token_positions": True,
-    "weight_init": "trunc_normal",
-}
+    "mlp_ratio": 4.0, "use_time_mlp": False, "attention_bias": False, "activation_fn": "gelu",
+    "condition_token_positions": True, "weight_init": "trunc_normal",
+}  # fmt: skip
 
 MODEL_PRESETS: dict[str, dict[str, Any]] = {
     # Small enough to pre-train on two CPU cores in minutes (the README demo).
@@ -51,34 +47,6 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 """`MaskedDiTModel` arguments by preset name; size presets take the patch size from the resolution."""
 
-# U-ViT keeps a 16x16 token grid: patch 2 at 32 px (CIFAR-10), patch 4 at 64 px (CelebA, ImageNet 64). Fewer than
-# 4x4 tokens leave nothing to mask.
-MAX_GRID_SIZE = 16
-MIN_GRID_SIZE = 4
-
-
-def patch_size_for_resolution(resolution: int) -> int:
-    """
-    The smallest patch size of at least 2 that divides `resolution` into a token grid of at most 16x16 (and at least
-    4x4).
-
-    32 px -> 2, 64 px -> 4, 128 px -> 8, 256 px -> 16, 16 px -> 2, 72 px -> 6.
-
-    Raises:
-        `ValueError`: if no such patch size exists (e.g. a prime resolution).
-    """
-    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 2:
-        raise ValueError(f"`resolution` must be an integer of at least 2, got {resolution!r}.")
-    for patch_size in range(2, resolution + 1):
-        grid_size = resolution // patch_size
-        if resolution % patch_size == 0 and MIN_GRID_SIZE <= grid_size <= MAX_GRID_SIZE:
-            return patch_size
-    raise ValueError(
-        f"`resolution`={resolution} has no patch size >= 2 dividing it into a grid of {MIN_GRID_SIZE}x{MIN_GRID_SIZE} "
-        f"to {MAX_GRID_SIZE}x{MAX_GRID_SIZE} tokens: use a resolution that is a multiple of 16 (e.g. 32 or 64), or "
-        "give the patch size yourself with `--model_config`."
-    )
-
 
 def preset_config(
     name: str, resolution: int, in_channels: int = 3, num_class_embeds: int | None = None
@@ -89,29 +57,29 @@ def preset_config(
     Args:
         name (`str`): one of `MODEL_PRESETS`.
         resolution (`int`): the image side in pixels (the model's `sample_size`); an official configuration takes
-            only its own.
+            only its own. A size preset takes the smallest patch size of at least 2 that leaves a grid of 4x4 to
+            16x16 tokens, as U-ViT does (32 px -> 2, 64 px -> 4, 72 px -> 6, 256 px -> 16).
         in_channels (`int`, *optional*, defaults to 3): 1 for grayscale, 3 for RGB.
         num_class_embeds (`int`, *optional*): the number of classes of a class-conditional model.
 
-    Returns:
-        `dict`: keyword arguments for `MaskedDiTModel(**config)`.
+    Raises:
+        `ValueError`: for an official configuration at another resolution, or a resolution no patch size fits.
     """
-    if name not in MODEL_PRESETS:
-        raise ValueError(f"`model_preset` must be one of {sorted(MODEL_PRESETS)}, got {name!r}.")
     preset = MODEL_PRESETS[name]
     if preset.get("sample_size", resolution) != resolution:
         raise ValueError(
             f"model preset {name!r} is the official network at {preset['sample_size']} px, not {resolution} px: pass "
             f"--resolution {preset['sample_size']}, or use a size preset (tiny, small, base)."
         )
-    patch_size = preset["patch_size"] if "patch_size" in preset else patch_size_for_resolution(resolution)
-    return {
-        "sample_size": resolution,
-        "in_channels": in_channels,
-        "patch_size": patch_size,
-        **preset,
-        "num_class_embeds": num_class_embeds,
-    }
+    patches = (p for p in range(2, resolution + 1) if resolution % p == 0 and 4 <= resolution // p <= 16)
+    patch_size = preset.get("patch_size") or next(patches, None)
+    if patch_size is None:
+        raise ValueError(
+            f"`resolution`={resolution} has no patch size >= 2 dividing it into a grid of 4x4 to 16x16 tokens: use a "
+            "resolution that is a multiple of 16 (e.g. 32 or 64), or give the patch size with `--model_config`."
+        )
+    base = {"sample_size": resolution, "in_channels": in_channels, "patch_size": patch_size}
+    return {**base, **preset, "num_class_embeds": num_class_embeds}
 
 
 # The official recipes, one per training config of the official code. Each sets existing flags; a flag given on the
@@ -119,16 +87,9 @@ def preset_config(
 # and the official EMA: decay 0.999 updated every step, warmed up as its EMA library (ema-pytorch) does by default,
 # 1 - (1 + step)^(-2/3), which reaches 0.999 after about 31,600 steps.
 _OFFICIAL_OPTIMISATION = {
-    "adam_beta1": 0.99,
-    "adam_beta2": 0.99,
-    "adam_weight_decay": 0.03,
-    "use_ema": True,
-    "ema_decay": 0.999,
-    "ema_inv_gamma": 1.0,
-    "ema_power": 2 / 3,
-    "prediction_type": "epsilon",
-    "ddpm_num_steps": 1000,
-}
+    "adam_beta1": 0.99, "adam_beta2": 0.99, "adam_weight_decay": 0.03, "use_ema": True, "ema_decay": 0.999,
+    "ema_inv_gamma": 1.0, "ema_power": 2 / 3, "prediction_type": "epsilon", "ddpm_num_steps": 1000,
+}  # fmt: skip
 _OFFICIAL_MASKS = {"mask_type": "block", "mask_rate": 0.9, "mask_block_size": 4, "mask_rounding": "floor"}
 # `clip_grad: null` in an official config: no clipping. A norm no sound run reaches never clips (the norm is still
 # logged); the flags take finite numbers only.
@@ -175,18 +136,14 @@ def apply_recipe(args: argparse.Namespace, given: set[str]) -> dict[str, Any]:
     Raises:
         `ValueError`: when an explicit `--mask_rate` contradicts the recipe's stage, naming the fix.
     """
-    args.recipe_values = {}
-    if args.recipe is None:
-        return args.recipe_values
-    recipe = RECIPES[args.recipe]
+    recipe = RECIPES.get(args.recipe, {})
     for dest, value in recipe.items():
         if dest not in given:
             setattr(args, dest, value)
-    if args.mask_type != "block" and "mask_block_size" not in given:
+    if recipe and args.mask_type != "block" and "mask_block_size" not in given:
         args.mask_block_size = None  # The recipe's block size is for block masks only.
-    pretraining = recipe["mask_rate"] > 0
-    if pretraining != (args.mask_rate > 0):
-        stage, fix = ("masked pre-training", "finetune") if pretraining else ("fine-tuning", "pretrain")
+    if recipe and (recipe["mask_rate"] > 0) != (args.mask_rate > 0):
+        stage, fix = ("masked pre-training", "finetune") if recipe["mask_rate"] > 0 else ("fine-tuning", "pretrain")
         other = args.recipe.replace("finetune" if fix == "pretrain" else "pretrain", fix).replace("transfer", fix)
         raise ValueError(
             f"--recipe {args.recipe} is {stage} but --mask_rate {args.mask_rate} says otherwise: drop --mask_rate, or "

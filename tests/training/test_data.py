@@ -291,9 +291,6 @@ def test_conflicting_options_are_errors(tmp_path):
     with pytest.raises(ValueError, match="label_column"):
         build_train_dataset(label_column="label")
     root = write_numbered_folder(tmp_path / "data", 3)
-    for bad in (0, -1):
-        with pytest.raises(ValueError, match="max_train_samples"):
-            folder_dataset(root, tmp_path, max_train_samples=bad)
     with pytest.raises(ValueError, match="num_channels"):
         folder_dataset(root, tmp_path, num_channels=4)
 
@@ -401,7 +398,7 @@ def test_column_errors_name_the_argument():
         dataset_from_hf(hf_dataset, image_column="fine_label")
     with pytest.raises(ValueError, match="label_column.*'label'"):
         dataset_from_hf(hf_dataset, label_column="label")
-    with pytest.raises(ValueError, match="no column of images"):
+    with pytest.raises(ValueError, match="image_column.*None is not a column"):
         dataset_from_hf(hf_dataset.remove_columns("img"))
     with pytest.raises(ValueError, match="dataset_name.*no readable image.*0 row"):
         dataset_from_hf(hf_dataset.select([]))

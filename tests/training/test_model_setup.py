@@ -19,9 +19,9 @@ import pytest
 import torch
 
 from diffusers_maskdm import MaskedDiTModel
+from diffusers_maskdm.training import build_optimizer
 from diffusers_maskdm.training.model_source import new_model_config, resolve_pretrained_transformer
-from diffusers_maskdm.training.optim import build_optimizer, parameter_groups
-from diffusers_maskdm.training.presets import MODEL_PRESETS, patch_size_for_resolution, preset_config
+from diffusers_maskdm.training.presets import MODEL_PRESETS, preset_config
 
 
 def test_presets_match_the_paper_backbones():
@@ -35,10 +35,13 @@ def test_presets_match_the_paper_backbones():
         "num_layers": 17,
         "num_attention_heads": 12,
     }  # U-ViT-M
-    sizes = {resolution: patch_size_for_resolution(resolution) for resolution in (16, 32, 64, 72, 128, 256)}
+    sizes = {resolution: preset_config("small", resolution)["patch_size"] for resolution in (16, 32, 64, 72, 128, 256)}
     assert sizes == {16: 2, 32: 2, 64: 4, 72: 6, 128: 8, 256: 16}
     with pytest.raises(ValueError, match="multiple of 16"):
-        patch_size_for_resolution(31)
+        preset_config("tiny", 31)
+    assert preset_config("maskdm-celeba-64", 64)["patch_size"] == 4
+    with pytest.raises(ValueError, match="--resolution 64"):
+        preset_config("maskdm-celeba-64", 32)
     model = MaskedDiTModel(**preset_config("tiny", 32, in_channels=1, num_class_embeds=10))
     assert (model.grid_size, model.config.in_channels, model.config.num_class_embeds) == (16, 1, 10)
     assert sum(p.numel() for p in model.parameters()) < 2_000_000
@@ -48,7 +51,7 @@ def test_no_weight_decay_on_norms_biases_tables_and_embeddings():
     model = MaskedDiTModel(
         sample_size=8, patch_size=2, hidden_size=32, num_layers=3, num_attention_heads=2, num_class_embeds=4
     )
-    decay, no_decay = parameter_groups(model, 0.03)
+    decay, no_decay = build_optimizer(model, 1e-3, weight_decay=0.03).param_groups
     names = {id(p): n for n, p in model.named_parameters()}
     decayed = {names[id(p)] for p in decay["params"]}
     not_decayed = {names[id(p)] for p in no_decay["params"]}

@@ -11,13 +11,11 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Training data for MaskDM: a Hub dataset, a local image folder or the embedded Twemoji default.
+"""Training data for MaskDM: a Hub dataset, a local image folder or the embedded Twemoji default (`docs/data.md`).
 
-`datasets` loads and decodes the images (`load_dataset`, `imagefolder`, `ClassLabel`), PIL and torch resize, crop and
-flip them, accelerate's `SeedableRandomSampler` orders them. What this module adds: every random choice (the few-shot
-subset, crops, flips, the order) is a pure function of `seed`, the epoch and the sample position, so a resumed run sees
-exactly the data a straight run sees; unreadable files are skipped with a warning; data that would be read wrongly is
-refused. See `docs/data.md`.
+`datasets` loads and decodes the images, PIL and torch transform them, accelerate's seedable sampler orders them. What
+this module adds: every random choice is a pure function of `seed`, the epoch and the sample position (exact resume);
+unreadable files are skipped with a warning; data that would be read wrongly is refused.
 """
 
 import importlib.util
@@ -212,11 +210,8 @@ def _with_class_labels(hf_dataset: datasets.Dataset, label_column: str) -> tuple
 
 
 def _scan(hf_dataset, image_column, rows, wanted, description=None) -> tuple[list[int], set[str], int]:
-    """
-    Decodes `rows` in order until `wanted` are readable (a full load: truncated files fail too), refusing a mode or
-    value range that would be read wrongly. Returns (the readable rows, their PIL modes, the unreadable count); each
-    unreadable file is warned about when a `description` is given, else left for training to skip.
-    """
+    """Decodes `rows` in order until `wanted` are readable; returns them, their PIL modes and the unreadable count.
+    A full load catches truncated files too; unreadable ones are warned about only with a `description`."""
     kept, modes, num_skipped = [], set(), 0
     for row in rows:
         if len(kept) == wanted:
@@ -321,14 +316,8 @@ class TrainImageDataset(torch.utils.data.Dataset):
             self.transform.num_channels = 1 if modes <= _GRAYSCALE_MODES else 3
         self.hf_dataset = hf_dataset.select(sorted(rows))
         self._unreadable = torch.zeros(len(rows), dtype=torch.bool).share_memory_()  # Seen by DataLoader workers too.
-        labels = "no class labels" if self.num_classes is None else f"{self.num_classes} classes"
-        logger.info(
-            "Training data: %d images from %s, %s, %d unreadable skipped.",
-            len(rows),
-            description,
-            labels,
-            self.num_skipped,
-        )
+        message = "Training data: %d images from %s, %s classes, %d unreadable skipped."
+        logger.info(message, len(rows), description, self.num_classes or "no", self.num_skipped)
 
     num_channels = property(lambda self: self.transform.num_channels)
     resolution = property(lambda self: self.transform.resolution)
@@ -427,15 +416,11 @@ def build_train_dataset(
         elif label_column is None:
             _refuse_stray_images(hf_dataset, train_data_dir)
     else:
-        given = [
-            name
-            for name, value in (("dataset_config_name", dataset_config_name), ("label_column", label_column))
-            if value is not None
-        ]
-        if given:
+        if dataset_config_name is not None or label_column is not None:
+            name = "dataset_config_name" if dataset_config_name is not None else "label_column"
             raise ValueError(
-                f"`{given[0]}` needs `dataset_name` or `train_data_dir`; the embedded Twemoji default has no such "
-                f"option. Fix: drop `{given[0]}` or pass a dataset."
+                f"`{name}` needs `dataset_name` or `train_data_dir`; the embedded Twemoji default has no such option. "
+                f"Fix: drop `{name}` or pass a dataset."
             )
         image_dir = twemoji_image_dir()  # A list of paths: `imagefolder` would take seconds to index 4,009 files.
         paths = sorted(os.path.join(image_dir, name) for name in os.listdir(image_dir) if name.endswith(".png"))

@@ -89,16 +89,10 @@ def resolve_pretrained_transformer(
     cache_dir: str | os.PathLike | None = None,
 ) -> TransformerSource:
     """
-    Find the MaskDM transformer of `--pretrained_model_name_or_path` (downloading a Hub repo's configs and safetensors).
-
-    Accepts a MaskDM pipeline or training output folder, a training checkpoint folder, a bare `MaskedDiTModel`
-    folder, or a Hub repo id of any of these.
-
-    Args:
-        name_or_path (`str`): the folder or repo id.
-        init_from_ema (`bool`, *optional*, defaults to `False`): take the EMA weights instead of the raw ones.
-        revision (`str`, *optional*): the Hub revision.
-        cache_dir (`str` or `os.PathLike`, *optional*): the Hub cache.
+    Find the MaskDM transformer of `--pretrained_model_name_or_path`: a pipeline or training output folder, a training
+    checkpoint, a bare `MaskedDiTModel` folder, or a Hub repo id of one of these (its configs and safetensors are
+    downloaded). `init_from_ema` takes the EMA weights instead of the raw ones; `revision` and `cache_dir` are the
+    Hub's.
 
     Raises:
         `ValueError`: naming `--pretrained_model_name_or_path` (or `--init_from_ema`) and what the folder holds instead.
@@ -174,10 +168,8 @@ def new_model_config(
     model_preset: str | None = None,
 ) -> dict[str, Any]:
     """
-    The config of a new transformer: `--model_config` (a JSON file) or `--model_preset`, fitted to the data.
-
-    Keys the JSON file leaves out (`sample_size`, `in_channels`, `num_class_embeds`) are taken from the data; keys it
-    sets must agree with it.
+    The config of a new transformer: `--model_config` (a JSON file) or `--model_preset`, fitted to the data. Keys the
+    file leaves out (`sample_size`, `in_channels`, `num_class_embeds`) come from the data; keys it sets must agree.
 
     Raises:
         `ValueError`: naming the flag and the key that disagrees with the data.

@@ -13,72 +13,35 @@
 # limitations under the License.
 """Evaluation: FID and FD-DINOv2 with torchmetrics' Fréchet distance, cached reference statistics.
 
-Images are float tensors in [0, 1], (batch, channels, height, width), 1 or 3 channels; see `images.py`.
+Images are float tensors in [0, 1], (batch, channels, height, width), 1 or 3 channels; see `fid.py`.
 """
 
-from .features import (
-    FEATURE_EXTRACTOR_NAMES,
-    Dinov2Features,
-    FeatureExtractor,
-    ModuleFeatures,
-    TorchmetricsInceptionFeatures,
-    TorchScriptInceptionFeatures,
-    find_fid_helper_inception,
-    load_feature_extractor,
-    resize_bilinear_tf1,
-)
+from .features import ModuleFeatures, find_fid_helper_inception, load_feature_extractor
 from .fid import (
     EvaluationResult,
     FeatureStatistics,
     FrechetScore,
     build_frechet_metric,
-    compute_feature_statistics,
     compute_fid_for_pipeline,
     compute_frechet_distance,
     generate_and_score,
-    generate_images,
-    update_metric,
+    to_uint8_images,
 )
-from .images import iterate_image_batches, pil_to_tensor, to_uint8_images
-from .reference_stats import (
-    default_cache_dir,
-    fingerprint_image_folder,
-    load_or_compute_reference_statistics,
-    reference_statistics_for_training_data,
-    reference_statistics_key,
-    reference_statistics_path,
-    training_data_identity,
-)
+from .reference_stats import load_or_compute_reference_statistics, reference_statistics_for_training_data
 
 
 __all__ = [
-    "FEATURE_EXTRACTOR_NAMES",
-    "Dinov2Features",
     "EvaluationResult",
-    "FeatureExtractor",
     "FeatureStatistics",
     "FrechetScore",
     "ModuleFeatures",
-    "TorchScriptInceptionFeatures",
-    "TorchmetricsInceptionFeatures",
     "build_frechet_metric",
-    "compute_feature_statistics",
     "compute_fid_for_pipeline",
     "compute_frechet_distance",
-    "default_cache_dir",
     "find_fid_helper_inception",
-    "fingerprint_image_folder",
     "generate_and_score",
-    "generate_images",
-    "iterate_image_batches",
     "load_feature_extractor",
     "load_or_compute_reference_statistics",
-    "pil_to_tensor",
     "reference_statistics_for_training_data",
-    "reference_statistics_key",
-    "reference_statistics_path",
-    "resize_bilinear_tf1",
     "to_uint8_images",
-    "training_data_identity",
-    "update_metric",
 ]

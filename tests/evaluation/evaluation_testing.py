@@ -70,3 +70,20 @@ class TextureNet(nn.Module):
         h1 = self.conv1(images)
         h2 = self.conv2(torch.relu(h1))
         return torch.cat([images.mean((2, 3)), h1.abs().mean((2, 3)), h2.abs().mean((2, 3))], dim=1)
+
+
+def save_tiny_dinov2(path, num_hidden_layers: int = 1) -> str:
+    """A tiny random transformers Dinov2Model saved as a folder, loadable offline as `"dinov2:<folder>"`."""
+    from transformers import Dinov2Config, Dinov2Model
+
+    torch.manual_seed(0)
+    config = Dinov2Config(
+        hidden_size=32,
+        num_hidden_layers=num_hidden_layers,
+        num_attention_heads=2,
+        intermediate_size=64,
+        image_size=32,
+        patch_size=8,
+    )
+    Dinov2Model(config).save_pretrained(path)
+    return str(path)

@@ -18,17 +18,10 @@ import importlib.util
 import numpy as np
 import pytest
 import torch
-from evaluation_testing import TextureNet
+from evaluation_testing import TextureNet, save_tiny_dinov2
 from torch import nn
 
-from diffusers_maskdm.evaluation import (
-    Dinov2Features,
-    ModuleFeatures,
-    TorchScriptInceptionFeatures,
-    find_fid_helper_inception,
-    load_feature_extractor,
-    resize_bilinear_tf1,
-)
+from diffusers_maskdm.evaluation import ModuleFeatures, find_fid_helper_inception, load_feature_extractor
 
 
 def _tf1_resize_reference(image: np.ndarray, size: int) -> np.ndarray:
@@ -45,11 +38,20 @@ def _tf1_resize_reference(image: np.ndarray, size: int) -> np.ndarray:
     return rows[:, x0] * (1 - fx)[None] + rows[:, x1] * fx[None]
 
 
-def test_resize_bilinear_tf1_matches_the_tensorflow_rule():
-    image = torch.rand(1, 1, 7, 5, dtype=torch.float64)
-    resized = resize_bilinear_tf1(image, 11)
-    expected = _tf1_resize_reference(image[0, 0].numpy(), 11)
-    np.testing.assert_allclose(resized[0, 0].numpy(), expected, atol=1e-10)
+class _Flatten(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)
+
+
+def test_torchscript_inception_input_is_the_tf1_resize_scaled_to_minus_one_one(tmp_path):
+    path = tmp_path / "flatten.pt"
+    torch.jit.script(_Flatten()).save(str(path))
+    extractor = load_feature_extractor(path)
+    images = torch.randint(0, 256, (1, 3, 7, 5), dtype=torch.uint8)
+    seen = extractor(images).view(3, 299, 299).double()
+    for channel in range(3):
+        expected = _tf1_resize_reference(images[0, channel].double().numpy(), 299) / 128 - 1
+        np.testing.assert_allclose(seen[channel].numpy(), expected, atol=1e-5)
 
 
 class _TinyConvNet(nn.Module):
@@ -70,16 +72,10 @@ def _save_scripted(path, seed: int = 0):
 def test_torchscript_file_extractor(tmp_path):
     path = _save_scripted(tmp_path / "tiny.pt")
     extractor = load_feature_extractor(str(path))
-    assert isinstance(extractor, TorchScriptInceptionFeatures)
-    assert extractor.num_features == 6
-    assert extractor.metric_name == "fid"
-    assert "tiny.pt" in extractor.identifier and f"sha256={extractor.sha256[:16]}" in extractor.identifier
+    assert extractor.num_features == 6 and extractor.metric_name == "fid"
+    assert extractor.identifier.startswith("torchscript-inception:tiny.pt:") and "sha256=" in extractor.identifier
     images = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
-    features = extractor(images)
-    assert features.shape == (3, 6)
-    # The network sees the 299x299 resize scaled to [-1, 1).
-    expected = extractor.network(resize_bilinear_tf1(images.float(), 299) / 128 - 1)
-    torch.testing.assert_close(features, expected)
+    assert extractor(images).shape == (3, 6)
     # Other weights, other identifier (so other cache entries).
     other = load_feature_extractor(_save_scripted(tmp_path / "tiny2.pt", seed=1))
     assert other.identifier.split("sha256=")[1] != extractor.identifier.split("sha256=")[1]
@@ -99,29 +95,26 @@ def test_module_features_infers_size_and_resizes():
     net = TextureNet()
     extractor = ModuleFeatures(net, name="texture", image_size=16)
     assert extractor.num_features == 35
-    assert extractor.identifier.startswith("module:texture:sha256=") and extractor.identifier.endswith("16")
+    assert extractor.identifier.startswith("texture:sha256=") and extractor.identifier.endswith("16")
     assert extractor(torch.zeros(2, 3, 40, 40, dtype=torch.uint8)).shape == (2, 35)
     wrapped = load_feature_extractor(TextureNet(seed=1))
     assert isinstance(wrapped, ModuleFeatures) and wrapped.identifier != extractor.identifier
 
 
-def test_tiny_dinov2_features():
-    from transformers import Dinov2Config, Dinov2Model
-
-    torch.manual_seed(0)
-    config = Dinov2Config(
-        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, image_size=32, patch_size=8
-    )
-    extractor = Dinov2Features(Dinov2Model(config), name="tiny-dinov2", image_size=32)
+def test_tiny_dinov2_features(tmp_path):
+    folder = save_tiny_dinov2(tmp_path / "tiny-dinov2")
+    extractor = load_feature_extractor(f"dinov2:{folder}")
     assert extractor.metric_name == "fd_dinov2" and extractor.num_features == 32
-    assert extractor.identifier.startswith("dinov2:tiny-dinov2:cls:")
+    assert extractor.identifier.startswith(f"dinov2:{folder}:cls:")
     images = torch.randint(0, 256, (2, 3, 20, 20), dtype=torch.uint8)
     features = extractor(images)
     assert features.shape == (2, 32)
-    # The CLS token of the final layer norm.
-    x = torch.nn.functional.interpolate(images.float() / 255, size=(32, 32), mode="bicubic", antialias=True)
-    x = (x.clamp(0, 1) - extractor.mean) / extractor.std
-    torch.testing.assert_close(features, extractor.model(pixel_values=x).last_hidden_state[:, 0])
+    # The CLS token of the final layer norm, of images resized to 224 (bicubic) and normalised with ImageNet's stats.
+    x = torch.nn.functional.interpolate(images.float() / 255, size=(224, 224), mode="bicubic", antialias=True)
+    x = (x.clamp(0, 1) - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor(
+        [0.229, 0.224, 0.225]
+    ).view(1, 3, 1, 1)
+    torch.testing.assert_close(features, extractor.module(pixel_values=x).last_hidden_state[:, 0])
 
 
 def test_unknown_names_and_missing_files_are_value_errors(tmp_path):
@@ -129,8 +122,6 @@ def test_unknown_names_and_missing_files_are_value_errors(tmp_path):
         load_feature_extractor("inceptionv3")
     with pytest.raises(ValueError, match="feature_extractor"):
         load_feature_extractor(str(tmp_path / "missing.pt"))
-    with pytest.raises(ValueError, match="feature_extractor"):
-        TorchScriptInceptionFeatures(tmp_path / "missing.pt")
     not_torchscript = tmp_path / "weights.pt"
     not_torchscript.write_bytes(b"not a zip archive")
     with pytest.raises(ValueError, match="not a TorchScript module"):

@@ -16,9 +16,8 @@
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
-from diffusers_maskdm.evaluation import iterate_image_batches, pil_to_tensor, to_uint8_images
+from diffusers_maskdm.evaluation import load_or_compute_reference_statistics, to_uint8_images
 
 
 def test_quantises_like_saving_a_png():
@@ -59,14 +58,6 @@ def test_bad_images_raise_value_error_naming_the_argument(images, message):
     assert "`generated`" in str(info.value)
 
 
-def test_pil_and_numpy_conversion():
-    pil = Image.fromarray(np.full((4, 5, 3), 255, dtype=np.uint8))
-    assert pil_to_tensor([pil, pil]).shape == (2, 3, 4, 5)
-    assert pil_to_tensor(pil).max() == 1.0
-    array = np.random.rand(2, 4, 4, 3).astype(np.float32)  # pipelines' output_type="np"
-    assert torch.allclose(pil_to_tensor(array), torch.from_numpy(array).permute(0, 3, 1, 2))
-
-
 class _DictDataset(torch.utils.data.Dataset):
     def __init__(self, images):
         self.images = images
@@ -78,17 +69,28 @@ class _DictDataset(torch.utils.data.Dataset):
         return {"pixel_values": self.images[i], "class_labels": torch.tensor(0)}
 
 
-def test_batch_sources_yield_the_same_images():
+def test_batch_sources_give_the_same_statistics(texture_extractor, tmp_path):
     images = torch.rand(10, 3, 4, 4)
-    expected = torch.cat(list(iterate_image_batches(images, batch_size=4)))
-    from_dataset = torch.cat(list(iterate_image_batches(_DictDataset(images), batch_size=3)))
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, torch.zeros(10)), batch_size=4)
-    from_loader = torch.cat(list(iterate_image_batches(loader)))
-    from_list = torch.cat(list(iterate_image_batches([{"images": images[:5]}, {"images": images[5:]}])))
-    for other in (from_dataset, from_loader, from_list):
-        assert torch.equal(other, expected)
+    sources = {
+        "tensor": images,
+        "dataset of dicts": _DictDataset(images),
+        "(images, labels) loader": loader,
+        "list of dict batches": [{"images": images[:5]}, {"images": images[5:]}],
+    }
+    states = [
+        load_or_compute_reference_statistics(
+            source, texture_extractor, name, 4, cache_dir=tmp_path, batch_size=3
+        ).state
+        for name, source in sources.items()
+    ]
+    for state in states[1:]:
+        for key, value in state.items():
+            torch.testing.assert_close(value, states[0][key])  # float32 features, batched differently
 
 
-def test_missing_image_key_is_named():
+def test_missing_image_key_is_named(texture_extractor, tmp_path):
     with pytest.raises(ValueError, match="image_key"):
-        list(iterate_image_batches([{"x": torch.rand(2, 3, 4, 4)}]))
+        load_or_compute_reference_statistics(
+            [{"x": torch.rand(2, 3, 4, 4)}], texture_extractor, "x", 4, cache_dir=tmp_path
+        )

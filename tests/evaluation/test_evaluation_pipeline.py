@@ -27,10 +27,9 @@ from torch import nn
 
 import diffusers_maskdm.pipelines as pipelines
 from diffusers_maskdm.evaluation import (
-    compute_feature_statistics,
     compute_fid_for_pipeline,
     generate_and_score,
-    reference_statistics_key,
+    load_or_compute_reference_statistics,
 )
 
 
@@ -52,15 +51,14 @@ def _tiny_pipeline():
     return pipeline
 
 
-def _reference(extractor):
-    stats = compute_feature_statistics(make_shape_images(24, size=RESOLUTION, seed=1), extractor)
-    stats.metadata.update(reference_statistics_key("shapes", RESOLUTION, 24, extractor))
-    return stats
+def _reference(extractor, cache_dir):
+    images = make_shape_images(24, size=RESOLUTION, seed=1)
+    return load_or_compute_reference_statistics(images, extractor, "shapes", RESOLUTION, cache_dir=cache_dir)
 
 
-def test_generate_and_score_is_seeded_and_keeps_grid_images(texture_extractor):
+def test_generate_and_score_is_seeded_and_keeps_grid_images(texture_extractor, tmp_path):
     pipeline = _tiny_pipeline()
-    reference = _reference(texture_extractor)
+    reference = _reference(texture_extractor, tmp_path)
     options = {"num_samples": 6, "batch_size": 4, "num_inference_steps": 2, "progress": False}
     result = generate_and_score(pipeline, texture_extractor, reference, seed=3, num_grid_images=5, **options)
     assert result.sample_images.shape == (5, 3, RESOLUTION, RESOLUTION)
@@ -79,17 +77,37 @@ def test_generate_and_score_is_seeded_and_keeps_grid_images(texture_extractor):
     assert other_seed != pytest.approx(score.value, rel=1e-6)
 
 
-def test_fid_sampling_shows_one_progress_bar_over_images(texture_extractor, capsys):
+def test_fid_sampling_shows_one_progress_bar_over_images(texture_extractor, capsys, tmp_path):
     pipeline = _tiny_pipeline()
-    compute_fid_for_pipeline(pipeline, _reference(texture_extractor), texture_extractor, 6, 4, num_inference_steps=2)
+    reference = _reference(texture_extractor, tmp_path)
+    capsys.readouterr()
+    compute_fid_for_pipeline(pipeline, reference, texture_extractor, 6, 4, num_inference_steps=2)
     err = capsys.readouterr().err
     assert "sampling for FID" in err and "6/6" in err
     assert "2/2" not in err  # the pipeline's per-step bar is silenced meanwhile
 
 
-def test_bad_arguments(texture_extractor):
+def test_a_diffusers_pipeline_is_scored_too(texture_extractor, tmp_path):
+    from diffusers import DDPMPipeline, UNet2DModel
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(
+        sample_size=RESOLUTION,
+        block_out_channels=(8, 8),
+        layers_per_block=1,
+        norm_num_groups=4,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+    )
+    pipeline = DDPMPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=20))
+    options = {"num_samples": 3, "batch_size": 2, "num_inference_steps": 2, "progress": False}
+    result = generate_and_score(pipeline, texture_extractor, _reference(texture_extractor, tmp_path), **options)
+    assert result["fd"] > 0
+
+
+def test_bad_arguments(texture_extractor, tmp_path):
     pipeline = _tiny_pipeline()
-    reference = _reference(texture_extractor)
+    reference = _reference(texture_extractor, tmp_path)
     with pytest.raises(ValueError, match="`num_samples` must be at least 2"):
         generate_and_score(pipeline, texture_extractor, reference, num_samples=1, progress=False)
     with pytest.raises(ValueError, match="pair up"):

@@ -14,10 +14,10 @@ from PIL import Image
 from diffusers_maskdm import MaskedDDPMPipeline, MaskedDiTModel, MaskGenerator, masked_mse_loss
 from diffusers_maskdm.evaluation import load_feature_extractor, to_uint8_images
 from diffusers_maskdm.flops import training_step_flops
+from diffusers_maskdm.models.masked_dit import check_config_fingerprint, fingerprint_weights
 from diffusers_maskdm.training import config_from_flags
 from diffusers_maskdm.training.checkpointing import check_finite, resolve_resume_checkpoint, write_checkpoint
 from diffusers_maskdm.training.data import ImageTransform, build_train_dataset, check_output_outside_data
-from diffusers_maskdm.training.export import check_config_fingerprint, fingerprint_weights
 from diffusers_maskdm.training.resume import check_same_model
 from diffusers_maskdm.training.setup import setup
 

@@ -11,90 +11,64 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""The training run of diffusers-maskdm, as four phases: `setup` → `resume` → `train` → `export` (`run_training`).
-
-Each phase is a function in the module of its name (`diffusers_maskdm.training.setup.setup`, ...).
+"""The training run of diffusers-maskdm, `run_training`: four phases, each a function in the module of its name.
 
 | file | what |
 | --- | --- |
-| `args.py` | the flags, `TrainingConfig`, `parse_args` and the checks of the flags |
-| `setup.py` | `setup`: accelerator, model source, data, model, output folder (locked), optimizer; checks before work |
+| `args.py` | the flags, `TrainingConfig` (one field per flag, with its range), `parse_args` and the checks of the flags |
+| `setup.py` | `setup`: accelerator and CPU cores, model source, data, model, output folder (locked), AdamW; every check |
 | `resume.py` | `resume`: from a verified checkpoint of the same model, exactly |
 | `train.py` | `train`: the loop, checkpoints, sample grids, FID, the loss guard |
 | `export.py` | `export`: the pipeline, its card and grid, the Hub push |
 | `loop.py` | the pieces of one step: seeded randomness, noised inputs and masks, the loss, the loss guard |
 | `checkpointing.py` | atomic, verified checkpoints in diffusers-format folders |
-| `data.py`, `model_source.py`, `optim.py`, `presets.py`, `hardware.py` | data, where the model comes from, AdamW, sizes, CPU |
+| `data.py`, `model_source.py`, `presets.py` | data, where the model comes from, model sizes and the official recipes |
 """
 
-from .args import TrainingConfig, build_parser, config_from_flags, parse_args, validate_args
-from .checkpointing import (
-    CheckpointWriteError,
-    check_checkpoint,
-    find_latest_checkpoint,
-    read_training_state,
-    register_checkpoint_hooks,
-    resolve_resume_checkpoint,
-    save_checkpoint,
-    write_checkpoint,
-)
-from .data import SeededEpochSampler, TrainImageDataset, build_train_dataloader, build_train_dataset
-from .export import check_config_fingerprint, push_pipeline, save_pipeline
-from .loop import (
-    DiffusionInputs,
-    NonFiniteLossError,
-    NonFiniteLossGuard,
-    build_mask_generator,
-    diffusion_loss,
-    make_diffusion_inputs,
-    step_generator,
-)
-from .model_source import TransformerSource, new_model_config, resolve_pretrained_transformer
-from .optim import build_optimizer, parameter_groups
-from .presets import MODEL_PRESETS, patch_size_for_resolution, preset_config
-from .resume import TrainingState
-from .runner import run_training
-from .setup import Run, build_noise_scheduler
+from pathlib import Path
+
+# The phases as modules (`training.setup.setup`), so that `training.setup` stays the module of that name.
+from . import export, resume, setup, train
+from .args import TrainingConfig, config_from_flags, parse_args
+from .checkpointing import CheckpointWriteError, find_latest_checkpoint, read_training_state
+from .loop import NonFiniteLossError, diffusion_loss, make_diffusion_inputs, step_generator
+from .presets import preset_config
+from .setup import build_optimizer
+
+
+def run_training(config: TrainingConfig) -> Path:
+    """
+    Train as `config` says (see `parse_args`) and return the output folder, which then holds the pipeline.
+
+    Raises:
+        `ValueError`: for flags that do not fit the model source, the data or the output folder, before any step.
+        `NonFiniteLossError`: when too many steps in a row had a non-finite loss (after saving a checkpoint).
+        `CheckpointWriteError`: when a checkpoint cannot be written (earlier ones are untouched).
+    """
+    run = setup.setup(config)
+    try:
+        state = resume.resume(run)
+        train.train(run, state)
+        export.export(run, state)
+    finally:
+        run.accelerator.end_training()
+        if run.lock is not None:
+            run.lock.close()  # Lets the next run into this folder.
+    return run.output_dir
 
 
 __all__ = [
-    "MODEL_PRESETS",
     "CheckpointWriteError",
-    "DiffusionInputs",
     "NonFiniteLossError",
-    "NonFiniteLossGuard",
-    "Run",
-    "SeededEpochSampler",
-    "TrainImageDataset",
     "TrainingConfig",
-    "TrainingState",
-    "TransformerSource",
-    "build_mask_generator",
-    "build_noise_scheduler",
     "build_optimizer",
-    "build_parser",
-    "build_train_dataloader",
-    "build_train_dataset",
-    "check_checkpoint",
-    "check_config_fingerprint",
     "config_from_flags",
     "diffusion_loss",
     "find_latest_checkpoint",
     "make_diffusion_inputs",
-    "new_model_config",
-    "parameter_groups",
     "parse_args",
-    "patch_size_for_resolution",
     "preset_config",
-    "push_pipeline",
     "read_training_state",
-    "register_checkpoint_hooks",
-    "resolve_pretrained_transformer",
-    "resolve_resume_checkpoint",
     "run_training",
-    "save_checkpoint",
-    "save_pipeline",
     "step_generator",
-    "validate_args",
-    "write_checkpoint",
 ]

@@ -22,10 +22,12 @@ import argparse
 import dataclasses
 import importlib.util
 import math
+import os
 import typing
 from pathlib import Path
 from typing import Any
 
+import torch
 from diffusers.optimization import SchedulerType
 
 from ..masking import MASK_KINDS, MASK_ROUNDINGS
@@ -36,11 +38,17 @@ PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
 VALIDATION_SCHEDULERS = ("ddpm", "ddim", "dpmsolver++")  # see `export.GRID_SCHEDULERS`
 REPORT_TO = ("tensorboard", "wandb", "all", "none")
+# The range of a flag, `(test, what the message says)`, checked by `validate_args` (a flag left out is `None`).
+POSITIVE = (lambda value: value > 0, "must be positive")
+POSITIVE_INT = (lambda value: value >= 1, "must be a positive integer (or left out)")
+NON_NEGATIVE = (lambda value: value >= 0, "must be >= 0")
+FRACTION = (lambda value: 0 <= value < 1, "must be in [0, 1)")
+AT_LEAST_2 = (lambda value: value >= 2, "must be at least 2")
 
 
-def flag(default: Any = None, help: str = "", **argparse_options) -> Any:
-    """A `TrainingConfig` field that is also a flag: its default, help and `add_argument` options (e.g. `choices`)."""
-    return dataclasses.field(default=default, metadata={"help": help, **argparse_options})
+def flag(default: Any = None, help: str = "", check: tuple | None = None, **argparse_options) -> Any:
+    """A `TrainingConfig` field that is also a flag: its default, help, range `check` and `add_argument` options."""
+    return dataclasses.field(default=default, metadata={"help": help, "check": check, **argparse_options})
 
 
 @dataclasses.dataclass
@@ -60,13 +68,13 @@ class TrainingConfig:
     image_column: str | None = flag(help="The image column (default: the first one).")
     label_column: str | None = flag(help="The class-label column.")
     cache_dir: str | None = flag(help="Cache folder of datasets and Hub downloads.")
-    resolution: int = flag(32, "Images are resized and cropped to this side.")
+    resolution: int = flag(32, "Images are resized and cropped to this side.", AT_LEAST_2)
     center_crop: bool = flag(False, "Crop the centre (default: a random crop).")
     random_flip: bool = flag(False, "Flip images horizontally at random.")
     num_channels: int | None = flag(help="1 (grayscale) or 3 (RGB); default: the data's.", choices=(1, 3))
-    max_train_samples: int | None = flag(help="Train on this many images (few-shot).")
+    max_train_samples: int | None = flag(help="Train on this many images (few-shot).", check=POSITIVE_INT)
     ignore_labels: bool = flag(False, "Train unconditionally even on labelled data.")
-    dataloader_num_workers: int = flag(0, "DataLoader worker processes.")
+    dataloader_num_workers: int = flag(0, "DataLoader worker processes.", check=NON_NEGATIVE)
     # Model
     pretrained_model_name_or_path: str | None = flag(
         help="Start from this MaskDM transformer: an output folder or checkpoint of this script, or a Hub repo id."
@@ -86,15 +94,16 @@ class TrainingConfig:
         None,
         "Share of patches dropped; 0 = fine-tuning on full images. Default: 0.9 for a new model, 0 with "
         "--pretrained_model_name_or_path (pass --mask_rate 0.9 there to continue masked pre-training).",
+        FRACTION,
     )
-    mask_block_size: int | None = flag(help="Block side in patches (block masks; 2).")
-    mask_crop_size: int | None = flag(help="Visible window side in patches (crop masks).")
+    mask_block_size: int | None = flag(help="Block side in patches (block masks; 2).", check=POSITIVE_INT)
+    mask_crop_size: int | None = flag(help="Visible window side in patches (crop masks).", check=POSITIVE_INT)
     mask_rounding: str = flag(
         "nearest", "Masked count: nearest to the rate, or floor (the official code's).", choices=MASK_ROUNDINGS
     )
     # Diffusion: `None` takes the pre-trained pipeline's setting, else the default (see `setup`)
     prediction_type: str | None = flag(help="The target.", choices=PREDICTION_TYPES)
-    ddpm_num_steps: int | None = flag(help="Diffusion steps.")
+    ddpm_num_steps: int | None = flag(help="Diffusion steps.", check=POSITIVE_INT)
     ddpm_beta_schedule: str | None = flag(help="The noise schedule.", choices=BETA_SCHEDULES)
     # Optimisation
     recipe: str | None = flag(
@@ -103,27 +112,32 @@ class TrainingConfig:
         choices=sorted(RECIPES),
     )
     recipe_values: dict = dataclasses.field(default_factory=dict)  # not a flag
-    train_batch_size: int = flag(16, "Batch size per process.")
-    num_epochs: int = flag(100, "Epochs, unless --max_train_steps is given.")
-    max_train_steps: int | None = flag(help="Optimizer steps; overrides --num_epochs.")
-    gradient_accumulation_steps: int = flag(1, "Micro-batches per step.")
-    learning_rate: float = flag(1e-4, "Peak learning rate.")
+    train_batch_size: int = flag(16, "Batch size per process.", POSITIVE)
+    num_epochs: int = flag(100, "Epochs, unless --max_train_steps is given.", POSITIVE)
+    max_train_steps: int | None = flag(help="Optimizer steps; overrides --num_epochs.", check=POSITIVE_INT)
+    gradient_accumulation_steps: int = flag(1, "Micro-batches per step.", POSITIVE)
+    learning_rate: float = flag(1e-4, "Peak learning rate.", POSITIVE)
     lr_scheduler: str = flag("cosine", "diffusers' `get_scheduler`.", choices=[s.value for s in SchedulerType])
-    lr_warmup_steps: int = flag(500, "Linear warm-up steps.")
-    adam_beta1: float = flag(0.9, "AdamW beta1.")
-    adam_beta2: float = flag(0.999, "AdamW beta2.")
-    adam_weight_decay: float = flag(1e-6, "On weight matrices only.")
-    adam_epsilon: float = flag(1e-8, "AdamW epsilon.")
-    max_grad_norm: float = flag(1.0, "Gradient clipping norm.")
+    lr_warmup_steps: int = flag(500, "Linear warm-up steps.", NON_NEGATIVE)
+    adam_beta1: float = flag(0.9, "AdamW beta1.", FRACTION)
+    adam_beta2: float = flag(0.999, "AdamW beta2.", FRACTION)
+    adam_weight_decay: float = flag(1e-6, "On weight matrices only.", NON_NEGATIVE)
+    adam_epsilon: float = flag(1e-8, "AdamW epsilon.", POSITIVE)
+    max_grad_norm: float = flag(1.0, "Gradient clipping norm.", POSITIVE)
     use_ema: bool = flag(False, "Keep an EMA of the weights (diffusers EMAModel).")
-    ema_decay: float = flag(0.9999, "Maximum EMA decay.", aliases=("--ema_max_decay",))
-    ema_inv_gamma: float = flag(1.0, "EMA warm-up inverse gamma.")
-    ema_power: float = flag(3 / 4, "EMA warm-up power.")
-    class_dropout_prob: float = flag(0.1, "Chance of the null label (classifier-free guidance).")
-    max_consecutive_nonfinite_steps: int = flag(
-        10, "Non-finite losses are skipped; stop (after saving) when this many come in a row."
+    ema_decay: float = flag(
+        0.9999,
+        "Maximum EMA decay.",
+        (lambda v: 0 < v < 1, "must be in (0, 1), e.g. 0.9999"),
+        aliases=("--ema_max_decay",),
     )
-    seed: int = flag(0, "Seeds the model, data order, noise and masks.")
+    ema_inv_gamma: float = flag(1.0, "EMA warm-up inverse gamma.", POSITIVE)
+    ema_power: float = flag(3 / 4, "EMA warm-up power.", POSITIVE)
+    class_dropout_prob: float = flag(0.1, "Chance of the null label (classifier-free guidance).", FRACTION)
+    max_consecutive_nonfinite_steps: int = flag(
+        10, "Non-finite losses are skipped; stop (after saving) when this many come in a row.", POSITIVE
+    )
+    seed: int = flag(0, "Seeds the model, data order, noise and masks.", NON_NEGATIVE)
     # Run
     output_dir: str = flag("maskdm-model", "Checkpoints, logs and the pipeline.")
     overwrite_output_dir: bool = flag(
@@ -133,20 +147,20 @@ class TrainingConfig:
     report_to: str = flag("tensorboard", "Where to log.", choices=REPORT_TO)
     mixed_precision: str | None = flag(help="Default: accelerate's.", choices=("no", "fp16", "bf16"))
     cpu: bool = flag(False, "Train on the CPU even when a GPU is there.")
-    num_cpu_threads: int | None = flag(help="Threads per process (default: all cores).")
-    checkpointing_steps: int = flag(500, "Save a checkpoint every N steps.")
-    checkpoints_total_limit: int | None = flag(help="Keep at most N checkpoints.")
+    num_cpu_threads: int | None = flag(help="Threads per process (default: all cores).", check=POSITIVE_INT)
+    checkpointing_steps: int = flag(500, "Save a checkpoint every N steps.", POSITIVE)
+    checkpoints_total_limit: int | None = flag(help="Keep at most N checkpoints.", check=POSITIVE_INT)
     resume_from_checkpoint: str | None = flag(help="A checkpoint folder, or `latest` (newest intact).")
-    validation_steps: int | None = flag(help="Save a sample grid every N steps.")
-    num_validation_images: int = flag(16, "Images in a sample grid.")
-    validation_inference_steps: int = flag(50, "Sampling steps of the sample grids.")
+    validation_steps: int | None = flag(help="Save a sample grid every N steps.", check=POSITIVE_INT)
+    num_validation_images: int = flag(16, "Images in a sample grid.", POSITIVE)
+    validation_inference_steps: int = flag(50, "Sampling steps of the sample grids.", POSITIVE)
     validation_scheduler: str = flag(
         "ddpm",
         "Sampler of the sample grids: ddpm (ancestral), ddim (eta 0, no clipping) or dpmsolver++.",
         choices=VALIDATION_SCHEDULERS,
     )
-    eval_fid_steps: int | None = flag(help="Compute FID every N steps (main process).")
-    eval_fid_num_images: int = flag(1000, "The N of FID-N.")
+    eval_fid_steps: int | None = flag(help="Compute FID every N steps (main process).", check=POSITIVE_INT)
+    eval_fid_num_images: int = flag(1000, "The N of FID-N.", AT_LEAST_2)
     push_to_hub: bool = flag(False, "Push the final pipeline and its card to the Hub.")
     hub_model_id: str | None = flag(help="Repo id (default: the --output_dir name).")
     hub_token: str | None = flag(help="Hub token (default: the logged-in one).")
@@ -184,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
         if "help" not in field.metadata:
             continue
         options = dict(field.metadata)
+        del options["check"]
         names = (f"--{field.name}", *options.pop("aliases", ()))
         if field.type is bool:
             group.add_argument(*names, dest=field.name, action="store_true", **options)
@@ -214,11 +229,6 @@ def config_from_flags(argv: list[str] | None = None, parser: argparse.ArgumentPa
     return config
 
 
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ValueError(message)
-
-
 def validate_args(config: TrainingConfig) -> None:
     """
     Check the flags on their own and together, without reading the model source or the data, creating nothing.
@@ -228,82 +238,59 @@ def validate_args(config: TrainingConfig) -> None:
     """
     c = config
     for field in dataclasses.fields(c):  # nan and inf parse as floats: no float flag may be either.
-        value = getattr(c, field.name)
-        _require(
-            not isinstance(value, float) or math.isfinite(value), f"--{field.name}={value} must be a finite number."
-        )
+        value, (test, rule) = getattr(c, field.name), field.metadata.get("check") or (None, None)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"--{field.name}={value} must be a finite number.")
+        if test is not None and value is not None and not test(value):
+            raise ValueError(f"--{field.name}={value} {rule}.")
     # Data (checked where `build_train_dataset` checks it; imported late: `--help` needs no `datasets`)
     from .data import check_data_source, check_output_outside_data
 
     check_data_source(c.dataset_name, c.train_data_dir)
     check_output_outside_data(c.output_dir, c.train_data_dir)
-    _require(c.resolution >= 2, f"--resolution={c.resolution} must be at least 2 (e.g. 32).")
     # Model source
     sources = [
-        f"--{name}"
-        for name in ("pretrained_model_name_or_path", "model_config", "model_preset")
-        if getattr(c, name) is not None
+        f"--{name}" for name in ("pretrained_model_name_or_path", "model_config", "model_preset") if getattr(c, name)
     ]
-    _require(
-        len(sources) <= 1,
-        f"{' and '.join(sources)} both given: a run starts from a pre-trained transformer OR builds a new one from a "
-        "config or a preset. Pass only one.",
-    )
-    _require(
-        not c.init_from_ema or c.pretrained_model_name_or_path is not None,
-        "--init_from_ema needs --pretrained_model_name_or_path (the model whose EMA weights to start from).",
-    )
+    if len(sources) > 1:
+        raise ValueError(
+            f"{' and '.join(sources)} both given: a run starts from a pre-trained transformer OR builds a new one from "
+            "a config or a preset. Pass only one."
+        )
+    if c.init_from_ema and c.pretrained_model_name_or_path is None:
+        raise ValueError(
+            "--init_from_ema needs --pretrained_model_name_or_path (the model whose EMA weights to start from)."
+        )
     # Masks
-    _require(
-        0.0 <= c.mask_rate < 1.0,
-        f"--mask_rate={c.mask_rate} must be in [0, 1): 0.9 for masked pre-training, 0 for fine-tuning.",
-    )
-    for flag, kind in (("mask_block_size", "block"), ("mask_crop_size", "crop")):
-        value = getattr(c, flag)
-        _require(
-            value is None or c.mask_type == kind,
-            f"--{flag}={value} only applies to --mask_type {kind} (got --mask_type {c.mask_type}): drop it.",
+    for name, kind in (("mask_block_size", "block"), ("mask_crop_size", "crop")):
+        if getattr(c, name) is not None and c.mask_type != kind:
+            raise ValueError(
+                f"--{name}={getattr(c, name)} only applies to --mask_type {kind} (got --mask_type {c.mask_type}): "
+                "drop it."
+            )
+    # Run: the output folder must be a folder this process can create or write into (its lock, checkpoints and
+    # free space are `setup.claim_output_dir`'s, the first write).
+    output_dir = existing = Path(c.output_dir)
+    while not existing.exists():
+        existing = existing.parent
+    if existing == output_dir and not output_dir.is_dir():
+        raise ValueError(f"--output_dir={c.output_dir!r} exists and is not a directory. Fix: choose a folder.")
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(
+            f"--output_dir={c.output_dir!r} {'is not writable' if existing == output_dir else 'cannot be created'} "
+            f"({existing} is not a writable folder). Fix: choose a folder you can write to."
         )
-    # Positive integers and numbers in ranges
-    positive = (
-        "train_batch_size num_epochs gradient_accumulation_steps max_consecutive_nonfinite_steps checkpointing_steps "
-        "num_validation_images validation_inference_steps eval_fid_num_images learning_rate adam_epsilon "
-        "max_grad_norm ema_inv_gamma ema_power"
-    )
-    for flag in positive.split():
-        _require(getattr(c, flag) > 0, f"--{flag}={getattr(c, flag)} must be positive.")
-    optional_positive = (
-        "max_train_samples max_train_steps ddpm_num_steps mask_block_size mask_crop_size checkpoints_total_limit "
-        "validation_steps eval_fid_steps num_cpu_threads"
-    )
-    for flag in optional_positive.split():
-        value = getattr(c, flag)
-        _require(value is None or value >= 1, f"--{flag}={value} must be a positive integer (or left out).")
-    for flag in ("dataloader_num_workers", "lr_warmup_steps", "adam_weight_decay", "seed"):
-        _require(getattr(c, flag) >= 0, f"--{flag}={getattr(c, flag)} must be >= 0.")
-    for flag in ("adam_beta1", "adam_beta2", "class_dropout_prob"):
-        _require(0.0 <= getattr(c, flag) < 1.0, f"--{flag}={getattr(c, flag)} must be in [0, 1).")
-    _require(0.0 < c.ema_decay < 1.0, f"--ema_decay={c.ema_decay} must be in (0, 1), e.g. 0.9999.")
-    _require(c.eval_fid_num_images >= 2, f"--eval_fid_num_images={c.eval_fid_num_images} must be at least 2.")
-    # Run
-    output_dir = Path(c.output_dir)
-    _require(
-        not output_dir.exists() or output_dir.is_dir(),
-        f"--output_dir={c.output_dir!r} exists and is not a directory. Fix: choose a folder.",
-    )
-    _require(
-        not (c.overwrite_output_dir and c.resume_from_checkpoint),
-        "--overwrite_output_dir deletes the checkpoints --resume_from_checkpoint would resume from: pass one.",
-    )
-    _require(
-        c.mixed_precision != "fp16" or (_cuda_available() and not c.cpu),
-        "--mixed_precision=fp16 needs a CUDA GPU: use bf16 or no on the CPU.",
-    )
-    for tracker, package in (("tensorboard", "tensorboard"), ("wandb", "wandb")):
-        _require(
-            c.report_to not in (tracker, "all") or importlib.util.find_spec(package) is not None,
-            f"--report_to={c.report_to} needs {package}: pip install {package}, or pass --report_to none.",
+    if c.overwrite_output_dir and c.resume_from_checkpoint:
+        raise ValueError(
+            "--overwrite_output_dir deletes the checkpoints --resume_from_checkpoint would resume from: pass one."
         )
+    if c.mixed_precision == "fp16" and (c.cpu or not torch.cuda.is_available()):
+        raise ValueError("--mixed_precision=fp16 needs a CUDA GPU: use bf16 or no on the CPU.")
+    for package in ("tensorboard", "wandb"):
+        if c.report_to in (package, "all") and importlib.util.find_spec(package) is None:
+            raise ValueError(
+                f"--report_to={c.report_to} needs {package}: pip install {package}, or pass --report_to none."
+            )
     if c.eval_fid_steps is not None:
         from ..evaluation import find_fid_helper_inception
 
@@ -313,9 +300,3 @@ def validate_args(config: TrainingConfig) -> None:
             raise ValueError(
                 f"--eval_fid_steps={c.eval_fid_steps} needs the offline Inception network: {error}"
             ) from None
-
-
-def _cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()

@@ -15,13 +15,9 @@
 
 `checkpoint-<step>/` holds accelerate's state (optimizer, LR schedule, RNG, gradient scaler), `transformer/` and,
 with EMA, `transformer_ema/` (diffusers folders, safetensors), and `training_state.json`: the step, the data position
-and the SHA-256 of every file. The promises kept here (see `docs/reliability.md`):
-
-- **atomic**: written into `.tmp-checkpoint-<step>`, flushed, renamed into place; a kill leaves the whole checkpoint
-  or none, and a rewrite of an existing step keeps one intact copy at every moment;
-- **verified**: a checkpoint whose files do not match their checksums is refused by name, and `latest` falls back to
-  the newest intact one, saying so;
-- **finite**: weights with a NaN or inf are never saved as a checkpoint.
+and the SHA-256 of every file. Kept here (see `docs/reliability.md`): **atomic** writes (staged, flushed, renamed; a
+rewrite keeps one intact copy at every moment), **verified** resumes (checksums; `latest` falls back to the newest
+intact checkpoint) and **finite** weights (a NaN or inf is never saved).
 """
 
 import contextlib
@@ -33,7 +29,6 @@ import os
 import re
 import shutil
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +42,7 @@ TRANSFORMER_SUBFOLDER = "transformer"
 EMA_SUBFOLDER = "transformer_ema"
 TEMP_PREFIX = ".tmp-"
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
-# A folder moved aside while its step is rewritten: `.tmp-old-checkpoint-<step>`.
-_OLD_RE = re.compile(rf"^{re.escape(TEMP_PREFIX)}old-(checkpoint-\d+)$")
+_OLD_RE = re.compile(rf"^{re.escape(TEMP_PREFIX)}old-(checkpoint-\d+)$")  # moved aside while its step is rewritten
 
 
 class CheckpointWriteError(RuntimeError):
@@ -57,8 +51,9 @@ class CheckpointWriteError(RuntimeError):
 
 def list_checkpoints(output_dir: str | os.PathLike) -> list[Path]:
     """The `checkpoint-<step>` folders of `output_dir` (intact or not), oldest first."""
-    folder = Path(output_dir)
-    found = [(int(m.group(1)), p) for p in folder.glob("checkpoint-*") if (m := _CHECKPOINT_RE.match(p.name))]
+    found = [
+        (int(m.group(1)), p) for p in Path(output_dir).glob("checkpoint-*") if (m := _CHECKPOINT_RE.match(p.name))
+    ]
     return [path for _, path in sorted(found) if path.is_dir()]
 
 
@@ -75,11 +70,7 @@ def _sha256(file: Path) -> str:
     return digest.hexdigest()
 
 
-def _checksums(folder: Path) -> dict[str, str]:
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != STATE_FILENAME)
-    return {file.relative_to(folder).as_posix(): _sha256(file) for file in files}
-
-
+# Verified: accelerate's `load_state` reads whatever is there; a damaged file must be named, not loaded.
 def check_checkpoint(path: str | os.PathLike) -> str | None:
     """Why checkpoint `path` cannot be resumed from (a file missing or changed since it was written), or `None`."""
     path = Path(path)
@@ -133,6 +124,7 @@ def resolve_resume_checkpoint(output_dir: str | os.PathLike, resume_from_checkpo
     return path
 
 
+# Atomic: accelerate's `save_state` writes in place, so a kill mid-write leaves a half checkpoint under its real name.
 def recover_interrupted_writes(output_dir: str | os.PathLike) -> None:
     """After a kill: drop half-written `.tmp-*` folders, and put back a checkpoint moved aside for a rewrite."""
     for temp in sorted(Path(output_dir).glob(f"{TEMP_PREFIX}*")):
@@ -159,9 +151,8 @@ def publish_folder(temp: Path, final: Path) -> None:
     Flush `temp` and rename it to `final` (same parent). An existing `final` is moved aside to `.tmp-old-<name>` and
     deleted only once the new one is in place: after a kill in between, `recover_interrupted_writes` puts it back.
     """
-    for file in temp.rglob("*"):
+    for file in [*temp.rglob("*"), temp]:
         _fsync(file)
-    _fsync(temp)
     old = final.with_name(f"{TEMP_PREFIX}old-{final.name}")
     if final.exists():
         shutil.rmtree(old, ignore_errors=True)
@@ -171,13 +162,13 @@ def publish_folder(temp: Path, final: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _all_processes_succeeded(state, succeeded: bool) -> bool:
-    """True when `succeeded` holds on every process (one small collective when there are several)."""
-    if state.num_processes <= 1:
-        return succeeded
-    from accelerate.utils import gather
+def _everywhere(state, succeeded: bool) -> bool:
+    """Whether `succeeded` holds on every process, so that all fail together and none waits forever."""
+    if state.num_processes > 1:
+        from accelerate.utils import gather
 
-    return bool(gather(torch.tensor([float(succeeded)], device=state.device)).min().item() == 1.0)
+        return bool(gather(torch.tensor([float(succeeded)], device=state.device)).min().item() == 1.0)
+    return succeeded
 
 
 def write_checkpoint(
@@ -214,43 +205,36 @@ def write_checkpoint(
         save_fn(str(temp))
     except Exception as caught:  # Disk full: OSError, torch's RuntimeError, SafetensorError; NaN weights: ValueError.
         error = caught
-    if _all_processes_succeeded(state, error is None) and state.is_main_process:
+    if _everywhere(state, error is None) and state.is_main_process:
         try:
-            manifest = {**training_state, "sha256": _checksums(temp)}
+            manifest = {**training_state, "sha256": {}}
+            for file in sorted(p for p in temp.rglob("*") if p.is_file()):
+                manifest["sha256"][file.relative_to(temp).as_posix()] = _sha256(file)
             (temp / STATE_FILENAME).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
             publish_folder(temp, final)
         except Exception as caught:
             error = caught
-    if not _all_processes_succeeded(state, error is None):
+    if not _everywhere(state, error is None):
         if state.is_main_process:
             shutil.rmtree(temp, ignore_errors=True)
-        raise CheckpointWriteError(_write_error_message(output_dir, final, error))
+        reason = f"{type(error).__name__}: {error}" if error is not None else "it failed on another process"
+        full = getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "no space left" in reason.lower()
+        hint = " The disk is full: free space (or lower --checkpoints_total_limit), then resume." if full else ""
+        earlier = [path for path in list_checkpoints(output_dir) if path != final]
+        last = f"the last checkpoint is {earlier[-1]}" if earlier else "there is no earlier checkpoint"
+        raise CheckpointWriteError(
+            f"Could not write checkpoint {final} ({reason}).{hint} Nothing was overwritten: {last}; resume with "
+            "--resume_from_checkpoint latest."
+        )
     if state.is_main_process:
         logger.info("Saved checkpoint %s", final)
-        checkpoints = list_checkpoints(output_dir)
-        for old in checkpoints[: max(0, len(checkpoints) - (checkpoints_total_limit or len(checkpoints)))]:
+        # accelerate's `total_limit` only prunes its own `checkpoints/checkpoint_<i>` naming, not this layout.
+        for old in list_checkpoints(output_dir)[:-checkpoints_total_limit] if checkpoints_total_limit else []:
             if old != final:
                 logger.info("Removing %s (--checkpoints_total_limit=%d)", old, checkpoints_total_limit)
                 shutil.rmtree(old)
     state.wait_for_everyone()
     return final
-
-
-def _write_error_message(output_dir: Path, final: Path, error: BaseException | None) -> str:
-    reason = f"{type(error).__name__}: {error}" if error is not None else "it failed on another process"
-    hint = ""
-    if (
-        isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
-    ) or "no space left" in reason.lower():
-        hint = " The disk is full: free space (or lower --checkpoints_total_limit), then resume."
-    elif isinstance(error, OSError) and error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        hint = " The output directory is not writable: fix its permissions, then resume."
-    earlier = [path for path in list_checkpoints(output_dir) if path != final]
-    last = f"the last checkpoint is {earlier[-1]}" if earlier else "there is no earlier checkpoint"
-    return (
-        f"Could not write checkpoint {final} ({reason}).{hint} Nothing was overwritten: {last}; resume with "
-        "--resume_from_checkpoint latest."
-    )
 
 
 def check_finite(parameters, what: str) -> None:
@@ -286,22 +270,14 @@ def register_checkpoint_hooks(accelerator, ema_model=None) -> None:
         model = accelerator.unwrap_model(models.pop())
         model.load_state_dict(MaskedDiTModel.from_pretrained(input_dir, subfolder=TRANSFORMER_SUBFOLDER).state_dict())
         if ema_model is not None:
-            ema_folder = os.path.join(input_dir, EMA_SUBFOLDER)
-            if not os.path.isdir(ema_folder):
+            if not os.path.isdir(os.path.join(input_dir, EMA_SUBFOLDER)):
                 raise ValueError(
                     f"{input_dir!r} has no {EMA_SUBFOLDER}/ (it was saved without --use_ema). Fix: resume without "
                     "--use_ema, or start a new run."
                 )
-            ema_model.load_state_dict(EMAModel.from_pretrained(ema_folder, model_cls=MaskedDiTModel).state_dict())
+            loaded = EMAModel.from_pretrained(os.path.join(input_dir, EMA_SUBFOLDER), model_cls=MaskedDiTModel)
+            ema_model.load_state_dict(loaded.state_dict())
             ema_model.to(accelerator.device)
 
     accelerator.register_save_state_pre_hook(save_model_hook)
     accelerator.register_load_state_pre_hook(load_model_hook)
-
-
-def save_checkpoint(
-    accelerator, output_dir: str | os.PathLike, step: int, training_state: dict, checkpoints_total_limit=None
-) -> Path:
-    """`accelerator.save_state` into `checkpoint-<step>`, atomically (see `write_checkpoint`); call on every process."""
-    save = partial(accelerator.save_state, safe_serialization=True)
-    return write_checkpoint(accelerator, output_dir, step, save, training_state, checkpoints_total_limit)

@@ -33,7 +33,6 @@ import torch
 from accelerate.logging import get_logger
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
-from ..models.masked_dit import check_config_fingerprint, fingerprint_weights  # noqa: F401 (public here too)
 from .checkpointing import TEMP_PREFIX, publish_folder
 from .model_source import NON_EMA_VARIANT
 from .resume import TrainingState
@@ -98,7 +97,11 @@ def export(run: Run, state: TrainingState) -> Path:
         log_grid(accelerator, grid, state.global_step)
         logger.info("Saved the MaskedDDPMPipeline, its model card and samples.png in %s", run.output_dir)
         if run.repo_id is not None:
-            info = push_pipeline(run.output_dir, run.repo_id, private=config.hub_private_repo, token=config.hub_token)
+            from ..hub import upload_pipeline_folder  # the pipeline's files only, not checkpoints or logs
+
+            info = upload_pipeline_folder(
+                run.output_dir, run.repo_id, private=config.hub_private_repo, token=config.hub_token
+            )
             logger.info("Pushed to %s", getattr(info, "commit_url", run.repo_id))
     accelerator.wait_for_everyone()
     return run.output_dir
@@ -173,27 +176,13 @@ def save_pipeline(
     grid_scheduler: str = "ddpm",
 ) -> PIL.Image.Image:
     """
-    Write the final `MaskedDDPMPipeline`, its model card and a sample grid into `output_dir` (main process only).
+    Write the final `MaskedDDPMPipeline`, its model card (`training`, `base_model`: see
+    `diffusers_maskdm.hub.build_model_card`) and a sample grid (`num_grid_images`, `grid_inference_steps`, `seed`,
+    `grid_scheduler`: see `sample_grid`) into `output_dir`, on the main process only, and return the grid.
 
     With `ema_model`, the pipeline's transformer holds the EMA weights and the raw weights are saved beside them as
-    the `non_ema` variant; `transformer` keeps its raw weights.
-
-    Args:
-        output_dir (`str` or `os.PathLike`): the run's output folder.
-        transformer (`MaskedDiTModel`): the trained (unwrapped) model.
-        noise_scheduler (`DDPMScheduler`): the training scheduler, saved with the pipeline.
-        ema_model (`EMAModel`, *optional*): the EMA of the weights.
-        repo_id (`str`, *optional*): the repo the card describes (defaults to the folder's name).
-        training (`dict`, *optional*): the card's training table (see `diffusers_maskdm.hub.build_model_card`).
-        base_model (`str`, *optional*): the Hub repo this model was fine-tuned from.
-        num_grid_images (`int`, *optional*, defaults to 16): images in `samples.png`.
-        grid_inference_steps (`int`, *optional*, defaults to 50): sampling steps of the grid.
-        seed (`int`, *optional*, defaults to 0): the grid's seed.
-        grid_scheduler (`str`, *optional*, defaults to `"ddpm"`): the grid's sampler, a `GRID_SCHEDULERS` name; the
-            card's training table names it.
-
-    Returns:
-        `PIL.Image.Image`: the sample grid.
+    the `non_ema` variant; `transformer` keeps its raw weights. `repo_id` names the card's repo (default: the folder's
+    name).
     """
     from ..hub import save_model_card
     from ..pipelines import MaskedDDPMPipeline
@@ -228,17 +217,3 @@ def save_pipeline(
     os.replace(staging / "model_index.json", index)
     shutil.rmtree(staging, ignore_errors=True)
     return grid
-
-
-def push_pipeline(
-    output_dir: str | os.PathLike, repo_id: str, private: bool = False, commit_message: str | None = None, token=None
-):
-    """
-    Upload the pipeline of `output_dir` (its `PIPELINE_FILES`, not checkpoints or logs) with its model card.
-
-    Returns:
-        `huggingface_hub.CommitInfo` of the upload.
-    """
-    from ..hub import upload_pipeline_folder
-
-    return upload_pipeline_folder(output_dir, repo_id, private=private, commit_message=commit_message, token=token)

@@ -133,23 +133,13 @@ def make_diffusion_inputs(
     return DiffusionInputs(noisy, timesteps, target, mask, class_labels)
 
 
-def diffusion_loss(model: nn.Module, inputs: DiffusionInputs, patch_size: int | None = None) -> torch.Tensor:
-    """The MSE of `model` on `inputs` over the visible patches; `patch_size` defaults to the (unwrapped) model's."""
+def diffusion_loss(model: nn.Module, inputs: DiffusionInputs) -> torch.Tensor:
+    """The MSE of `model` (wrapped by accelerate or not) on `inputs` over the visible patches."""
     prediction = model(inputs.noisy, inputs.timesteps, class_labels=inputs.class_labels, mask=inputs.mask).sample
-    patch_size = patch_size or getattr(model, "module", model).config.patch_size
+    patch_size = getattr(model, "module", model).config.patch_size
     return masked_mse_loss(prediction, inputs.target, inputs.mask, patch_size)  # trusts the mask the model checked
 
 
-def num_visible_tokens(batch_size: int, num_patches: int, mask_generator: MaskGenerator | None, grid_size: int) -> int:
-    """The patch tokens the model actually computes for a batch (masked ones are dropped)."""
-    if mask_generator is None:
-        return batch_size * num_patches
-    return batch_size * (num_patches - mask_generator.num_masked(grid_size))
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Loss guard
-# ---------------------------------------------------------------------------------------------------------------------
 class NonFiniteLossError(RuntimeError):
     """Training stopped because the loss was not finite for too many steps in a row."""
 
@@ -167,25 +157,21 @@ class NonFiniteLossGuard:
     def __init__(
         self, max_consecutive: int = 10, learning_rate: float | None = None, mixed_precision: str | None = None
     ):
-        if not isinstance(max_consecutive, int) or max_consecutive < 1:
-            raise ValueError(f"`max_consecutive` must be a positive integer, got {max_consecutive!r}.")
-        self.max_consecutive = max_consecutive
-        self.learning_rate = learning_rate
-        self.mixed_precision = mixed_precision
-        self.total_skipped = 0
-        self.consecutive = 0
-        self.first_step_of_run: int | None = None
+        self.max_consecutive, self.learning_rate, self.mixed_precision = (
+            max_consecutive,
+            learning_rate,
+            mixed_precision,
+        )
+        self.load_state_dict({})
 
     def record(self, step: int, finite: bool, what: str = "loss") -> bool:
         """Record (and warn of) the outcome of 1-based step `step`; `True` means stop: save, raise `stop_error(step)`."""
         if finite:
-            self.consecutive = 0
-            self.first_step_of_run = None
+            self.consecutive, self.first_step_of_run = 0, None
             return False
         self.total_skipped += 1
         self.consecutive += 1
-        if self.first_step_of_run is None:
-            self.first_step_of_run = step
+        self.first_step_of_run = self.first_step_of_run or step
         logger.warning(
             "Step %d: the %s is not finite (NaN or inf); the step was skipped (%d in a row, %d in total, stop after %d "
             "in a row).",
@@ -225,7 +211,7 @@ class NonFiniteLossGuard:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore the counters of `state_dict`."""
+        """Restore the counters of `state_dict` (`{}`: none yet)."""
         self.total_skipped = int(state.get("nonfinite_total_skipped", 0))
         self.consecutive = int(state.get("nonfinite_consecutive", 0))
         self.first_step_of_run = state.get("nonfinite_first_step_of_run")

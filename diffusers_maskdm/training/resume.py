@@ -20,6 +20,7 @@ accelerate restores optimizer, schedule, scaler and RNG, and every random draw o
 
 import json
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 from accelerate.logging import get_logger
@@ -29,7 +30,7 @@ from .checkpointing import (
     read_training_state,
     recover_interrupted_writes,
     resolve_resume_checkpoint,
-    save_checkpoint,
+    write_checkpoint,
 )
 from .setup import Run, _on_main
 
@@ -119,7 +120,7 @@ def _run_shape(run: Run) -> dict:
 
 def save_training_checkpoint(run: Run, state: TrainingState) -> Path:
     """Checkpoint the run at `state.global_step` with what `resume` needs; call on every process."""
+    save = partial(run.accelerator.save_state, safe_serialization=True)
     training_state = {**asdict(state), **_run_shape(run), **run.guard.state_dict()}
-    return save_checkpoint(
-        run.accelerator, run.output_dir, state.global_step, training_state, run.config.checkpoints_total_limit
-    )
+    limit = run.config.checkpoints_total_limit
+    return write_checkpoint(run.accelerator, run.output_dir, state.global_step, save, training_state, limit)

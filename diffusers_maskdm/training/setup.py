@@ -45,16 +45,19 @@ from ..models import MaskedDiTModel
 from .args import BETA_SCHEDULES, PREDICTION_TYPES, TrainingConfig
 from .checkpointing import list_checkpoints, register_checkpoint_hooks
 from .data import build_train_dataloader, build_train_dataset
-from .hardware import cpu_supports_bf16, cpu_threads_per_process
 from .loop import NonFiniteLossGuard, build_mask_generator
 from .model_source import TransformerSource, new_model_config, read_model_config_file, resolve_pretrained_transformer
-from .optim import build_optimizer
 from .presets import preset_config, recipe_summary
 
 
 logger = get_logger(__name__)
 
 LOCK_FILENAME = ".lock"
+# Parameters whose name ends in one of these are embeddings or position tables: decaying them towards zero only
+# erases what they encode (ViT / U-ViT practice).
+NO_DECAY_NAME_SUFFIXES = ("pos_embed", "class_embedding.weight", "mask_token")
+# x86 (AVX512-BF16, AMX) and Arm (FEAT_BF16) flags of /proc/cpuinfo for native bf16 arithmetic.
+NATIVE_BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}
 # The flags `build_train_dataset` takes as they are (its arguments of the same names).
 DATA_FLAGS = (
     "dataset_name dataset_config_name train_data_dir image_column label_column cache_dir resolution center_crop "
@@ -101,7 +104,6 @@ def setup(config: TrainingConfig) -> Run:
     """
     # 1. Accelerator
     accelerator = _build_accelerator(config)
-    _use_cpu_cores(accelerator, config)
     logger.info(accelerator.state, main_process_only=False)
     if config.recipe:
         logger.info(recipe_summary(config))
@@ -208,12 +210,11 @@ def _build_accelerator(config: TrainingConfig) -> Accelerator:
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     has_accelerator = torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
     cpu = config.cpu or not (has_accelerator or torch.backends.mps.is_available())
-    mixed_precision = config.mixed_precision
-    if cpu and mixed_precision == "bf16" and not cpu_supports_bf16():
-        mixed_precision = "no"  # Emulated bf16 is slower than fp32; said in the log by `_use_cpu_cores`.
+    # Emulated bf16 is slower than fp32 on a CPU: fp32 there, said in the log.
+    native_bf16 = not cpu or config.mixed_precision != "bf16" or cpu_supports_bf16()
     accelerator = Accelerator(
         cpu=cpu,
-        mixed_precision=mixed_precision,
+        mixed_precision=config.mixed_precision if native_bf16 else "no",
         log_with=None if config.report_to == "none" else config.report_to,
         project_config=ProjectConfiguration(
             project_dir=config.output_dir, logging_dir=os.path.join(config.output_dir, config.logging_dir)
@@ -223,27 +224,69 @@ def _build_accelerator(config: TrainingConfig) -> Accelerator:
     if not accelerator.is_local_main_process:
         for name in ("diffusers", "datasets", "transformers"):  # Warnings of other processes still show.
             logging.getLogger(name).setLevel(logging.ERROR)
+    if accelerator.device.type == "cpu":  # Each process gets its share of the cores (or `--num_cpu_threads`).
+        local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes))
+        torch.set_num_threads(config.num_cpu_threads or cpu_threads_per_process(local_processes))
+        if not native_bf16:
+            logger.warning(
+                "--mixed_precision bf16: this CPU has no native bf16 (AVX512-BF16, AMX or Arm BF16), where emulated "
+                "bf16 is slower than fp32: training in fp32."
+            )
+        logger.info(
+            "CPU training: %d thread(s) per process, %d process(es) here, precision %s",
+            torch.get_num_threads(),
+            local_processes,
+            accelerator.mixed_precision,
+            main_process_only=False,
+        )
     return accelerator
 
 
-def _use_cpu_cores(accelerator: Accelerator, config: TrainingConfig) -> None:
-    """On the CPU, give each process its share of the cores (or `--num_cpu_threads`) and say the precision."""
-    if accelerator.device.type != "cpu":
-        return
-    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes))
-    torch.set_num_threads(config.num_cpu_threads or cpu_threads_per_process(local_processes))
-    if config.mixed_precision == "bf16" and accelerator.mixed_precision == "no":
-        logger.warning(
-            "--mixed_precision bf16: this CPU has no native bf16 (AVX512-BF16, AMX or Arm BF16), where emulated bf16 "
-            "is slower than fp32: training in fp32."
-        )
-    logger.info(
-        "CPU training: %d thread(s) per process, %d process(es) here, precision %s",
-        torch.get_num_threads(),
-        local_processes,
-        accelerator.mixed_precision,
-        main_process_only=False,
-    )
+def cpu_supports_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
+    """Whether the processor computes bf16 natively (`False` where `cpuinfo` cannot be read)."""
+    try:
+        lines = Path(cpuinfo).read_text().splitlines()
+    except OSError:
+        return False
+    flags = {flag for line in lines if line.split(":")[0].strip() in ("flags", "Features") for flag in line.split()}
+    return bool(flags & NATIVE_BF16_FLAGS)
+
+
+def cpu_threads_per_process(num_local_processes: int) -> int:
+    """
+    The CPUs this process may run on (its affinity: `taskset` is honoured) shared by `num_local_processes`, at least
+    one: `accelerate launch` sets `OMP_NUM_THREADS=1` on a machine without a GPU, leaving the other cores idle.
+    """
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cpus // max(1, num_local_processes))
+
+
+def build_optimizer(
+    model: torch.nn.Module,
+    learning_rate: float,
+    betas: tuple[float, float] = (0.9, 0.999),
+    weight_decay: float = 1e-6,
+    eps: float = 1e-8,
+) -> torch.optim.AdamW:
+    """
+    AdamW over `model`, with weight decay only on the weight matrices: not on biases and norms (fewer than 2
+    dimensions), embedding tables (`nn.Embedding`) or the parameters named in `NO_DECAY_NAME_SUFFIXES`.
+
+    Args:
+        model (`nn.Module`): the model to train.
+        learning_rate (`float`): the peak learning rate (`--learning_rate`).
+        betas (`tuple[float, float]`, *optional*, defaults to `(0.9, 0.999)`): `--adam_beta1`, `--adam_beta2`.
+        weight_decay (`float`, *optional*, defaults to 1e-6): `--adam_weight_decay`, on weight matrices only.
+        eps (`float`, *optional*, defaults to 1e-8): `--adam_epsilon`.
+    """
+    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    groups = [{"params": [], "weight_decay": weight_decay}, {"params": [], "weight_decay": 0.0}]
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            no_decay = param.ndim < 2 or id(param) in embeddings or name.endswith(NO_DECAY_NAME_SUFFIXES)
+            groups[no_decay]["params"].append(param)
+    groups = [group for group in groups if group["params"]]
+    return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, eps=eps)
 
 
 def build_noise_scheduler(config: TrainingConfig, pretrained: dict | None = None) -> DDPMScheduler:
@@ -262,8 +305,8 @@ def build_noise_scheduler(config: TrainingConfig, pretrained: dict | None = None
         "beta_start": pretrained.get("beta_start", 0.0001),
         "beta_end": pretrained.get("beta_end", 0.02),
     }
-    origin = "the scheduler of --pretrained_model_name_or_path" if pretrained else "the diffusion flags"
     start, end, steps = settings["beta_start"], settings["beta_end"], settings["num_train_timesteps"]
+    # The flags are checked by `validate_args`; a pre-trained pipeline's scheduler_config.json is checked here.
     if not (
         settings["beta_schedule"] in BETA_SCHEDULES
         and settings["prediction_type"] in PREDICTION_TYPES
@@ -273,9 +316,10 @@ def build_noise_scheduler(config: TrainingConfig, pretrained: dict | None = None
         and 0 < start < end < 1
     ):
         raise ValueError(
-            f"{origin} set a schedule that cannot train: {settings} (the betas must be finite with 0 < beta_start < "
-            f"beta_end < 1, the steps a positive integer, the schedule one of {BETA_SCHEDULES}, the prediction type "
-            f"one of {PREDICTION_TYPES}). Fix: pass --ddpm_num_steps, --ddpm_beta_schedule, --prediction_type."
+            f"the scheduler of --pretrained_model_name_or_path set a schedule that cannot train: {settings} (the betas "
+            f"must be finite with 0 < beta_start < beta_end < 1, the steps a positive integer, the schedule one of "
+            f"{BETA_SCHEDULES}, the prediction type one of {PREDICTION_TYPES}). Fix: pass --ddpm_num_steps, "
+            "--ddpm_beta_schedule, --prediction_type."
         )
     if config.validation_inference_steps > steps:
         raise ValueError(
@@ -296,11 +340,10 @@ def _check_model_plan(config: TrainingConfig, model_config: dict, device: torch.
         if config.pretrained_model_name_or_path
         else f"--model_config={config.model_config!r}"
     )
-    sample_size = model_config.get("sample_size")
-    if sample_size != config.resolution:
+    if model_config.get("sample_size") != config.resolution:
         raise ValueError(
-            f"--resolution={config.resolution} but {where} has sample_size={sample_size}: pass --resolution "
-            f"{sample_size} (or drop sample_size from the --model_config file)."
+            f"--resolution={config.resolution} but {where} has sample_size={model_config.get('sample_size')}: pass "
+            f"--resolution {model_config.get('sample_size')} (or drop sample_size from the --model_config file)."
         )
     in_channels = config.num_channels or model_config.get("in_channels", 3)
     try:
@@ -308,34 +351,29 @@ def _check_model_plan(config: TrainingConfig, model_config: dict, device: torch.
             model = MaskedDiTModel.from_config({**model_config, "in_channels": in_channels})
     except ValueError as error:
         raise ValueError(f"{where} describes no valid model at --resolution {config.resolution}: {error}") from None
-    mask_generator = build_mask_generator(
-        config.mask_type,
-        config.mask_rate,
-        config.mask_block_size,
-        config.mask_crop_size,
-        rounding=config.mask_rounding,
-    )
-    try:
-        if mask_generator is not None:
+    names = ("mask_type", "mask_rate", "mask_block_size", "mask_crop_size")
+    mask_generator = build_mask_generator(*(getattr(config, name) for name in names), rounding=config.mask_rounding)
+    masked = 0
+    if mask_generator is not None:
+        try:
             mask_generator.validate(model.grid_size)
-    except ValueError as error:
-        flags = " ".join(
-            f"--{name} {getattr(config, name)}"
-            for name in ("mask_type", "mask_rate", "mask_block_size", "mask_crop_size")
-            if getattr(config, name) is not None
-        )
-        raise ValueError(
-            f"the mask flags ({flags}) do not fit --resolution {config.resolution} with patch size "
-            f"{model.config.patch_size} ({model.grid_size}x{model.grid_size} patches): {error}"
-        ) from None
+            masked = mask_generator.num_masked(model.grid_size)
+        except ValueError as error:
+            flags = " ".join(
+                f"--{name} {getattr(config, name)}" for name in names if getattr(config, name) is not None
+            )
+            raise ValueError(
+                f"the mask flags ({flags}) do not fit --resolution {config.resolution} with patch size "
+                f"{model.config.patch_size} ({model.grid_size}x{model.grid_size} patches): {error}"
+            ) from None
 
-    weights = 4 * sum(p.numel() for p in model.parameters())  # float32
-    tokens = model.num_patches - (mask_generator.num_masked(model.grid_size) if mask_generator else 0)
-    # Roughly what the backward pass keeps: ~40 floats per token, width and block (attention, the 4x MLP, norms),
-    # and a few image-sized tensors (clean, noise, noisy, target, prediction).
-    activations = 4 * config.train_batch_size * (40 * tokens * model.config.hidden_size * model.config.num_layers)
-    images = 4 * config.train_batch_size * 5 * in_channels * config.resolution**2
-    needed = weights * (4 + config.use_ema) + activations + images  # + gradients, AdamW's two moments, EMA
+    # Memory of a step, roughly: weights, gradients, AdamW's two moments and the EMA (float32); ~40 floats per
+    # token, width and block kept for the backward pass (attention, the 4x MLP, norms); five image-sized tensors.
+    weights = 4 * sum(p.numel() for p in model.parameters())
+    activations = 40 * (model.num_patches - masked) * model.config.hidden_size * model.config.num_layers
+    needed = weights * (4 + config.use_ema) + 4 * config.train_batch_size * (
+        activations + 5 * in_channels * config.resolution**2
+    )
     if device.type == "cuda":
         available = torch.cuda.get_device_properties(device).total_memory
     elif device.type == "cpu" and hasattr(os, "sysconf"):
@@ -414,23 +452,17 @@ def _create_hub_repo(config: TrainingConfig) -> str:
 
 def claim_output_dir(config: TrainingConfig, required_bytes: int = 0) -> IO | None:
     """
-    Make `--output_dir` this run's: writable, with room for a checkpoint and the pipeline, locked (one run per folder;
+    Make `--output_dir` this run's: with room for a checkpoint and the pipeline, locked (one run per folder;
     the OS drops the lock when the process ends, however it ends), and holding no other run's checkpoints unless this
     run resumes them or `--overwrite_output_dir` deletes them. Returns the open lock file, to keep while training.
 
     Raises:
         `ValueError`: naming `--output_dir`, what is wrong and the fix.
     """
-    output_dir = Path(config.output_dir)
-    existing = output_dir
-    while not existing.exists():
+    output_dir = existing = Path(config.output_dir)
+    while not existing.exists():  # `validate_args` made sure it is a writable folder, or can be created in one.
         existing = existing.parent
     name = f"--output_dir={config.output_dir!r}"
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        what = "cannot be created" if existing != output_dir else "is not writable"
-        raise ValueError(
-            f"{name} {what} ({existing} is not a writable folder). Fix: choose a folder you can write to."
-        )
     free = shutil.disk_usage(existing).free
     if free < required_bytes:
         raise ValueError(

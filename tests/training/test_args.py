@@ -19,7 +19,9 @@ from pathlib import Path
 import pytest
 
 from diffusers_maskdm import MaskedDiTModel
-from diffusers_maskdm.training import TrainingConfig, build_noise_scheduler, build_parser, parse_args
+from diffusers_maskdm.training import TrainingConfig, parse_args
+from diffusers_maskdm.training.args import build_parser
+from diffusers_maskdm.training.setup import build_noise_scheduler
 
 
 @pytest.fixture(scope="module")

@@ -24,9 +24,8 @@ from diffusers import DDPMScheduler
 from script_runner import assert_ok, base_args, run_script, script_env
 
 from diffusers_maskdm import MaskedDDPMPipeline, MaskedDiTModel
-from diffusers_maskdm.training.hardware import cpu_supports_bf16, cpu_threads_per_process
-from diffusers_maskdm.training.loop import diffusion_loss, make_diffusion_inputs, step_generator
-from diffusers_maskdm.training.presets import preset_config
+from diffusers_maskdm.training import diffusion_loss, make_diffusion_inputs, preset_config, step_generator
+from diffusers_maskdm.training.setup import cpu_supports_bf16, cpu_threads_per_process
 
 
 def test_native_bf16_is_read_from_the_cpu_flags(tmp_path):
@@ -69,7 +68,7 @@ def _losses(mixed_precision: str, steps: int = 40) -> list[float]:
     for step in range(steps):
         inputs = make_diffusion_inputs(clean, scheduler, step_generator(0, 0, step))
         with accelerator.autocast():
-            loss = diffusion_loss(model, inputs, patch_size=2)
+            loss = diffusion_loss(model, inputs)
         accelerator.backward(loss)
         optimizer.step()
         optimizer.zero_grad()

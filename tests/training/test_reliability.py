@@ -27,7 +27,8 @@ from script_runner import REPO, assert_ok, base_args, run_script, script_env, st
 from test_train_script import wait_for
 
 from diffusers_maskdm import MaskedDDPMPipeline, MaskedDiTModel
-from diffusers_maskdm.training import check_config_fingerprint, save_pipeline
+from diffusers_maskdm.models.masked_dit import check_config_fingerprint
+from diffusers_maskdm.training.export import save_pipeline
 
 
 def one_line_error(result) -> str:

@@ -43,7 +43,6 @@ if TYPE_CHECKING:
 __all__ = [
     "build_model_card",
     "check_pipeline_folder",
-    "download_model_folder",
     "download_pipeline_folder",
     "make_sample_grid",
     "save_model_card",
@@ -68,45 +67,33 @@ UNSUPPORTED_SCHEDULERS = {
 }
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# Loading from a repo id
-# ---------------------------------------------------------------------------------------------------------------------
 def download_pipeline_folder(
     repo_id: str,
     *,
     subfolder: str | None = None,
-    revision: str | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    token: str | bool | None = None,
-    local_files_only: bool | None = None,
-    force_download: bool = False,
     use_safetensors: bool | None = None,
+    local_files_only: bool | None = None,
+    **hub_kwargs,
 ) -> str:
     """
     Download a saved pipeline (or only its `subfolder`, e.g. `"transformer"`) from the Hub, or find it in the cache,
     and return the local repo folder.
 
-    Only `*.json` configs and weights are fetched, never `.py` files, so nothing from the repo can run: safetensors,
-    and `.bin` only with `use_safetensors=False` (diffusers reads them with `torch.load(weights_only=True)`); every
-    variant, diffusers picks one from the folder. `revision`, `cache_dir`, `token`, `local_files_only` and
-    `force_download` mean what they mean for `DiffusionPipeline.from_pretrained` and go to `snapshot_download`.
+    The promise `snapshot_download` alone does not make: only `*.json` configs and weights are fetched, never `.py`
+    files, so nothing from the repo can run. Safetensors, and `.bin` only with `use_safetensors=False` (diffusers
+    reads them with `torch.load(weights_only=True)`); every variant, diffusers picks one from the folder.
+    `revision`, `cache_dir`, `token`, `local_files_only` and `force_download` mean what they mean for
+    `DiffusionPipeline.from_pretrained` and go to `snapshot_download`.
     """
     patterns = ["*.json", "*.safetensors"] + (["*.bin"] if use_safetensors is False else [])
     prefix = f"{subfolder.strip('/')}/" if subfolder else ""
     return snapshot_download(
         repo_id,
-        revision=revision,
-        cache_dir=cache_dir,
-        token=token,
-        local_files_only=bool(local_files_only),
-        force_download=force_download,
         allow_patterns=[prefix + pattern for pattern in patterns],
+        local_files_only=bool(local_files_only),
         library_name="diffusers-maskdm",
+        **hub_kwargs,
     )
-
-
-# One function for both: a model is a subfolder of the pipeline repo (or its root).
-download_model_folder = download_pipeline_folder
 
 
 def check_pipeline_folder(folder: str | os.PathLike, expected_class: str = PIPELINE_CLASS) -> dict:
@@ -136,29 +123,22 @@ def check_pipeline_folder(folder: str | os.PathLike, expected_class: str = PIPEL
         ) from None
     if not isinstance(index, dict):
         raise ValueError(f"{index_path} holds a {type(index).__name__}, not a JSON object: restore the file.")
-    class_name = index.get("_class_name")
-    if class_name != expected_class:
-        components = sorted(k for k in index if not k.startswith("_"))
+    if index.get("_class_name") != expected_class:
         raise ValueError(
-            f"{str(folder)!r} holds a {class_name!r} pipeline (model_index.json `_class_name`), not a "
-            f"{expected_class!r}; its components are {components}. Load it with that pipeline's class, e.g. "
-            "`diffusers.DiffusionPipeline.from_pretrained`."
+            f"{str(folder)!r} holds a {index.get('_class_name')!r} pipeline (model_index.json `_class_name`), not a "
+            f"{expected_class!r}; its components are {sorted(k for k in index if not k.startswith('_'))}. Load it "
+            "with that pipeline's class, e.g. `diffusers.DiffusionPipeline.from_pretrained`."
         )
     transformer = index.get("transformer")
-    if not transformer or transformer[-1] != MODEL_CLASS:
+    if not transformer or transformer[-1] != MODEL_CLASS or not (folder / "transformer" / "config.json").is_file():
         raise ValueError(
             f"{str(folder)!r} says it is a {expected_class} but its `transformer` component is {transformer!r} "
-            f"(expected [..., {MODEL_CLASS!r}]): the folder is incomplete or was edited."
+            f"(expected [..., {MODEL_CLASS!r}] with a transformer/config.json): the folder is incomplete or edited."
         )
-    if not (folder / "transformer" / "config.json").is_file():
-        raise ValueError(f"{str(folder)!r} has no transformer/config.json: the saved pipeline is incomplete.")
     return index
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# Model cards
-# ---------------------------------------------------------------------------------------------------------------------
-# The card: huggingface_hub renders it with Jinja (`ModelCard.from_template`); `build_model_card` fills it in.
+# The model card: huggingface_hub renders it with Jinja (`ModelCard.from_template`); `build_model_card` fills it in.
 CARD_TEMPLATE = """---
 {{ card_data }}
 ---
@@ -258,8 +238,11 @@ _LABELS = {
     "train_batch_size": "Batch size",
     "use_ema": "EMA",
     "dataset_name": "Data",
+    "train_data_dir": "Data",
 }
-_ARCHITECTURE_KEYS = "sample_size in_channels patch_size hidden_size num_layers num_attention_heads time_conditioning"
+_ARCHITECTURE_KEYS = (
+    "sample_size in_channels patch_size hidden_size num_layers num_attention_heads time_conditioning num_class_embeds"
+)
 
 
 def build_model_card(
@@ -302,38 +285,35 @@ def build_model_card(
         num_parameters (`int`, *optional*): The transformer's parameter count, for the limitations.
     """
     training = {key: value for key, value in (training or {}).items() if value is not None}
-    model_config, metrics = dict(model_config or {}), dict(metrics or {})
+    model_config, metrics = model_config or {}, metrics or {}
     num_classes = model_config.get("num_class_embeds")
     prediction_type = prediction_type or training.get("prediction_type") or "epsilon"
     data = training.get("data") or training.get("dataset_name") or training.get("train_data_dir")
-    hub_base = base_model if base_model and re.fullmatch(r"\w[\w.-]*/[\w.-]+", base_model) else None
-    if hub_base and os.path.exists(hub_base):  # a local folder that looks like a repo id
-        hub_base = None
-    task = "class-conditional-image-generation" if num_classes else "unconditional-image-generation"
-    tags = ["diffusers", "diffusers-maskdm", "maskdm", "diffusers-training", task]
-    card_data = ModelCardData(
-        license=license, pipeline_tag="unconditional-image-generation", datasets=datasets or None, base_model=hub_base
-    )
+    # A repo id, not a local folder that looks like one: a local path is never written into a card.
+    is_hub_id = base_model and re.fullmatch(r"\w[\w.-]*/[\w.-]+", base_model) and not os.path.exists(base_model)
+    hub_base = base_model if is_hub_id else None
 
     rows = []
     for key, value in training.items():
         value = _STAGE_WORDS.get(value, value) if key == "stage" else value
         value = f"{value:.0%}" if key == "mask_rate" and isinstance(value, float) else value
         value = f"{value}x{value}" if key == "resolution" and isinstance(value, int) else value
-        rows.append((_LABELS.get(key, key.replace("_", " ").capitalize()).replace("Train data dir", "Data"), value))
+        rows.append((_LABELS.get(key, key.replace("_", " ").capitalize()), value))
     resolution = training.get("resolution") or model_config.get("sample_size")
     card = ModelCard.from_template(
-        card_data,
+        ModelCardData(
+            license=license,
+            pipeline_tag="unconditional-image-generation",
+            datasets=datasets or None,
+            base_model=hub_base,
+        ),
         template_str=CARD_TEMPLATE,
         title=title or repo_id.split("/")[-1],
         kind="A class-conditional" if num_classes else "An unconditional",
         repo_id=repo_id,
         hub_base=hub_base,
         base_model=base_model,
-        architecture=", ".join(
-            f"{key}={model_config[key]}" for key in _ARCHITECTURE_KEYS.split() if key in model_config
-        )
-        + (f", num_class_embeds={num_classes}" if num_classes else ""),
+        architecture=", ".join(f"{k}={model_config[k]}" for k in _ARCHITECTURE_KEYS.split() if model_config.get(k)),
         call=f"class_labels={[i % num_classes for i in range(4)]}, guidance_scale=2.0"
         if num_classes
         else "batch_size=4",
@@ -351,23 +331,10 @@ def build_model_card(
         + (f"{resolution}x{resolution} px, " if resolution else ""),
         twemoji="twemoji" in str(data).lower(),
     )
+    task = "class-conditional-image-generation" if num_classes else "unconditional-image-generation"
+    tags = ["diffusers", "diffusers-maskdm", "maskdm", "diffusers-training", task]
     tags += ["masked-pretraining"] if training.get("stage") == "pretrain" else []
     return populate_model_card(card, tags=tags)  # diffusers' helper: `library_name: diffusers` and the tags
-
-
-def _read_json(path: Path) -> dict | None:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-
-
-def _count_parameters(transformer_folder: Path) -> int | None:
-    """The parameter count of the folder's default weights, read from the safetensors header (no tensor loaded)."""
-    from safetensors import safe_open
-
-    path = transformer_folder / "diffusion_pytorch_model.safetensors"
-    if not path.is_file():
-        return None
-    with safe_open(str(path), framework="pt") as weights:
-        return sum(math.prod(weights.get_slice(name).get_shape()) for name in weights.keys())
 
 
 def save_model_card(
@@ -382,7 +349,7 @@ def save_model_card(
     script's output folder before it is uploaded.
 
     A saved pipeline in `output_dir` supplies what `card_kwargs` leave out: `model_config` (transformer/config.json),
-    `prediction_type` (scheduler/scheduler_config.json) and `num_parameters` (the weights' header).
+    `prediction_type` (scheduler/scheduler_config.json) and `num_parameters` (read from the weights' header).
 
     Args:
         output_dir (`str` or `os.PathLike`): The folder to write into (created if needed).
@@ -396,21 +363,30 @@ def save_model_card(
     Returns:
         The `ModelCard` written.
     """
+    import PIL.Image
+    from safetensors import safe_open
+
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    if sample_grid is None:
-        sample_grid = SAMPLE_GRID_FILENAME if (output_dir / SAMPLE_GRID_FILENAME).is_file() else None
-    elif not isinstance(sample_grid, (str, os.PathLike)):
-        import PIL.Image
-
+    if isinstance(sample_grid, PIL.Image.Image):
         scale = max(1, math.ceil(512 / sample_grid.width))
         size = (sample_grid.width * scale, sample_grid.height * scale)
         sample_grid.resize(size, PIL.Image.NEAREST).save(output_dir / SAMPLE_GRID_FILENAME)
         sample_grid = SAMPLE_GRID_FILENAME
-    card_kwargs.setdefault("model_config", _read_json(output_dir / "transformer" / "config.json"))
-    scheduler_config = _read_json(output_dir / "scheduler" / "scheduler_config.json") or {}
-    card_kwargs.setdefault("prediction_type", scheduler_config.get("prediction_type"))
-    card_kwargs.setdefault("num_parameters", _count_parameters(output_dir / "transformer"))
+    elif sample_grid is None and (output_dir / SAMPLE_GRID_FILENAME).is_file():
+        sample_grid = SAMPLE_GRID_FILENAME
+    model_config, scheduler_config = (
+        output_dir / "transformer/config.json",
+        output_dir / "scheduler/scheduler_config.json",
+    )
+    if model_config.is_file():
+        card_kwargs.setdefault("model_config", json.loads(model_config.read_text(encoding="utf-8")))
+    if scheduler_config.is_file():
+        card_kwargs.setdefault("prediction_type", json.loads(scheduler_config.read_text()).get("prediction_type"))
+    weights = output_dir / "transformer" / "diffusion_pytorch_model.safetensors"
+    if weights.is_file() and "num_parameters" not in card_kwargs:
+        with safe_open(str(weights), framework="pt") as tensors:  # the header only: no tensor is loaded
+            card_kwargs["num_parameters"] = sum(math.prod(tensors.get_slice(k).get_shape()) for k in tensors.keys())
     card = build_model_card(repo_id, sample_grid=None if sample_grid is None else str(sample_grid), **card_kwargs)
     card.save(output_dir / "README.md")
     return card

@@ -47,8 +47,7 @@ EXAMPLE_DOC_STRING = """
 """
 
 OUTPUT_TYPES = ("pil", "np", "pt")
-# Schedulers whose variance is predicted by the model: they take all `2 * in_channels` output channels.
-LEARNED_VARIANCE_TYPES = ("learned", "learned_range")
+HUB_DOWNLOAD_OPTIONS = ("revision", "cache_dir", "token", "local_files_only", "force_download")
 
 
 class MaskedDDPMPipeline(DiffusionPipeline):
@@ -84,8 +83,7 @@ class MaskedDDPMPipeline(DiffusionPipeline):
         self.labels = {}
         if id2label is not None:
             num_classes = transformer.config.num_class_embeds or 0
-            # Saved configs are JSON, whose keys are strings: accept both.
-            id2label = {int(key): str(value) for key, value in id2label.items()}
+            id2label = {int(key): str(value) for key, value in id2label.items()}  # JSON keys are strings
             if not all(0 <= key < num_classes for key in id2label):
                 raise ValueError(
                     f"`id2label` has class ids {sorted(id2label)} but the transformer has {num_classes} classes "
@@ -93,9 +91,7 @@ class MaskedDDPMPipeline(DiffusionPipeline):
                 )
             self.register_to_config(id2label=id2label)
             # Name -> id, each comma-separated synonym on its own, as DiTPipeline does.
-            self.labels = dict(
-                sorted((name.strip(), key) for key, value in id2label.items() for name in value.split(","))
-            )
+            self.labels = dict(sorted((n.strip(), key) for key, value in id2label.items() for n in value.split(",")))
 
     def get_label_ids(self, label: str | list[str]) -> list[int]:
         r"""
@@ -110,7 +106,6 @@ class MaskedDDPMPipeline(DiffusionPipeline):
             raise ValueError(f"`label` {unknown} not found: the pipeline's labels are {list(self.labels)}.")
         return [self.labels[name] for name in labels]
 
-    # -- loading and sharing ----------------------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> "MaskedDDPMPipeline":
         r"""
@@ -118,42 +113,26 @@ class MaskedDDPMPipeline(DiffusionPipeline):
 
         Takes the arguments of [`DiffusionPipeline.from_pretrained`] (`torch_dtype`, `use_safetensors`, `variant`,
         `revision`, `cache_dir`, `token`, `local_files_only`, `force_download`, ...). A repo id is fetched with
-        `huggingface_hub.snapshot_download` (configs and safetensors only, never code), because diffusers' own
-        download step does not know components that live outside diffusers; the local copy is then loaded as a
-        folder. Nothing from the repo is executed.
+        `diffusers_maskdm.hub.download_pipeline_folder` (configs and safetensors only, never code), because
+        diffusers' own download step does not know components that live outside diffusers; the local copy is then
+        loaded as a folder. Nothing from the repo is executed.
 
         Raises:
             `ValueError`: if the folder is not a `MaskedDDPMPipeline` (it says what it found instead).
         """
         path = str(pretrained_model_name_or_path)
-        download_options = {
-            key: kwargs.pop(key)
-            for key in ("revision", "cache_dir", "token", "local_files_only", "force_download")
-            if key in kwargs
-        }
-        kwargs.pop("proxies", None)  # huggingface_hub no longer takes proxies; configure them in the environment
         if not os.path.isdir(path):
             if os.path.exists(path) or path.startswith((".", "/", "~")) or path.count("/") != 1:
                 raise ValueError(
                     f"`pretrained_model_name_or_path` {path!r} is neither a folder saved with `save_pretrained` nor a "
                     "Hub repo id of the form 'namespace/name'."
                 )
-            path = download_pipeline_folder(path, use_safetensors=kwargs.get("use_safetensors"), **download_options)
-        elif download_options.get("local_files_only") is not None:
-            # `local_files_only` is meaningful to diffusers for local folders too; the other options are not.
-            kwargs["local_files_only"] = download_options["local_files_only"]
+            hub_options = {key: kwargs.pop(key) for key in HUB_DOWNLOAD_OPTIONS if key in kwargs}
+            path = download_pipeline_folder(path, use_safetensors=kwargs.get("use_safetensors"), **hub_options)
         check_pipeline_folder(path, expected_class=cls.__name__)
         return super().from_pretrained(path, **kwargs)
 
-    def save_pretrained(
-        self,
-        save_directory: str | os.PathLike,
-        safe_serialization: bool = True,
-        variant: str | None = None,
-        max_shard_size: int | str | None = None,
-        push_to_hub: bool = False,
-        **kwargs,
-    ) -> None:
+    def save_pretrained(self, save_directory: str | os.PathLike, *args, push_to_hub: bool = False, **kwargs) -> None:
         r"""
         Save the pipeline to `save_directory` (see [`DiffusionPipeline.save_pretrained`]).
 
@@ -164,25 +143,11 @@ class MaskedDDPMPipeline(DiffusionPipeline):
         """
         hub_kwargs = {k: kwargs.pop(k) for k in ("commit_message", "private", "token", "create_pr") if k in kwargs}
         repo_id = kwargs.pop("repo_id", os.path.basename(os.path.normpath(str(save_directory))))
-        super().save_pretrained(
-            save_directory,
-            safe_serialization=safe_serialization,
-            variant=variant,
-            max_shard_size=max_shard_size,
-            push_to_hub=False,
-            **kwargs,
-        )
+        super().save_pretrained(save_directory, *args, **kwargs)
         if push_to_hub:
             upload_pipeline_folder(save_directory, repo_id, **hub_kwargs)
 
-    def push_to_hub(
-        self,
-        repo_id: str,
-        *,
-        safe_serialization: bool = True,
-        variant: str | None = None,
-        **kwargs,
-    ) -> str:
+    def push_to_hub(self, repo_id: str, *, safe_serialization: bool = True, variant: str | None = None, **kwargs):
         r"""
         Upload the pipeline to the Hub, keeping the model card.
 
@@ -213,15 +178,6 @@ class MaskedDDPMPipeline(DiffusionPipeline):
         with tempfile.TemporaryDirectory(prefix="maskdm-push-") as folder:
             self.save_pretrained(folder, variant=variant)
             return upload_pipeline_folder(folder, repo_id, **kwargs).commit_url
-
-    # -- sampling ---------------------------------------------------------------------------------------------------
-    def prepare_extra_step_kwargs(self, generator, eta: float) -> dict:
-        """The scheduler-specific arguments of `scheduler.step`, as diffusers pipelines pass them: `eta` (DDIM's
-        eta; other schedulers ignore it) and `generator` (for stochastic schedulers), each only when the scheduler's
-        `step` takes it (UniPC and PNDM take neither)."""
-        parameters = inspect.signature(self.scheduler.step).parameters
-        extra = {"eta": eta, "generator": generator}
-        return {name: value for name, value in extra.items() if name in parameters}
 
     @torch.no_grad()
     @replace_example_docstring(EXAMPLE_DOC_STRING)
@@ -293,15 +249,9 @@ class MaskedDDPMPipeline(DiffusionPipeline):
 
         # 1. Check inputs
         batch_size, class_labels = self.check_inputs(
-            batch_size,
-            class_labels,
-            guidance_scale,
-            generator,
-            num_inference_steps,
-            output_type,
-            latents,
+            batch_size, class_labels, guidance_scale, generator, num_inference_steps, output_type, latents,
             callback_on_step_end_tensor_inputs,
-        )
+        )  # fmt: skip
         config = self.transformer.config
         device = self._execution_device
         do_classifier_free_guidance = guidance_scale > 1.0
@@ -310,42 +260,39 @@ class MaskedDDPMPipeline(DiffusionPipeline):
         shape = (batch_size, config.in_channels, config.sample_size, config.sample_size)
         if latents is None:
             latents = randn_tensor(shape, generator=generator, device=device, dtype=self.transformer.dtype)
-        else:
-            latents = latents.to(device=device, dtype=self.transformer.dtype)
-        latents = latents * self.scheduler.init_noise_sigma
-
+        latents = latents.to(device=device, dtype=self.transformer.dtype) * self.scheduler.init_noise_sigma
         if class_labels is not None:
             class_labels = class_labels.to(device)
-            if do_classifier_free_guidance:
-                # Conditional and null-class halves go through the transformer in one batch.
-                null_labels = torch.full_like(class_labels, self.transformer.config.num_class_embeds)
-                class_labels = torch.cat([class_labels, null_labels])
+            if do_classifier_free_guidance:  # conditional and null-class halves in one batch
+                class_labels = torch.cat([class_labels, torch.full_like(class_labels, config.num_class_embeds)])
 
-        # 3. Denoising loop. Stochastic schedulers draw their step noise from `generator` (per image when it is a
-        # list).
-        extra_step_kwargs = self.prepare_extra_step_kwargs(generator, eta)
+        # 3. Denoising loop. `eta` and `generator` go to the schedulers whose `step` takes them (as in diffusers'
+        # pipelines); stochastic schedulers draw their step noise from `generator` (per image when it is a list).
+        step_parameters = inspect.signature(self.scheduler.step).parameters
+        extra_step_kwargs = {k: v for k, v in (("eta", eta), ("generator", generator)) if k in step_parameters}
+        # A model with `out_channels == 2 * in_channels` also predicts the variance: keep it only for schedulers that
+        # use it, as diffusers' DiT pipeline does.
+        learned_variance = self.scheduler.config.get("variance_type") in ("learned", "learned_range")
+        channels = config.in_channels
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
             model_input = torch.cat([latents, latents]) if do_classifier_free_guidance else latents
             model_input = self.scheduler.scale_model_input(model_input, t)
             model_output = self.transformer(model_input, t, class_labels=class_labels).sample
-
             if do_classifier_free_guidance:
                 # Guidance moves the image prediction; predicted variance channels, if any, stay conditional.
                 cond, uncond = model_output.chunk(2)
-                channels = config.in_channels
                 guided = uncond[:, :channels] + guidance_scale * (cond[:, :channels] - uncond[:, :channels])
                 model_output = torch.cat([guided, cond[:, channels:]], dim=1)
-            model_output = self._select_scheduler_channels(model_output)
-
+            if not learned_variance:
+                model_output = model_output[:, :channels]
             # The scheduler applies its prediction_type, clip_sample and thresholding settings.
             latents = self.scheduler.step(model_output, t, latents, **extra_step_kwargs).prev_sample
 
             if callback_on_step_end is not None:
                 step_tensors = {"latents": latents}  # the names of `_callback_tensor_inputs`
                 callback_kwargs = {name: step_tensors[name] for name in callback_on_step_end_tensor_inputs}
-                callback_outputs = callback_on_step_end(self, i, t, callback_kwargs)
-                latents = callback_outputs.pop("latents", latents)
+                latents = callback_on_step_end(self, i, t, callback_kwargs).pop("latents", latents)
 
         # 4. Post-process
         image = (latents / 2 + 0.5).clamp(0, 1)
@@ -360,16 +307,6 @@ class MaskedDDPMPipeline(DiffusionPipeline):
             return (image,)
         return ImagePipelineOutput(images=image)
 
-    def _select_scheduler_channels(self, model_output: torch.Tensor) -> torch.Tensor:
-        """A model with `out_channels == 2 * in_channels` also predicts the variance: keep it only for schedulers
-        that use it (DDPM with `variance_type="learned_range"`), as diffusers' DiT pipeline does."""
-        in_channels = self.transformer.config.in_channels
-        if model_output.shape[1] == in_channels:
-            return model_output
-        if self.scheduler.config.get("variance_type") in LEARNED_VARIANCE_TYPES:
-            return model_output
-        return model_output[:, :in_channels]
-
     def check_inputs(
         self,
         batch_size: int,
@@ -379,83 +316,70 @@ class MaskedDDPMPipeline(DiffusionPipeline):
         num_inference_steps: int,
         output_type: str,
         latents: torch.Tensor | None = None,
-        callback_on_step_end_tensor_inputs: list[str] | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = (),
     ) -> tuple[int, torch.LongTensor | None]:
         """Validate the call arguments; returns the batch size and the class labels as a (batch,) tensor or `None`.
 
         Raises:
             `ValueError`: naming the argument, its value and what is allowed.
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
-        if (
-            isinstance(num_inference_steps, bool)
-            or not isinstance(num_inference_steps, int)
-            or num_inference_steps < 1
-        ):
-            raise ValueError(f"`num_inference_steps` must be a positive integer, got {num_inference_steps!r}.")
+        for name, value in (("batch_size", batch_size), ("num_inference_steps", num_inference_steps)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"`output_type` must be one of {OUTPUT_TYPES}, got {output_type!r}.")
-        unknown = [
-            name for name in callback_on_step_end_tensor_inputs or [] if name not in self._callback_tensor_inputs
-        ]
+        unknown = [name for name in callback_on_step_end_tensor_inputs if name not in self._callback_tensor_inputs]
         if unknown:
             raise ValueError(
                 f"`callback_on_step_end_tensor_inputs` has {unknown}, which the pipeline does not pass: use names "
                 f"from {self._callback_tensor_inputs}."
             )
-        if isinstance(self.scheduler, PNDMScheduler) and not self.scheduler.config.skip_prk_steps:
-            # PNDM's Runge-Kutta warm-up needs 4 steps; below that it fails with a broadcast error deep inside.
-            if num_inference_steps < 4:
-                raise ValueError(
-                    f"`num_inference_steps`={num_inference_steps} is too few for PNDMScheduler with its Runge-Kutta "
-                    "warm-up (it needs at least 4): use more steps, or "
-                    "`PNDMScheduler.from_config(pipe.scheduler.config, skip_prk_steps=True)`."
-                )
-
-        num_classes = self.transformer.config.num_class_embeds
         if (
-            not isinstance(guidance_scale, (int, float))
-            or isinstance(guidance_scale, bool)
-            or not math.isfinite(guidance_scale)
-            or guidance_scale < 0
+            isinstance(self.scheduler, PNDMScheduler)
+            and not self.scheduler.config.skip_prk_steps
+            and num_inference_steps < 4
         ):
+            # PNDM's Runge-Kutta warm-up needs 4 steps; below that it fails with a broadcast error deep inside.
+            raise ValueError(
+                f"`num_inference_steps`={num_inference_steps} is too few for PNDMScheduler with its Runge-Kutta "
+                "warm-up (it needs at least 4): use more steps, or "
+                "`PNDMScheduler.from_config(pipe.scheduler.config, skip_prk_steps=True)`."
+            )
+        if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)):
+            guidance_scale = float("nan")  # refused below, with the value shown
+        if not math.isfinite(guidance_scale) or guidance_scale < 0:
             raise ValueError(
                 f"`guidance_scale` must be a finite number >= 0 (1 = no guidance), got {guidance_scale!r}."
             )
         betas = getattr(self.scheduler, "betas", None)
         # A scheduler config with betas outside (0, 1) (e.g. an edited `beta_end`) samples black or NaN images.
-        if torch.is_tensor(betas) and not (torch.isfinite(betas).all() and (betas > 0).all() and (betas < 1).all()):
+        if torch.is_tensor(betas) and not bool(((betas > 0) & (betas < 1)).all()):
             raise ValueError(
                 f"the scheduler's betas must lie in (0, 1), got values from {betas.min().item()} to "
                 f"{betas.max().item()} ({type(self.scheduler).__name__} config: beta_start="
                 f"{self.scheduler.config.get('beta_start')}, beta_end={self.scheduler.config.get('beta_end')}): "
                 "fix the scheduler config (e.g. beta_end=0.02)."
             )
-        if not num_classes:
-            if class_labels is not None:
+
+        num_classes = self.transformer.config.num_class_embeds
+        if guidance_scale > 1 and class_labels is None:
+            needs = "`class_labels` to guide towards" if num_classes else "a class-conditional model"
+            raise ValueError(
+                f"`guidance_scale`={guidance_scale} needs {needs} (transformer.config.num_class_embeds="
+                f"{num_classes}): pass class_labels, or use guidance_scale=1.0."
+            )
+        if class_labels is not None:
+            if not num_classes:
                 raise ValueError(
-                    f"`class_labels`={_short(class_labels)} were given, but this model is unconditional "
-                    "(transformer.config.num_class_embeds is None): drop `class_labels`."
+                    "`class_labels` were given, but this model is unconditional (transformer.config.num_class_embeds "
+                    "is None): drop `class_labels`."
                 )
-            if guidance_scale > 1:
-                raise ValueError(
-                    f"`guidance_scale`={guidance_scale} needs a class-conditional model, but this one is "
-                    "unconditional (transformer.config.num_class_embeds is None): use guidance_scale=1.0."
-                )
-        elif class_labels is None:
-            if guidance_scale > 1:
-                raise ValueError(
-                    f"`guidance_scale`={guidance_scale} needs `class_labels` to guide towards: pass class_labels "
-                    f"in [0, {num_classes - 1}], or use guidance_scale=1.0 for unconditional samples."
-                )
-        else:
             class_labels = torch.as_tensor(class_labels)
             if class_labels.is_floating_point() or class_labels.is_complex() or class_labels.dtype == torch.bool:
                 raise ValueError(f"`class_labels` must be integers, got dtype {class_labels.dtype}.")
-            if class_labels.ndim > 1:
+            if class_labels.ndim > 1 or class_labels.numel() == 0:
                 raise ValueError(
-                    f"`class_labels` must be an int or a 1-d sequence, got shape {tuple(class_labels.shape)}."
+                    f"`class_labels` must be an int or a non-empty 1-d sequence, got shape {tuple(class_labels.shape)}."
                 )
             if class_labels.ndim == 1:
                 if batch_size not in (1, len(class_labels)):
@@ -464,8 +388,6 @@ class MaskedDDPMPipeline(DiffusionPipeline):
                         "label per image, or a single label for all of them."
                     )
                 batch_size = len(class_labels)
-                if batch_size == 0:
-                    raise ValueError("`class_labels` is empty: pass at least one label.")
             class_labels = class_labels.long().reshape(-1).expand(batch_size).clone()
             if bool(((class_labels < 0) | (class_labels >= num_classes)).any()):
                 raise ValueError(
@@ -480,15 +402,10 @@ class MaskedDDPMPipeline(DiffusionPipeline):
             )
         config = self.transformer.config
         shape = (batch_size, config.in_channels, config.sample_size, config.sample_size)
-        if latents is not None and (not torch.is_tensor(latents) or tuple(latents.shape) != shape):
-            found = tuple(latents.shape) if torch.is_tensor(latents) else type(latents).__name__
+        if latents is not None and tuple(getattr(latents, "shape", ())) != shape:
             raise ValueError(
                 f"`latents` must be a tensor of shape {shape} (batch_size, in_channels, sample_size, sample_size), "
-                f"got {found}: draw it with that shape, or set `batch_size` to its first dimension."
+                f"got {tuple(getattr(latents, 'shape', ())) or type(latents).__name__}: draw it with that shape, or "
+                "set `batch_size` to its first dimension."
             )
         return batch_size, class_labels
-
-
-def _short(value) -> str:
-    text = repr(value.tolist() if torch.is_tensor(value) else value)
-    return text if len(text) <= 40 else text[:37] + "..."

@@ -18,9 +18,8 @@
 | `args.py` | the flags, `TrainingConfig` (one field per flag, with its range), `parse_args` and the checks of the flags |
 | `setup.py` | `setup`: accelerator and CPU cores, model source, data, model, output folder (locked), AdamW; every check |
 | `resume.py` | `resume`: from a verified checkpoint of the same model, exactly |
-| `train.py` | `train`: the loop, checkpoints, sample grids, FID, the loss guard |
+| `train.py` | `train`: the loop and one step (seeded randomness, noised inputs, masks, the loss), checkpoints, sample grids, FID, the loss guard |
 | `export.py` | `export`: the pipeline, its card and grid, the Hub push |
-| `loop.py` | the pieces of one step: seeded randomness, noised inputs and masks, the loss, the loss guard |
 | `checkpointing.py` | atomic, verified checkpoints in diffusers-format folders |
 | `data.py`, `model_source.py`, `presets.py` | data, where the model comes from, model sizes and the official recipes |
 """
@@ -31,9 +30,9 @@ from pathlib import Path
 from . import export, resume, setup, train
 from .args import TrainingConfig, config_from_flags, parse_args
 from .checkpointing import CheckpointWriteError, find_latest_checkpoint, read_training_state
-from .loop import NonFiniteLossError, diffusion_loss, make_diffusion_inputs, step_generator
 from .presets import preset_config
 from .setup import build_optimizer
+from .train import NonFiniteLossError, diffusion_loss, make_diffusion_inputs, step_generator
 
 
 def run_training(config: TrainingConfig) -> Path:

@@ -15,7 +15,7 @@
 
 A resumed run computes what the uninterrupted run would have: the checkpoint holds the step and the data position,
 accelerate restores optimizer, schedule, scaler and RNG, and every random draw of a step is a function of
-`(--seed, process, step, micro-batch)` (see `loop.step_generator`).
+`(--seed, process, step, micro-batch)` (see `train.step_generator`).
 """
 
 import json
@@ -46,6 +46,9 @@ class TrainingState:
     epoch: int = 0
     position: int = 0  # batches of `epoch` already used
     train_seconds: float = 0.0  # spent in training steps (not checkpoints, grids or FID), summed over resumes
+    nonfinite_total_skipped: int = 0  # steps skipped for a NaN or inf loss or gradient norm
+    nonfinite_consecutive: int = 0  # ... of them in a row, up to now
+    nonfinite_first_step_of_run: int | None = None  # the first of those in a row
 
 
 def resume(run: Run) -> TrainingState:
@@ -70,7 +73,6 @@ def resume(run: Run) -> TrainingState:
     run.accelerator.load_state(str(path))
     saved = read_training_state(path)
     state = TrainingState(**{key: saved[key] for key in asdict(TrainingState()) if key in saved})
-    run.guard.load_state_dict(saved)
     for key, now in _run_shape(run).items():
         if saved.get(key) != now:
             logger.warning(
@@ -121,6 +123,6 @@ def _run_shape(run: Run) -> dict:
 def save_training_checkpoint(run: Run, state: TrainingState) -> Path:
     """Checkpoint the run at `state.global_step` with what `resume` needs; call on every process."""
     save = partial(run.accelerator.save_state, safe_serialization=True)
-    training_state = {**asdict(state), **_run_shape(run), **run.guard.state_dict()}
+    training_state = {**asdict(state), **_run_shape(run)}
     limit = run.config.checkpoints_total_limit
     return write_checkpoint(run.accelerator, run.output_dir, state.global_step, save, training_state, limit)

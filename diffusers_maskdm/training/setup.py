@@ -45,8 +45,7 @@ from ..models import MaskedDiTModel
 from .args import BETA_SCHEDULES, PREDICTION_TYPES, TrainingConfig
 from .checkpointing import list_checkpoints, register_checkpoint_hooks
 from .data import build_train_dataloader, build_train_dataset
-from .loop import NonFiniteLossGuard, build_mask_generator
-from .model_source import TransformerSource, new_model_config, read_model_config_file, resolve_pretrained_transformer
+from .model_source import new_model_config, read_model_config_file, resolve_pretrained_transformer
 from .presets import preset_config, recipe_summary
 
 
@@ -79,10 +78,7 @@ class Run:
     dataset: Any
     noise_scheduler: DDPMScheduler
     mask_generator: MaskGenerator | None
-    num_classes: int | None
     max_train_steps: int
-    guard: NonFiniteLossGuard
-    source: TransformerSource | None = None
     repo_id: str | None = None
     lock: IO | None = None  # held by the main process until the run ends; the OS drops it if the process dies
 
@@ -183,9 +179,6 @@ def setup(config: TrainingConfig) -> Run:
         tracked = {k: v for k, v in asdict(config).items() if isinstance(v, (int, float, str, bool))}
         tracked.pop("hub_token", None)
         accelerator.init_trackers("train_masked_pretrain", config=tracked)
-    guard = NonFiniteLossGuard(
-        config.max_consecutive_nonfinite_steps, config.learning_rate, accelerator.mixed_precision
-    )
     return Run(
         config,
         accelerator,
@@ -197,10 +190,7 @@ def setup(config: TrainingConfig) -> Run:
         dataset,
         noise_scheduler,
         mask_generator,
-        num_classes,
         max_train_steps,
-        guard,
-        source,
         repo_id,
         lock,
     )
@@ -327,6 +317,16 @@ def build_noise_scheduler(config: TrainingConfig, pretrained: dict | None = None
             "steps (--ddpm_num_steps): a sampler cannot take more steps than the diffusion has. Lower it."
         )
     return DDPMScheduler(**settings)
+
+
+def build_mask_generator(
+    mask_type: str, mask_rate: float, block_size: int | None = None, crop_size: int | None = None, **kwargs
+) -> MaskGenerator | None:
+    """The `MaskGenerator` of the mask flags, or `None` for `mask_rate == 0` (fine-tuning on full images)."""
+    if not mask_rate:
+        return None
+    block_size = 2 if block_size is None else block_size
+    return MaskGenerator(mask_type, mask_rate=mask_rate, block_size=block_size, crop_size=crop_size, **kwargs)
 
 
 def _check_model_plan(config: TrainingConfig, model_config: dict, device: torch.device) -> tuple:

@@ -11,30 +11,127 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""The third phase of a run, `train`: the loop, with checkpoints, sample grids, FID and the loss guard.
+"""The third phase of a run, `train`: the loop and the pieces of one step, with checkpoints, sample grids and FID.
 
-One optimizer step: `--gradient_accumulation_steps` micro-batches, each with its own seeded generator
-(`loop.step_generator`) for noise, timesteps, masks and label dropout; the masked loss; a step whose loss or gradient
-norm is not finite on any process is skipped on all of them (`loop.NonFiniteLossGuard`).
+Every random draw of a step (noise, timesteps, masks, class-label dropout) comes from a generator seeded by
+`(seed, process, global step, micro-batch)` (`step_generator`), not from a global random state: a run resumed from a
+checkpoint draws exactly what the uninterrupted run drew. A step whose loss (or gradient norm) is not finite on any
+process is skipped on all of them; `--max_consecutive_nonfinite_steps` in a row stop the run, after saving.
 """
 
 import contextlib
 import time
 from collections.abc import Iterator
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 from accelerate import Accelerator
 from accelerate.logging import get_logger
+from diffusers import DDPMScheduler
+from diffusers.utils.torch_utils import randn_tensor
 from tqdm.auto import tqdm
 
+from ..losses import masked_mse_loss
+from ..masking import MaskGenerator
+from .data import derive_seed
 from .export import ema_weights, grid_sampler, log_grid, sample_grid
-from .loop import diffusion_loss, make_diffusion_inputs, step_generator
 from .resume import TrainingState, save_training_checkpoint
 from .setup import Run
 
 
 logger = get_logger(__name__)
+
+# Keys the training randomness apart from the data's streams (shuffle, per-sample augmentation) of the same seed.
+_TRAINING_STREAM = 0x5452
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training stopped because the loss was not finite for too many steps in a row."""
+
+
+def step_generator(
+    seed: int, process_index: int, global_step: int, micro_step: int = 0, device: torch.device | str = "cpu"
+) -> torch.Generator:
+    """
+    The generator of all random draws of one micro-batch: a pure function of its arguments.
+
+    Args:
+        seed (`int`): the run's `--seed`.
+        process_index (`int`): the process (rank), so that processes draw different noise.
+        global_step (`int`): the optimizer step being computed (0 for the first).
+        micro_step (`int`, *optional*, defaults to 0): the micro-batch within gradient accumulation.
+        device (`torch.device` or `str`, *optional*, defaults to `"cpu"`): where to draw.
+    """
+    seed = derive_seed(seed, _TRAINING_STREAM, process_index, global_step, micro_step)
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+@dataclass
+class DiffusionInputs:
+    """What the model sees in one step, (B, C, H, W) `noisy` images at (B,) `timesteps`, with a (B, num_patches)
+    `mask` (`True` = dropped) and (B,) `class_labels` (some dropped to the null class), and what it must predict:
+    `target`, for the scheduler's `prediction_type`."""
+
+    noisy: torch.Tensor
+    timesteps: torch.LongTensor
+    target: torch.Tensor
+    mask: torch.BoolTensor | None = None
+    class_labels: torch.LongTensor | None = None
+
+
+def make_diffusion_inputs(
+    clean: torch.Tensor,
+    noise_scheduler: DDPMScheduler,
+    generator: torch.Generator,
+    mask_generator: MaskGenerator | None = None,
+    grid_size: int | None = None,
+    class_labels: torch.LongTensor | None = None,
+    class_dropout_prob: float = 0.0,
+    null_class_label: int | None = None,
+) -> DiffusionInputs:
+    """
+    Draw noise, timesteps, a mask and label dropout for a batch of clean images, all from `generator`.
+
+    Args:
+        clean (`torch.Tensor`): (B, C, H, W) images in [-1, 1].
+        noise_scheduler (`DDPMScheduler`): gives `add_noise`, `get_velocity`, `num_train_timesteps` and the
+            `prediction_type` (`"epsilon"`, `"v_prediction"` or `"sample"`).
+        generator (`torch.Generator`): the source of every random draw (see `step_generator`).
+        mask_generator (`MaskGenerator`, *optional*): draws the patch masks of masked pre-training.
+        grid_size (`int`, *optional*): the model's patch grid side; needed with `mask_generator`.
+        class_labels (`torch.LongTensor`, *optional*): (B,) labels of a class-conditional model.
+        class_dropout_prob (`float`, *optional*, defaults to 0.0): chance of replacing a label by the null class,
+            which teaches the unconditional model used by classifier-free guidance.
+        null_class_label (`int`, *optional*): the null class (the model's `num_class_embeds`).
+    """
+    batch_size, device = clean.shape[0], clean.device
+    noise = randn_tensor(clean.shape, generator=generator, device=device, dtype=clean.dtype)
+    timesteps = torch.randint(
+        0, noise_scheduler.config.num_train_timesteps, (batch_size,), generator=generator, device=generator.device
+    ).to(device)
+    noisy = noise_scheduler.add_noise(clean, noise, timesteps)
+
+    prediction_type = noise_scheduler.config.prediction_type  # one of three, checked by `build_noise_scheduler`
+    if prediction_type == "v_prediction":
+        target = noise_scheduler.get_velocity(clean, noise, timesteps)
+    else:
+        target = clean if prediction_type == "sample" else noise
+
+    mask = None
+    if mask_generator is not None:
+        mask = mask_generator(batch_size, grid_size, generator=generator, device=device)
+
+    if class_labels is not None and class_dropout_prob > 0:
+        drop = torch.rand(batch_size, generator=generator, device=generator.device).to(device) < class_dropout_prob
+        class_labels = torch.where(drop, torch.full_like(class_labels, null_class_label), class_labels)
+    return DiffusionInputs(noisy, timesteps, target, mask, class_labels)
+
+
+def diffusion_loss(model: torch.nn.Module, inputs: DiffusionInputs) -> torch.Tensor:
+    """The MSE of `model` (wrapped by accelerate or not) on `inputs` over the visible patches."""
+    prediction = model(inputs.noisy, inputs.timesteps, class_labels=inputs.class_labels, mask=inputs.mask).sample
+    patch_size = getattr(model, "module", model).config.patch_size
+    return masked_mse_loss(prediction, inputs.target, inputs.mask, patch_size)  # trusts the mask the model checked
 
 
 def train(run: Run, state: TrainingState) -> None:
@@ -48,24 +145,21 @@ def train(run: Run, state: TrainingState) -> None:
     config, accelerator, model, transformer = run.config, run.accelerator, run.model, run.transformer
     accumulation, grid_size = config.gradient_accumulation_steps, transformer.grid_size
     masked = run.mask_generator.num_masked(grid_size) if run.mask_generator is not None else 0
-    logger.info("***** Running training (%s) *****", "masked pre-training" if masked else "fine-tuning")
     logger.info(
-        "  Images = %d (unreadable files skipped: %d), batches per epoch per process = %d, optimization steps = %d",
+        "***** Running training (%s) *****\n  Images = %d (unreadable files skipped: %d), batches per epoch per "
+        "process = %d, optimization steps = %d\n  Masks: %r, achieved mask rate %.3f",
+        "masked pre-training" if masked else "fine-tuning",
         len(run.dataset),
         run.dataset.num_skipped,
         len(run.dataloader),
         run.max_train_steps,
+        run.mask_generator,
+        masked / transformer.num_patches,
     )
-    if run.mask_generator is not None:
-        logger.info("  Masks: %r, achieved mask rate %.3f", run.mask_generator, masked / transformer.num_patches)
     batches = _resumable_batches(run.dataloader, accelerator, state.epoch, state.position)
-    progress_bar = tqdm(
-        total=run.max_train_steps,
-        initial=state.global_step,
-        desc="Steps",
-        disable=not accelerator.is_local_main_process,
-    )
-    fid_cache: dict[str, Any] = {}
+    disable = not accelerator.is_local_main_process
+    progress_bar = tqdm(total=run.max_train_steps, initial=state.global_step, desc="Steps", disable=disable)
+    fid_cache = {}
     model.train()
     while state.global_step < run.max_train_steps:
         start = time.perf_counter()
@@ -80,31 +174,34 @@ def train(run: Run, state: TrainingState) -> None:
             generator = step_generator(
                 config.seed, accelerator.process_index, state.global_step, micro_step, clean.device
             )
+            labels = batch.get("class_labels") if transformer.config.num_class_embeds else None
             inputs = make_diffusion_inputs(
                 clean,
                 run.noise_scheduler,
                 generator,
                 run.mask_generator,
                 grid_size,
-                batch.get("class_labels") if run.num_classes else None,
+                labels,
                 config.class_dropout_prob,
                 transformer.null_class_label,
             )
             with contextlib.nullcontext() if micro_step == accumulation - 1 else accelerator.no_sync(model):
-                loss = diffusion_loss(model, inputs)  # the loss reads the patch size from the model
-                finite = _all_finite(accelerator, loss)
+                loss = diffusion_loss(model, inputs)
+                finite = _all_finite(accelerator, loss)  # All processes must agree to skip a step together.
                 if finite:
                     accelerator.backward(loss / accumulation)
                     step_loss += loss.item() / accumulation
             images += clean.shape[0]
 
-        grad_norm = None
+        logs = {}
         if finite:
             grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
             # With fp16 the gradient scaler skips overflowing steps itself (and lowers its scale): that is normal.
             if accelerator.scaler is None and not bool(torch.isfinite(grad_norm)):
                 finite, what = False, "gradient norm"
         if finite:
+            logs = {"train/loss": step_loss, "train/grad_norm": float(grad_norm)}
+            state.nonfinite_consecutive, state.nonfinite_first_step_of_run = 0, None
             run.optimizer.step()
             if run.ema_model is not None and not accelerator.optimizer_step_was_skipped:
                 run.ema_model.step(model.parameters())
@@ -114,21 +211,17 @@ def train(run: Run, state: TrainingState) -> None:
         seconds = time.perf_counter() - start
         state.train_seconds += seconds
         progress_bar.update(1)
-        stop = run.guard.record(state.global_step, finite, what)
+        stop = not finite and _count_nonfinite(run, state, what)
 
         images_per_s = images * accelerator.num_processes / max(seconds, 1e-9)
-        logs = {
+        logs |= {
             "train/lr": run.lr_scheduler.get_last_lr()[0],
             "train/mask_rate": masked / transformer.num_patches,
-            "train/nonfinite_skipped_total": run.guard.total_skipped,
+            "train/nonfinite_skipped_total": state.nonfinite_total_skipped,
             "train/seconds": state.train_seconds,
             "perf/images_per_s": images_per_s,
             "perf/tokens_per_s": images_per_s * (transformer.num_patches - masked),
         }
-        if finite:
-            logs["train/loss"] = step_loss
-            if grad_norm is not None:
-                logs["train/grad_norm"] = float(grad_norm)
         if run.ema_model is not None and run.ema_model.cur_decay_value is not None:
             logs["train/ema_decay"] = run.ema_model.cur_decay_value
         progress_bar.set_postfix(loss=logs.get("train/loss", float("nan")), lr=logs["train/lr"])
@@ -138,7 +231,7 @@ def train(run: Run, state: TrainingState) -> None:
         if stop:
             path = save_training_checkpoint(run, state)
             progress_bar.close()
-            raise run.guard.stop_error(step, path)
+            raise _nonfinite_error(run, state, path)
         # The last step is always saved: a kill while the pipeline is written loses nothing, and a run can be
         # extended later with a larger --max_train_steps.
         if step % config.checkpointing_steps == 0 or step == run.max_train_steps:
@@ -152,6 +245,36 @@ def train(run: Run, state: TrainingState) -> None:
                 _evaluate_fid(run, step, fid_cache)
             accelerator.wait_for_everyone()
     progress_bar.close()
+
+
+def _count_nonfinite(run: Run, state: TrainingState, what: str) -> bool:
+    """Count (and warn of) a step skipped for a non-finite `what`; `True` when the run must stop."""
+    state.nonfinite_total_skipped += 1
+    state.nonfinite_consecutive += 1
+    state.nonfinite_first_step_of_run = state.nonfinite_first_step_of_run or state.global_step
+    limit = run.config.max_consecutive_nonfinite_steps
+    logger.warning(
+        "Step %d: the %s is not finite (NaN or inf); the step was skipped (%d in a row, %d in total, stop after %d "
+        "in a row).",
+        *(state.global_step, what, state.nonfinite_consecutive, state.nonfinite_total_skipped, limit),
+    )
+    return state.nonfinite_consecutive >= limit
+
+
+def _nonfinite_error(run: Run, state: TrainingState, checkpoint) -> NonFiniteLossError:
+    """The error that stops a run after too many non-finite steps: the steps, likely causes and where the state is."""
+    causes = [f"a learning rate too high for this model (--learning_rate={run.config.learning_rate})"]
+    if run.accelerator.mixed_precision == "fp16":
+        causes.insert(0, "float16 overflow (--mixed_precision=fp16: try bf16, or no)")
+    elif run.accelerator.mixed_precision == "bf16":
+        causes.append("low precision (--mixed_precision=bf16: try no)")
+    causes.append("broken training images (NaN pixels)")
+    return NonFiniteLossError(
+        f"Stopping at step {state.global_step}: the loss was not finite for {state.nonfinite_consecutive} steps in a "
+        f"row (steps {state.nonfinite_first_step_of_run} to {state.global_step}). Likely causes: {'; '.join(causes)}. "
+        f"The last good weights were saved in {checkpoint}: fix the cause, then resume with --resume_from_checkpoint "
+        "latest."
+    )
 
 
 def _resumable_batches(dataloader, accelerator: Accelerator, epoch: int, position: int) -> Iterator[tuple]:
@@ -168,7 +291,6 @@ def _resumable_batches(dataloader, accelerator: Accelerator, epoch: int, positio
 
 
 def _all_finite(accelerator: Accelerator, value: torch.Tensor) -> bool:
-    """Whether `value` is finite on every process: all processes must agree to skip a step together."""
     flag = torch.isfinite(value.detach().float()).all().float().reshape(1)
     if accelerator.num_processes > 1:
         flag = accelerator.gather(flag)

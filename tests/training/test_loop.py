@@ -14,19 +14,18 @@
 """The pieces of a training step: seeded randomness, inputs per prediction type, masks, label dropout, loss guard."""
 
 import logging
+from types import SimpleNamespace
 
 import pytest
 import torch
+from accelerate import PartialState
 from diffusers import DDPMScheduler
 
 from diffusers_maskdm import MaskedDiTModel, masked_mse_loss
-from diffusers_maskdm.training.loop import (
-    NonFiniteLossGuard,
-    build_mask_generator,
-    diffusion_loss,
-    make_diffusion_inputs,
-    step_generator,
-)
+from diffusers_maskdm.training import diffusion_loss, make_diffusion_inputs, step_generator
+from diffusers_maskdm.training.resume import TrainingState
+from diffusers_maskdm.training.setup import build_mask_generator
+from diffusers_maskdm.training.train import _count_nonfinite, _nonfinite_error
 
 
 def test_step_generator_is_a_function_of_its_arguments():
@@ -95,18 +94,23 @@ def test_diffusion_loss_is_the_masked_mse_and_training_lowers_it():
 
 
 def test_loss_guard_skips_warns_and_stops(caplog):
-    guard = NonFiniteLossGuard(max_consecutive=3, learning_rate=1e-3, mixed_precision="fp16")
+    PartialState(cpu=True)  # the training modules log through accelerate
+    config = SimpleNamespace(max_consecutive_nonfinite_steps=3, learning_rate=1e-3)
+    run = SimpleNamespace(config=config, accelerator=SimpleNamespace(mixed_precision="fp16"))
+    state = TrainingState(global_step=1)
     with caplog.at_level(logging.WARNING):
-        assert guard.record(1, False) is False
+        assert _count_nonfinite(run, state, "loss") is False
     assert "Step 1: the loss is not finite" in caplog.text
-    assert guard.record(2, True) is False and guard.consecutive == 0
-    assert [guard.record(step, False) for step in (3, 4, 5)] == [False, False, True]
-    message = str(guard.stop_error(5, "out/checkpoint-5"))
+    state.nonfinite_consecutive, state.nonfinite_first_step_of_run = 0, None  # a finite step 2
+    stops = []
+    for step in (3, 4, 5):
+        state.global_step = step
+        stops.append(_count_nonfinite(run, state, "loss"))
+    assert stops == [False, False, True]
+    message = str(_nonfinite_error(run, state, "out/checkpoint-5"))
     assert "Stopping at step 5" in message and "steps 3 to 5" in message
     assert "--mixed_precision=fp16" in message and "--learning_rate=0.001" in message and "out/checkpoint-5" in message
-    restored = NonFiniteLossGuard(3)
-    restored.load_state_dict(guard.state_dict())
-    assert (restored.total_skipped, restored.consecutive, restored.first_step_of_run) == (4, 3, 3)
+    assert (state.nonfinite_total_skipped, state.nonfinite_consecutive, state.nonfinite_first_step_of_run) == (4, 3, 3)
 
 
 def test_a_step_checks_its_mask_once(monkeypatch):

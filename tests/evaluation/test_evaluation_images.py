@@ -89,8 +89,8 @@ def test_batch_sources_give_the_same_statistics(texture_extractor, tmp_path):
             torch.testing.assert_close(value, states[0][key])  # float32 features, batched differently
 
 
-def test_missing_image_key_is_named(texture_extractor, tmp_path):
-    with pytest.raises(ValueError, match="image_key"):
+def test_a_batch_without_an_image_key_is_named(texture_extractor, tmp_path):
+    with pytest.raises(ValueError, match=r"No images in a batch with keys \['x'\]"):
         load_or_compute_reference_statistics(
             [{"x": torch.rand(2, 3, 4, 4)}], texture_extractor, "x", 4, cache_dir=tmp_path
         )

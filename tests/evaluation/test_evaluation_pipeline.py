@@ -13,6 +13,7 @@
 # limitations under the License.
 """FID-N of a pipeline: generate_and_score, compute_fid_for_pipeline, and examples/evaluate_fid.py end to end."""
 
+import dataclasses
 import importlib.util
 import json
 from pathlib import Path
@@ -67,7 +68,7 @@ def test_generate_and_score_is_seeded_and_keeps_grid_images(texture_extractor, t
     assert score.metric == "fd" and score.extractor == texture_extractor.identifier
     assert score.num_samples == 6 and score.num_reference_samples == 24 and score.value > 0
     assert result["fd"] == score.value
-    json.dumps(result.to_dict())
+    json.dumps(dataclasses.asdict(result.scores[0]))
     # The pipeline's own progress bar is restored.
     assert pipeline._progress_bar_config == {"disable": False, "leave": True}
 

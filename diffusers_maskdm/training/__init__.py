@@ -11,17 +11,9 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""The training run of diffusers-maskdm, `run_training`: four phases, each a function in the module of its name.
-
-| file | what |
-| --- | --- |
-| `args.py` | the flags, `TrainingConfig` (one field per flag, with its range), `parse_args` and the checks of the flags |
-| `setup.py` | `setup`: accelerator and CPU cores, model source, data, model, output folder (locked), AdamW; every check |
-| `resume.py` | `resume`: from a verified checkpoint of the same model, exactly |
-| `train.py` | `train`: the loop and one step (seeded randomness, noised inputs, masks, the loss), checkpoints, sample grids, FID, the loss guard |
-| `export.py` | `export`: the pipeline, its card and grid, the Hub push |
-| `checkpointing.py` | atomic, verified checkpoints in diffusers-format folders |
-| `data.py`, `model_source.py`, `presets.py` | data, where the model comes from, model sizes and the official recipes |
+"""The training run of diffusers-maskdm, `run_training`: four phases, each a function in the module of its name,
+`setup` → `resume` → `train` → `export` (see README.md's architecture table); `args.py` holds the flags and
+`TrainingConfig`, `checkpointing.py` the checkpoints, `data.py`, `model_source.py`, `presets.py` the rest.
 """
 
 from pathlib import Path

@@ -11,11 +11,9 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""The flags of the training script, the `TrainingConfig` they become, and the checks of the flags alone.
-
-Flag names follow diffusers' `examples/unconditional_image_generation/train_unconditional.py` wherever the idea is
-the same. `parse_args` refuses every flag that is wrong on its own or with other flags, creating nothing; what needs
-the model source or the data (sizes, channels, labels, memory) is checked by `setup` before the first step.
+"""The flags of the training script (named as in diffusers' `train_unconditional.py` where the idea is the same),
+the `TrainingConfig` they become, and the checks of the flags alone: `parse_args` refuses every flag that is wrong on
+its own or with others, creating nothing; what needs the model source or the data is checked by `setup`.
 """
 
 import argparse
@@ -44,6 +42,7 @@ POSITIVE_INT = (lambda value: value >= 1, "must be a positive integer (or left o
 NON_NEGATIVE = (lambda value: value >= 0, "must be >= 0")
 FRACTION = (lambda value: 0 <= value < 1, "must be in [0, 1)")
 AT_LEAST_2 = (lambda value: value >= 2, "must be at least 2")
+UNIT_OPEN = (lambda value: 0 < value < 1, "must be in (0, 1), e.g. 0.9999")
 
 
 def flag(default: Any = None, help: str = "", check: tuple | None = None, **argparse_options) -> Any:
@@ -125,12 +124,7 @@ class TrainingConfig:
     adam_epsilon: float = flag(1e-8, "AdamW epsilon.", POSITIVE)
     max_grad_norm: float = flag(1.0, "Gradient clipping norm.", POSITIVE)
     use_ema: bool = flag(False, "Keep an EMA of the weights (diffusers EMAModel).")
-    ema_decay: float = flag(
-        0.9999,
-        "Maximum EMA decay.",
-        (lambda v: 0 < v < 1, "must be in (0, 1), e.g. 0.9999"),
-        aliases=("--ema_max_decay",),
-    )
+    ema_decay: float = flag(0.9999, "Maximum EMA decay.", UNIT_OPEN, aliases=("--ema_max_decay",))
     ema_inv_gamma: float = flag(1.0, "EMA warm-up inverse gamma.", POSITIVE)
     ema_power: float = flag(3 / 4, "EMA warm-up power.", POSITIVE)
     class_dropout_prob: float = flag(0.1, "Chance of the null label (classifier-free guidance).", FRACTION)

@@ -98,13 +98,9 @@ def find_latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
 
 
 def resolve_resume_checkpoint(output_dir: str | os.PathLike, resume_from_checkpoint: str | None) -> Path | None:
-    """
-    The checkpoint `--resume_from_checkpoint` names: `None` (start afresh), `"latest"` (the newest intact one of
-    `output_dir`, or `None` when there is none) or a checkpoint folder (also looked for inside `output_dir`).
-
-    Raises:
-        `ValueError`: if a named checkpoint does not exist or is damaged.
-    """
+    """The checkpoint `--resume_from_checkpoint` names: `None` (start afresh), `"latest"` (the newest intact one of
+    `output_dir`, or `None`) or a checkpoint folder (also looked for inside `output_dir`); a `ValueError` if a named
+    one does not exist or is damaged."""
     if resume_from_checkpoint in (None, "latest"):
         return find_latest_checkpoint(output_dir) if resume_from_checkpoint else None
     path = Path(resume_from_checkpoint)

@@ -11,14 +11,9 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""The last phase of a run, `export`: the output folder as a `MaskedDDPMPipeline` with its card, grid and Hub push.
-
-The layout of the output folder is in `docs/training.md` ("What a run writes").
-
-Two promises beyond `save_pretrained`: the pipeline is staged and moved in with `model_index.json` last, so a kill
-leaves no `model_index.json` or a complete pipeline; and each weights file records the model config it was saved
-with (safetensors metadata, written by `MaskedDiTModel.save_pretrained`), so a `config.json` edited afterwards is
-refused when loading.
+"""The last phase of a run, `export`: the output folder as a `MaskedDDPMPipeline` with its card, grid and Hub push
+(the layout: `docs/training.md`, "What a run writes"). Beyond `save_pretrained`, the pipeline is staged and moved in
+with `model_index.json` last: a kill leaves no `model_index.json` or a complete pipeline.
 """
 
 import contextlib
@@ -28,6 +23,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import PIL.Image
 import torch
 from accelerate.logging import get_logger
@@ -41,18 +37,16 @@ from .setup import Run
 
 logger = get_logger(__name__)
 
-PIPELINE_FILES = ("model_index.json", "scheduler", "transformer", "README.md", "samples.png")
-"""What of `output_dir` makes up the pipeline (and is pushed to the Hub)."""
+PIPELINE_FILES = ("scheduler", "transformer", "README.md", "samples.png")  # and `model_index.json`, moved in last
+# The samplers of the sample grids (`--validation_scheduler`; docs/training.md says why ancestral DDPM is the
+# default). DDIM runs without `clip_sample`, which leaves a young noise-predicting model's samples as noise.
 GRID_SCHEDULERS = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler, "dpmsolver++": DPMSolverMultistepScheduler}
-"""The samplers of the sample grids (`--validation_scheduler`), built from the training scheduler's config. Ancestral
-DDPM (DDIM with eta 1, the paper's sampler) shows what a young noise-predicting model has learned; deterministic
-samplers turn its noise errors at high noise into speckle. DDIM runs without `clip_sample`: clipping the image
-estimate while keeping the noise estimate (diffusers' DDIM with eta 0) leaves such a model's samples as noise."""
 
 
 def export(run: Run, state: TrainingState) -> Path:
     """Write the final pipeline, its card and grid into `--output_dir` (main process), then push it if asked."""
     config, accelerator, transformer = run.config, run.accelerator, run.transformer
+    accumulation = config.gradient_accumulation_steps
     # The processes must end with the same weights (DDP keeps them so; this says it did).
     params = [p.detach().double() for p in transformer.parameters()]
     fingerprint = torch.stack([sum(p.sum() for p in params), sum((p * p).sum() for p in params)]).reshape(1, 2)
@@ -69,9 +63,7 @@ def export(run: Run, state: TrainingState) -> Path:
             "mask_kind": config.mask_type if run.mask_generator else None,
             "mask_rate": run.mask_generator.achieved_mask_rate(transformer.grid_size) if run.mask_generator else None,
             "max_train_steps": run.max_train_steps,
-            "train_batch_size": config.train_batch_size
-            * accelerator.num_processes
-            * config.gradient_accumulation_steps,
+            "train_batch_size": config.train_batch_size * accelerator.num_processes * accumulation,
             "resolution": config.resolution,
             "data": run.dataset.description,
             "max_train_samples": config.max_train_samples,
@@ -81,19 +73,9 @@ def export(run: Run, state: TrainingState) -> Path:
             "prediction_type": run.noise_scheduler.config.prediction_type,
             "fine-tuned from": hub_id or (name and "a local checkpoint"),
         }
-        grid = save_pipeline(
-            run.output_dir,
-            transformer,
-            run.noise_scheduler,
-            run.ema_model,
-            repo_id=run.repo_id or config.hub_model_id,
-            training={key: value for key, value in training.items() if value is not None},
-            base_model=hub_id,
-            num_grid_images=config.num_validation_images,
-            grid_inference_steps=config.validation_inference_steps,
-            seed=config.seed,
-            grid_scheduler=config.validation_scheduler,
-        )
+        training = {key: value for key, value in training.items() if value is not None}
+        card = (run.repo_id or config.hub_model_id, training, hub_id)
+        grid = save_pipeline(run.output_dir, transformer, run.noise_scheduler, run.ema_model, *card, *run.grid_options)
         log_grid(accelerator, grid, state.global_step)
         logger.info("Saved the MaskedDDPMPipeline, its model card and samples.png in %s", run.output_dir)
         if run.repo_id is not None:
@@ -131,32 +113,22 @@ def grid_sampler(scheduler_config, name: str = "ddpm"):
 def sample_grid(
     pipeline, num_images: int = 16, num_inference_steps: int = 50, seed: int = 0, scheduler: str = "ddpm"
 ) -> PIL.Image.Image:
-    """
-    A grid of `num_images` samples of the `scheduler` sampler (a `GRID_SCHEDULERS` name), with a progress bar, scaled
-    up (nearest) to at least 512 px wide; a class-conditional model cycles through its classes.
-    """
+    """A grid of `num_images` samples of the `scheduler` sampler (a `GRID_SCHEDULERS` name), with a progress bar,
+    scaled up (nearest) to at least 512 px wide; a class-conditional model cycles through its classes."""
     from ..hub import make_sample_grid
 
     num_classes = pipeline.transformer.config.num_class_embeds
     class_labels = [i % num_classes for i in range(num_images)] if num_classes else None
     sampler = grid_sampler(pipeline.scheduler.config, scheduler)
     pipeline.set_progress_bar_config(desc="Sample grid", leave=False)
-    grid = make_sample_grid(
-        pipeline,
-        num_images=num_images,
-        num_inference_steps=num_inference_steps,
-        seed=seed,
-        class_labels=class_labels,
-        scheduler=sampler,
-    )
+    options = dict(num_inference_steps=num_inference_steps, seed=seed, class_labels=class_labels, scheduler=sampler)
+    grid = make_sample_grid(pipeline, num_images=num_images, **options)
     scale = math.ceil(512 / grid.width)
     return grid.resize((grid.width * scale, grid.height * scale), PIL.Image.NEAREST) if scale > 1 else grid
 
 
 def log_grid(accelerator, grid: PIL.Image.Image, step: int) -> None:
     """Show `grid` in TensorBoard, when it is a tracker."""
-    import numpy as np
-
     for tracker in accelerator.trackers:
         if tracker.name == "tensorboard":
             tracker.writer.add_image("samples", np.asarray(grid.convert("RGB")), step, dataformats="HWC")
@@ -203,13 +175,12 @@ def save_pipeline(
         repo_id or output_dir.resolve().name,
         sample_grid=grid,
         training=training,
-        model_config=dict(transformer.config),
         base_model=base_model,
     )
     # Moved in part by part, `model_index.json` (removed first) last: until then the folder is no pipeline.
     index = output_dir / "model_index.json"
     index.unlink(missing_ok=True)
-    for name in PIPELINE_FILES[1:]:
+    for name in PIPELINE_FILES:
         if (staging / name).is_dir():
             publish_folder(staging / name, output_dir / name)
         elif (staging / name).exists():

@@ -52,11 +52,9 @@ from .presets import preset_config, recipe_summary
 logger = get_logger(__name__)
 
 LOCK_FILENAME = ".lock"
-# Parameters whose name ends in one of these are embeddings or position tables: decaying them towards zero only
-# erases what they encode (ViT / U-ViT practice).
+# Embeddings and position tables: decaying them towards zero only erases what they encode (ViT / U-ViT practice).
 NO_DECAY_NAME_SUFFIXES = ("pos_embed", "class_embedding.weight", "mask_token")
-# x86 (AVX512-BF16, AMX) and Arm (FEAT_BF16) flags of /proc/cpuinfo for native bf16 arithmetic.
-NATIVE_BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}
+NATIVE_BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}  # x86 (AVX512-BF16, AMX) and Arm (FEAT_BF16) cpuinfo flags
 # The flags `build_train_dataset` takes as they are (its arguments of the same names).
 DATA_FLAGS = (
     "dataset_name dataset_config_name train_data_dir image_column label_column cache_dir resolution center_crop "
@@ -75,7 +73,6 @@ class Run:
     optimizer: torch.optim.Optimizer
     lr_scheduler: Any
     dataloader: Any
-    dataset: Any
     noise_scheduler: DDPMScheduler
     mask_generator: MaskGenerator | None
     max_train_steps: int
@@ -87,8 +84,18 @@ class Run:
         return self.accelerator.unwrap_model(self.model)
 
     @property
+    def dataset(self):
+        return self.dataloader.dataset
+
+    @property
     def output_dir(self) -> Path:
         return Path(self.config.output_dir)
+
+    @property
+    def grid_options(self) -> tuple:
+        """The arguments of `export.sample_grid` after the pipeline: images, steps, seed and sampler."""
+        c = self.config
+        return c.num_validation_images, c.validation_inference_steps, c.seed, c.validation_scheduler
 
 
 def setup(config: TrainingConfig) -> Run:
@@ -107,7 +114,6 @@ def setup(config: TrainingConfig) -> Run:
 
     # 2. The model source, and the checks that need it but not the data
     source = scheduler_config = None
-    preset = config.pretrained_model_name_or_path is None and config.model_config is None
     if config.pretrained_model_name_or_path is not None:
         source = resolve_pretrained_transformer(
             config.pretrained_model_name_or_path, config.init_from_ema, config.revision, config.cache_dir
@@ -123,19 +129,19 @@ def setup(config: TrainingConfig) -> Run:
     noise_scheduler = build_noise_scheduler(config, scheduler_config)
     mask_generator, checkpoint_bytes = _check_model_plan(config, model_config, accelerator.device)
 
-    # 3. Data, then the model
+    # 3. Data, then the model; a given model decides the channels (the data is converted to what it takes)
+    given = config.pretrained_model_name_or_path or config.model_config
     with accelerator.main_process_first():
         dataset = build_train_dataset(
             **{name: getattr(config, name) for name in DATA_FLAGS},
-            # A given model decides the channels: the data is converted to what it takes.
-            num_channels=config.num_channels or (None if preset else model_config.get("in_channels")),
+            num_channels=config.num_channels or (model_config.get("in_channels") if given else None),
         )
     num_classes = None if config.ignore_labels else dataset.num_classes
     if source is None:
         model_config = new_model_config(
             config.resolution, dataset.num_channels, num_classes, config.model_config, config.model_preset
         )
-    _check_model_fits_data(config, model_config, dataset, num_classes)
+    _check_model_fits_data(config, model_config, dataset.num_channels, num_classes)
     model = source.load() if source is not None else MaskedDiTModel.from_config(model_config)
     if source is not None:
         logger.info("Starting from the %s weights of %s", "EMA" if source.is_ema else "raw", source.name)
@@ -149,18 +155,12 @@ def setup(config: TrainingConfig) -> Run:
     # 5. Optimizer, data loader, schedule, EMA
     betas = (config.adam_beta1, config.adam_beta2)
     optimizer = build_optimizer(model, config.learning_rate, betas, config.adam_weight_decay, config.adam_epsilon)
-    dataloader = build_train_dataloader(
-        dataset, config.train_batch_size, seed=config.seed, num_workers=config.dataloader_num_workers
-    )
-    model, optimizer, dataloader = accelerator.prepare(model, optimizer, dataloader)
-    max_train_steps = config.max_train_steps or math.ceil(
-        config.num_epochs * len(dataloader) / config.gradient_accumulation_steps
-    )
-    lr_scheduler = accelerator.prepare(
-        get_scheduler(
-            config.lr_scheduler, optimizer, num_warmup_steps=config.lr_warmup_steps, num_training_steps=max_train_steps
-        )
-    )
+    options = dict(seed=config.seed, num_workers=config.dataloader_num_workers)
+    loader = build_train_dataloader(dataset, config.train_batch_size, **options)
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    steps = config.max_train_steps or math.ceil(config.num_epochs * len(loader) / config.gradient_accumulation_steps)
+    options = dict(num_warmup_steps=config.lr_warmup_steps, num_training_steps=steps)
+    lr_scheduler = accelerator.prepare(get_scheduler(config.lr_scheduler, optimizer, **options))
     ema_model = None
     if config.use_ema:
         transformer = accelerator.unwrap_model(model)
@@ -176,39 +176,24 @@ def setup(config: TrainingConfig) -> Run:
         ema_model.to(accelerator.device)
     register_checkpoint_hooks(accelerator, ema_model)
     if config.report_to != "none":
-        tracked = {k: v for k, v in asdict(config).items() if isinstance(v, (int, float, str, bool))}
-        tracked.pop("hub_token", None)
+        tracked = {
+            k: v for k, v in asdict(config).items() if isinstance(v, (int, float, str, bool)) and k != "hub_token"
+        }
         accelerator.init_trackers("train_masked_pretrain", config=tracked)
-    return Run(
-        config,
-        accelerator,
-        model,
-        ema_model,
-        optimizer,
-        lr_scheduler,
-        dataloader,
-        dataset,
-        noise_scheduler,
-        mask_generator,
-        max_train_steps,
-        repo_id,
-        lock,
-    )
+    built = (model, ema_model, optimizer, lr_scheduler, loader, noise_scheduler, mask_generator, steps, repo_id, lock)
+    return Run(config, accelerator, *built)
 
 
 def _build_accelerator(config: TrainingConfig) -> Accelerator:
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     has_accelerator = torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
     cpu = config.cpu or not (has_accelerator or torch.backends.mps.is_available())
-    # Emulated bf16 is slower than fp32 on a CPU: fp32 there, said in the log.
-    native_bf16 = not cpu or config.mixed_precision != "bf16" or cpu_supports_bf16()
+    emulated_bf16 = cpu and config.mixed_precision == "bf16" and not cpu_supports_bf16()
     accelerator = Accelerator(
         cpu=cpu,
-        mixed_precision=config.mixed_precision if native_bf16 else "no",
+        mixed_precision="no" if emulated_bf16 else config.mixed_precision,  # emulated bf16 is slower than fp32
         log_with=None if config.report_to == "none" else config.report_to,
-        project_config=ProjectConfiguration(
-            project_dir=config.output_dir, logging_dir=os.path.join(config.output_dir, config.logging_dir)
-        ),
+        project_config=ProjectConfiguration(config.output_dir, os.path.join(config.output_dir, config.logging_dir)),
         step_scheduler_with_optimizer=False,  # One schedule step per optimizer step, whatever the process count.
     )
     if not accelerator.is_local_main_process:
@@ -217,16 +202,11 @@ def _build_accelerator(config: TrainingConfig) -> Accelerator:
     if accelerator.device.type == "cpu":  # Each process gets its share of the cores (or `--num_cpu_threads`).
         local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes))
         torch.set_num_threads(config.num_cpu_threads or cpu_threads_per_process(local_processes))
-        if not native_bf16:
-            logger.warning(
-                "--mixed_precision bf16: this CPU has no native bf16 (AVX512-BF16, AMX or Arm BF16), where emulated "
-                "bf16 is slower than fp32: training in fp32."
-            )
+        if emulated_bf16:
+            logger.warning("--mixed_precision bf16: this CPU has no native bf16, training in fp32 (it is faster).")
         logger.info(
             "CPU training: %d thread(s) per process, %d process(es) here, precision %s",
-            torch.get_num_threads(),
-            local_processes,
-            accelerator.mixed_precision,
+            *(torch.get_num_threads(), local_processes, accelerator.mixed_precision),
             main_process_only=False,
         )
     return accelerator
@@ -235,11 +215,9 @@ def _build_accelerator(config: TrainingConfig) -> Accelerator:
 def cpu_supports_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
     """Whether the processor computes bf16 natively (`False` where `cpuinfo` cannot be read)."""
     try:
-        lines = Path(cpuinfo).read_text().splitlines()
+        return bool(NATIVE_BF16_FLAGS & set(Path(cpuinfo).read_text().split()))
     except OSError:
         return False
-    flags = {flag for line in lines if line.split(":")[0].strip() in ("flags", "Features") for flag in line.split()}
-    return bool(flags & NATIVE_BF16_FLAGS)
 
 
 def cpu_threads_per_process(num_local_processes: int) -> int:
@@ -353,34 +331,30 @@ def _check_model_plan(config: TrainingConfig, model_config: dict, device: torch.
         raise ValueError(f"{where} describes no valid model at --resolution {config.resolution}: {error}") from None
     names = ("mask_type", "mask_rate", "mask_block_size", "mask_crop_size")
     mask_generator = build_mask_generator(*(getattr(config, name) for name in names), rounding=config.mask_rounding)
-    masked = 0
-    if mask_generator is not None:
-        try:
+    try:
+        if mask_generator is not None:
             mask_generator.validate(model.grid_size)
-            masked = mask_generator.num_masked(model.grid_size)
-        except ValueError as error:
-            flags = " ".join(
-                f"--{name} {getattr(config, name)}" for name in names if getattr(config, name) is not None
-            )
-            raise ValueError(
-                f"the mask flags ({flags}) do not fit --resolution {config.resolution} with patch size "
-                f"{model.config.patch_size} ({model.grid_size}x{model.grid_size} patches): {error}"
-            ) from None
+    except ValueError as error:
+        flags = " ".join(f"--{name} {getattr(config, name)}" for name in names if getattr(config, name) is not None)
+        raise ValueError(
+            f"the mask flags ({flags}) do not fit --resolution {config.resolution} with patch size "
+            f"{model.config.patch_size} ({model.grid_size}x{model.grid_size} patches): {error}"
+        ) from None
+    masked = mask_generator.num_masked(model.grid_size) if mask_generator is not None else 0
 
-    # Memory of a step, roughly: weights, gradients, AdamW's two moments and the EMA (float32); ~40 floats per
+    # The memory of a step, roughly: weights, gradients, AdamW's two moments and the EMA (float32); ~40 floats per
     # token, width and block kept for the backward pass (attention, the 4x MLP, norms); five image-sized tensors.
     weights = 4 * sum(p.numel() for p in model.parameters())
     activations = 40 * (model.num_patches - masked) * model.config.hidden_size * model.config.num_layers
-    needed = weights * (4 + config.use_ema) + 4 * config.train_batch_size * (
-        activations + 5 * in_channels * config.resolution**2
-    )
+    images = 5 * in_channels * config.resolution**2
+    needed = weights * (4 + config.use_ema) + 4 * config.train_batch_size * (activations + images)
     if device.type == "cuda":
         available = torch.cuda.get_device_properties(device).total_memory
     elif device.type == "cpu" and hasattr(os, "sysconf"):
         available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     else:
-        available = None
-    if available is not None and needed > available:
+        available = math.inf
+    if needed > available:
         raise ValueError(
             f"--resolution={config.resolution} with --train_batch_size={config.train_batch_size} and this model "
             f"({weights / 4:.3g} parameters) needs about {needed / 2**30:.3g} GiB for a training step, but the "
@@ -390,31 +364,29 @@ def _check_model_plan(config: TrainingConfig, model_config: dict, device: torch.
     return mask_generator, weights * (3 + config.use_ema)  # weights, AdamW's two moments, EMA
 
 
-def _check_model_fits_data(config: TrainingConfig, model_config: dict, dataset, num_classes: int | None) -> None:
+def _check_model_fits_data(config: TrainingConfig, model_config: dict, channels: int, classes: int | None) -> None:
     """Raise a `ValueError` naming the flag when the (pre-trained) transformer cannot be trained on this data."""
     source = f"the transformer of --pretrained_model_name_or_path={config.pretrained_model_name_or_path!r}"
-    if model_config["in_channels"] != dataset.num_channels:
+    in_channels, model_classes = model_config["in_channels"], model_config.get("num_class_embeds")
+    if in_channels != channels:
         raise ValueError(
-            f"{source} takes in_channels={model_config['in_channels']} but the data has {dataset.num_channels} "
-            f"channel(s): pass --num_channels {model_config['in_channels']}."
+            f"{source} takes in_channels={in_channels} but the data has {channels} channel(s): pass --num_channels "
+            f"{in_channels}."
         )
-    if (model_config.get("out_channels") or model_config["in_channels"]) != model_config["in_channels"]:
+    if (model_config.get("out_channels") or in_channels) != in_channels:
         raise ValueError(
-            f"{source} predicts out_channels={model_config['out_channels']} for {model_config['in_channels']} input "
-            "channels (learned variance), which this script does not train: use out_channels = in_channels."
+            f"{source} predicts out_channels={model_config['out_channels']} for {in_channels} input channels (learned "
+            "variance), which this script does not train: use out_channels = in_channels."
         )
-    model_classes = model_config.get("num_class_embeds")
-    if model_classes != num_classes:
+    if model_classes != classes:
         if model_classes is None:
             fix = "pass --ignore_labels to train it unconditionally"
-        elif num_classes is None:
+        elif classes is None:
             fix = "train on data with the same classes (--label_column, or class sub-folders in --train_data_dir)"
         else:
             fix = "train on data with the same number of classes, or pass --ignore_labels with an unconditional model"
-        raise ValueError(
-            f"{source} has num_class_embeds={model_classes} but the data has "
-            f"{'no class labels' if num_classes is None else f'{num_classes} classes'}: {fix}."
-        )
+        data = "no class labels" if classes is None else f"{classes} classes"
+        raise ValueError(f"{source} has num_class_embeds={model_classes} but the data has {data}: {fix}.")
 
 
 def _on_main(accelerator: Accelerator, function, *args, share: bool = False):
@@ -442,7 +414,7 @@ def _create_hub_repo(config: TrainingConfig) -> str:
     try:
         return create_repo(repo_id, exist_ok=True, private=config.hub_private_repo, token=config.hub_token).repo_id
     except Exception as error:  # Offline, unauthorised, a bad id: all mean no push, so no training.
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        reason = (str(error).strip().splitlines() or [""])[0]
         raise ValueError(
             f"--push_to_hub: the Hub repo {repo_id!r} could not be created ({type(error).__name__}: {reason}). Fix: "
             "log in (`hf auth login`) or pass --hub_token, check the connection and --hub_model_id, or drop "
@@ -452,12 +424,9 @@ def _create_hub_repo(config: TrainingConfig) -> str:
 
 def claim_output_dir(config: TrainingConfig, required_bytes: int = 0) -> IO | None:
     """
-    Make `--output_dir` this run's: with room for a checkpoint and the pipeline, locked (one run per folder;
-    the OS drops the lock when the process ends, however it ends), and holding no other run's checkpoints unless this
-    run resumes them or `--overwrite_output_dir` deletes them. Returns the open lock file, to keep while training.
-
-    Raises:
-        `ValueError`: naming `--output_dir`, what is wrong and the fix.
+    Make `--output_dir` this run's: room for a checkpoint and the pipeline, a lock (one run per folder; the OS drops
+    it when the process ends, however it ends), and no other run's checkpoints unless this run resumes them or
+    `--overwrite_output_dir` deletes them. Returns the open lock file, to keep while training.
     """
     output_dir = existing = Path(config.output_dir)
     while not existing.exists():  # `validate_args` made sure it is a writable folder, or can be created in one.

@@ -116,11 +116,9 @@ def make_diffusion_inputs(
         target = noise_scheduler.get_velocity(clean, noise, timesteps)
     else:
         target = clean if prediction_type == "sample" else noise
-
-    mask = None
-    if mask_generator is not None:
-        mask = mask_generator(batch_size, grid_size, generator=generator, device=device)
-
+    mask = (
+        None if mask_generator is None else mask_generator(batch_size, grid_size, generator=generator, device=device)
+    )
     if class_labels is not None and class_dropout_prob > 0:
         drop = torch.rand(batch_size, generator=generator, device=generator.device).to(device) < class_dropout_prob
         class_labels = torch.where(drop, torch.full_like(class_labels, null_class_label), class_labels)
@@ -159,7 +157,7 @@ def train(run: Run, state: TrainingState) -> None:
     batches = _resumable_batches(run.dataloader, accelerator, state.epoch, state.position)
     disable = not accelerator.is_local_main_process
     progress_bar = tqdm(total=run.max_train_steps, initial=state.global_step, desc="Steps", disable=disable)
-    fid_cache = {}
+    fid_cache, label_dropout = {}, (config.class_dropout_prob, transformer.null_class_label)
     model.train()
     while state.global_step < run.max_train_steps:
         start = time.perf_counter()
@@ -176,14 +174,7 @@ def train(run: Run, state: TrainingState) -> None:
             )
             labels = batch.get("class_labels") if transformer.config.num_class_embeds else None
             inputs = make_diffusion_inputs(
-                clean,
-                run.noise_scheduler,
-                generator,
-                run.mask_generator,
-                grid_size,
-                labels,
-                config.class_dropout_prob,
-                transformer.null_class_label,
+                clean, run.noise_scheduler, generator, run.mask_generator, grid_size, labels, *label_dropout
             )
             with contextlib.nullcontext() if micro_step == accumulation - 1 else accelerator.no_sync(model):
                 loss = diffusion_loss(model, inputs)
@@ -278,10 +269,8 @@ def _nonfinite_error(run: Run, state: TrainingState, checkpoint) -> NonFiniteLos
 
 
 def _resumable_batches(dataloader, accelerator: Accelerator, epoch: int, position: int) -> Iterator[tuple]:
-    """
-    Endless `(epoch, position after this batch, batch)` from `(epoch, position)`. The data order of an epoch is a
-    function of the seed and the epoch, so skipping the first `position` batches resumes exactly.
-    """
+    """Endless `(epoch, position after this batch, batch)` from `(epoch, position)`: an epoch's data order is a
+    function of the seed and the epoch, so skipping the first `position` batches resumes exactly."""
     while True:
         dataloader.set_epoch(epoch)
         loader = accelerator.skip_first_batches(dataloader, position) if position else dataloader
@@ -297,21 +286,12 @@ def _all_finite(accelerator: Accelerator, value: torch.Tensor) -> bool:
     return bool(flag.min().item() == 1.0)
 
 
-def _sampling_pipeline(run: Run, scheduler=None):
+def _validation_grid(run: Run, step: int) -> None:
     from ..pipelines import MaskedDDPMPipeline
 
-    return MaskedDDPMPipeline(transformer=run.transformer, scheduler=scheduler or run.noise_scheduler)
-
-
-def _validation_grid(run: Run, step: int) -> None:
     with ema_weights(run.transformer, run.ema_model):
-        grid = sample_grid(
-            _sampling_pipeline(run),
-            run.config.num_validation_images,
-            run.config.validation_inference_steps,
-            run.config.seed,
-            run.config.validation_scheduler,
-        )
+        pipeline = MaskedDDPMPipeline(transformer=run.transformer, scheduler=run.noise_scheduler)
+        grid = sample_grid(pipeline, *run.grid_options)
     (run.output_dir / "samples").mkdir(exist_ok=True)
     grid.save(run.output_dir / "samples" / f"step-{step:06d}.png")
     log_grid(run.accelerator, grid, step)
@@ -320,26 +300,20 @@ def _validation_grid(run: Run, step: int) -> None:
 def _evaluate_fid(run: Run, step: int, cache: dict) -> None:
     """FID-N against the training data (reference statistics cached by `diffusers_maskdm.evaluation`), sampled as the
     grids are (`--validation_scheduler`), so that FID scores what the grids show."""
-    from ..evaluation import compute_fid_for_pipeline, load_feature_extractor
-    from ..evaluation.reference_stats import reference_statistics_for_training_data
+    from ..evaluation import compute_fid_for_pipeline, load_feature_extractor, reference_statistics_for_training_data
+    from ..pipelines import MaskedDDPMPipeline
 
     config = run.config
     if not cache:
         cache["extractor"] = load_feature_extractor("fid-helper", device=run.accelerator.device)
+        data = ("dataset_name", "dataset_config_name", "train_data_dir", "image_column", "num_channels", "resolution")
         cache["reference"] = reference_statistics_for_training_data(
-            cache["extractor"],
-            resolution=config.resolution,
-            dataset_name=config.dataset_name,
-            dataset_config_name=config.dataset_config_name,
-            train_data_dir=config.train_data_dir,
-            image_column=config.image_column,
-            num_channels=config.num_channels,
-            data_cache_dir=config.cache_dir,
-            progress=True,
+            cache["extractor"], **{name: getattr(config, name) for name in data}, data_cache_dir=config.cache_dir
         )
     with ema_weights(run.transformer, run.ema_model):
+        sampler = grid_sampler(run.noise_scheduler.config, config.validation_scheduler)
         fid = compute_fid_for_pipeline(
-            _sampling_pipeline(run, grid_sampler(run.noise_scheduler.config, config.validation_scheduler)),
+            MaskedDDPMPipeline(transformer=run.transformer, scheduler=sampler),
             cache["reference"],
             cache["extractor"],
             num_samples=config.eval_fid_num_images,

@@ -23,11 +23,11 @@ import copy
 from typing import Any
 
 
-# The official network's choices (`mlp_time_embed: False`, `qkv_bias: False`, `nn.GELU`, a position for the time
-# token, truncated-normal initialisation); an odd `num_layers` gives U-ViT's middle block.
+# The official network (`models/mask_uvit.py`): 13 blocks with U-ViT's long skips and middle block, patch 4,
+# `mlp_time_embed: False`, `qkv_bias: False`, `nn.GELU`, a position for the time token, truncated-normal init.
 _OFFICIAL_NETWORK = {
-    "mlp_ratio": 4.0, "use_time_mlp": False, "attention_bias": False, "activation_fn": "gelu",
-    "condition_token_positions": True, "weight_init": "trunc_normal",
+    "patch_size": 4, "num_layers": 13, "mlp_ratio": 4.0, "use_time_mlp": False, "attention_bias": False,
+    "activation_fn": "gelu", "condition_token_positions": True, "weight_init": "trunc_normal",
 }  # fmt: skip
 
 MODEL_PRESETS: dict[str, dict[str, Any]] = {
@@ -38,13 +38,10 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
     "base": {"hidden_size": 768, "num_layers": 17, "num_attention_heads": 12, "mlp_ratio": 4.0},
     # The official networks: CelebA 64 (the mask ablations), CelebA-HQ 256, and the 512-wide one at 256 px of the
     # VGGFace2 pre-training and few-shot transfer configs.
-    "maskdm-celeba-64": {"sample_size": 64, "patch_size": 4, "hidden_size": 512, "num_layers": 13,
-                         "num_attention_heads": 8, **_OFFICIAL_NETWORK},
-    "maskdm-celebahq-256": {"sample_size": 256, "patch_size": 4, "hidden_size": 768, "num_layers": 13,
-                            "num_attention_heads": 12, **_OFFICIAL_NETWORK},
-    "maskdm-small-256": {"sample_size": 256, "patch_size": 4, "hidden_size": 512, "num_layers": 13,
-                         "num_attention_heads": 8, **_OFFICIAL_NETWORK},
-}  # fmt: skip
+    "maskdm-celeba-64": {"sample_size": 64, "hidden_size": 512, "num_attention_heads": 8, **_OFFICIAL_NETWORK},
+    "maskdm-celebahq-256": {"sample_size": 256, "hidden_size": 768, "num_attention_heads": 12, **_OFFICIAL_NETWORK},
+    "maskdm-small-256": {"sample_size": 256, "hidden_size": 512, "num_attention_heads": 8, **_OFFICIAL_NETWORK},
+}
 """`MaskedDiTModel` arguments by preset name; size presets take the patch size from the resolution."""
 
 
@@ -85,37 +82,29 @@ def preset_config(
 # The official recipes, one per training config of the official code. Each sets existing flags; a flag given on the
 # command line wins. Shared by all: AdamW betas (0.99, 0.99), weight decay 0.03, noise prediction over 1000 steps,
 # and the official EMA: decay 0.999 updated every step, warmed up as its EMA library (ema-pytorch) does by default,
-# 1 - (1 + step)^(-2/3), which reaches 0.999 after about 31,600 steps.
-_OFFICIAL_OPTIMISATION = {
-    "adam_beta1": 0.99, "adam_beta2": 0.99, "adam_weight_decay": 0.03, "use_ema": True, "ema_decay": 0.999,
-    "ema_inv_gamma": 1.0, "ema_power": 2 / 3, "prediction_type": "epsilon", "ddpm_num_steps": 1000,
-}  # fmt: skip
-_OFFICIAL_MASKS = {"mask_type": "block", "mask_rate": 0.9, "mask_block_size": 4, "mask_rounding": "floor"}
-# `clip_grad: null` in an official config: no clipping. A norm no sound run reaches never clips (the norm is still
-# logged); the flags take finite numbers only.
+# 1 - (1 + step)^(-2/3), which reaches 0.999 after about 31,600 steps. `clip_grad: null` in an official config (no
+# clipping) is `NO_CLIPPING`: a norm no sound run reaches never clips (the norm is still logged; flags are finite).
 NO_CLIPPING = 1e9
+_OFFICIAL = {
+    "learning_rate": 2e-4, "lr_scheduler": "constant", "lr_warmup_steps": 0, "adam_beta1": 0.99, "adam_beta2": 0.99,
+    "adam_weight_decay": 0.03, "use_ema": True, "ema_decay": 0.999, "ema_inv_gamma": 1.0, "ema_power": 2 / 3,
+    "prediction_type": "epsilon", "ddpm_num_steps": 1000,
+}  # fmt: skip
+_AT_64 = {"resolution": 64, "max_grad_norm": NO_CLIPPING, "ddpm_beta_schedule": "linear", **_OFFICIAL}
+_AT_256 = {"resolution": 256, "max_grad_norm": 1.0, "ddpm_beta_schedule": "squaredcos_cap_v2", **_OFFICIAL}
+_MASKS = {"mask_type": "block", "mask_rate": 0.9, "mask_block_size": 4, "mask_rounding": "floor"}
 
 RECIPES: dict[str, dict[str, Any]] = {
-    # configs/ablation/msm/block4/celeba_90p.yml; the other mask ablations differ only in the mask flags.
-    "maskdm-pretrain-64": {"resolution": 64, **_OFFICIAL_MASKS, "learning_rate": 2e-4, "lr_scheduler": "constant",
-                           "lr_warmup_steps": 0, "max_grad_norm": NO_CLIPPING, "ddpm_beta_schedule": "linear",
-                           **_OFFICIAL_OPTIMISATION},
-    # configs/ablation/celeba_small.yml
-    "maskdm-finetune-64": {"resolution": 64, "mask_rate": 0.0, "learning_rate": 2e-4, "lr_scheduler": "constant",
-                           "lr_warmup_steps": 0, "max_grad_norm": NO_CLIPPING, "ddpm_beta_schedule": "linear",
-                           **_OFFICIAL_OPTIMISATION},
+    "maskdm-pretrain-64": {**_AT_64, **_MASKS},  # configs/ablation/msm/block4/celeba_90p.yml (and the other masks')
+    "maskdm-finetune-64": {**_AT_64, "mask_rate": 0.0},  # configs/ablation/celeba_small.yml
     # configs/celebahq_base_90p.yml and configs/transfer/vggface2_small_90p.yml
-    "maskdm-pretrain-256": {"resolution": 256, **_OFFICIAL_MASKS, "learning_rate": 2e-4, "lr_scheduler": "constant",
-                            "lr_warmup_steps": 0, "max_grad_norm": 1.0, "ddpm_beta_schedule": "squaredcos_cap_v2",
-                            **_OFFICIAL_OPTIMISATION},
+    "maskdm-pretrain-256": {**_AT_256, **_MASKS},
     # configs/celebahq_base.yml
-    "maskdm-finetune-256": {"resolution": 256, "mask_rate": 0.0, "learning_rate": 1e-5,
-                            "lr_scheduler": "constant_with_warmup", "lr_warmup_steps": 5000, "max_grad_norm": 1.0,
-                            "ddpm_beta_schedule": "squaredcos_cap_v2", **_OFFICIAL_OPTIMISATION},
+    "maskdm-finetune-256": {**_AT_256, "mask_rate": 0.0, "learning_rate": 1e-5,
+                            "lr_scheduler": "constant_with_warmup", "lr_warmup_steps": 5000},
     # configs/transfer/celebahq_small_0.1.yml
-    "maskdm-transfer-256": {"resolution": 256, "mask_rate": 0.0, "random_flip": True, "learning_rate": 5e-5,
-                            "lr_scheduler": "constant", "lr_warmup_steps": 0, "max_grad_norm": NO_CLIPPING,
-                            "ddpm_beta_schedule": "squaredcos_cap_v2", **_OFFICIAL_OPTIMISATION},
+    "maskdm-transfer-256": {**_AT_256, "mask_rate": 0.0, "random_flip": True, "learning_rate": 5e-5,
+                            "max_grad_norm": NO_CLIPPING},
 }  # fmt: skip
 """The flag values of each official recipe (`--recipe`), by the destination names of the training script's flags."""
 

@@ -41,15 +41,8 @@ def _read_json(path: Path) -> dict:
 
 @dataclass
 class TransformerSource:
-    """A transformer to load: `MaskedDiTModel.from_pretrained(folder, subfolder=subfolder, variant=variant)`.
-
-    Attributes:
-        folder (`str`): a local folder (a Hub repo is downloaded first).
-        subfolder (`str` or `None`): `"transformer"`, `"transformer_ema"` or `None` for a bare model folder.
-        variant (`str` or `None`): `"non_ema"` for the raw weights of an EMA run.
-        name (`str`): what the user passed, for messages and the model card's `base_model`.
-        is_ema (`bool`): whether the weights are EMA weights.
-    """
+    """A transformer to load: `MaskedDiTModel.from_pretrained(folder, subfolder=subfolder, variant=variant)`, `folder`
+    local (a Hub repo is downloaded first); `name` is what the user passed, `is_ema` whether the weights are EMA's."""
 
     folder: str
     subfolder: str | None
@@ -123,19 +116,20 @@ def resolve_pretrained_transformer(
             f"transformer/config.json or config.json with _class_name {MODEL_CLASS_NAME!r}). Fix: pass the output "
             "folder (or a checkpoint-<step>) of train_masked_pretrain.py, or a saved MaskedDDPMPipeline."
         )
-    if not init_from_ema:
+    has_ema = _class_name(folder / EMA_SUBFOLDER) == MODEL_CLASS_NAME
+    if init_from_ema and not (has_ema or has_non_ema):
+        raise ValueError(
+            f"--init_from_ema: {name_or_path!r} holds no weights known to be EMA weights (no {EMA_SUBFOLDER}/, and no "
+            f"{NON_EMA_WEIGHTS_NAME} beside the transformer's weights). Fix: drop --init_from_ema to start from the "
+            "transformer's weights as they are (a pipeline saved from an EMA run without its raw weights already "
+            "holds EMA weights)."
+        )
+    if init_from_ema:
+        subfolder = EMA_SUBFOLDER if has_ema else TRANSFORMER_SUBFOLDER
+    else:
         subfolder = TRANSFORMER_SUBFOLDER if has_transformer else None
-        return TransformerSource(str(folder), subfolder, NON_EMA_VARIANT if has_non_ema else None, name_or_path, False)
-    if _class_name(folder / EMA_SUBFOLDER) == MODEL_CLASS_NAME:
-        return TransformerSource(str(folder), EMA_SUBFOLDER, None, name_or_path, is_ema=True)
-    if has_non_ema:
-        return TransformerSource(str(folder), TRANSFORMER_SUBFOLDER, None, name_or_path, is_ema=True)
-    raise ValueError(
-        f"--init_from_ema: {name_or_path!r} holds no weights known to be EMA weights (no {EMA_SUBFOLDER}/, and no "
-        f"{NON_EMA_WEIGHTS_NAME} beside the transformer's weights). Fix: drop --init_from_ema to start from the "
-        "transformer's weights as they are (a pipeline saved from an EMA run without its raw weights already holds "
-        "EMA weights)."
-    )
+    variant = NON_EMA_VARIANT if has_non_ema and not init_from_ema else None
+    return TransformerSource(str(folder), subfolder, variant, name_or_path, init_from_ema)
 
 
 def read_model_config_file(path: str | os.PathLike) -> dict[str, Any]:
@@ -151,11 +145,11 @@ def read_model_config_file(path: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(f"--model_config={str(path)!r} cannot be read ({error.strerror or error}).") from error
     except ValueError as error:
         raise ValueError(f"--model_config={str(path)!r} is not valid JSON ({error}).") from error
-    if not isinstance(config, dict):
-        raise ValueError(f"--model_config={str(path)!r} must hold a JSON object of MaskedDiTModel arguments.")
-    if config.get("_class_name", MODEL_CLASS_NAME) != MODEL_CLASS_NAME:
+    kind = config.get("_class_name", MODEL_CLASS_NAME) if isinstance(config, dict) else type(config).__name__
+    if kind != MODEL_CLASS_NAME:
         raise ValueError(
-            f"--model_config={str(path)!r} describes a {config['_class_name']!r}, not a {MODEL_CLASS_NAME!r}."
+            f"--model_config={str(path)!r} describes a {kind!r}: it must hold a JSON object of {MODEL_CLASS_NAME} "
+            "arguments."
         )
     return {key: value for key, value in config.items() if not key.startswith("_")}
 

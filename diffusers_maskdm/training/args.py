@@ -35,7 +35,6 @@ from .presets import MODEL_PRESETS, RECIPES, apply_recipe, explicit_flags
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
 VALIDATION_SCHEDULERS = ("ddpm", "ddim", "dpmsolver++")  # see `export.GRID_SCHEDULERS`
-REPORT_TO = ("tensorboard", "wandb", "all", "none")
 # The range of a flag, `(test, what the message says)`, checked by `validate_args` (a flag left out is `None`).
 POSITIVE = (lambda value: value > 0, "must be positive")
 POSITIVE_INT = (lambda value: value >= 1, "must be a positive integer (or left out)")
@@ -45,9 +44,10 @@ AT_LEAST_2 = (lambda value: value >= 2, "must be at least 2")
 UNIT_OPEN = (lambda value: 0 < value < 1, "must be in (0, 1), e.g. 0.9999")
 
 
-def flag(default: Any = None, help: str = "", check: tuple | None = None, **argparse_options) -> Any:
-    """A `TrainingConfig` field that is also a flag: its default, help, range `check` and `add_argument` options."""
-    return dataclasses.field(default=default, metadata={"help": help, "check": check, **argparse_options})
+def flag(default: Any = None, help: str = "", check: tuple | None = None, **options) -> Any:
+    """A `TrainingConfig` field that is a flag: default, help, range `check`, the `--help` `group` it opens, and
+    `add_argument` options."""
+    return dataclasses.field(default=default, metadata={"help": help, "check": check, **options})
 
 
 @dataclasses.dataclass
@@ -57,12 +57,10 @@ class TrainingConfig:
     typed, checked by `validate_args`. `recipe_values` holds the resolved values of `--recipe` (`{}` without one).
     """
 
-    # Data
-    dataset_name: str | None = flag(help="A Hub dataset (anything `load_dataset` takes).")
+    dataset_name: str | None = flag(help="A Hub dataset (anything `load_dataset` takes).", group="data")
     dataset_config_name: str | None = flag(help="The config of --dataset_name.")
     train_data_dir: str | None = flag(
-        help="A local image folder (class sub-folders become labels). Without it and --dataset_name: the embedded "
-        "Twemoji default (4,009 emoji, CC-BY 4.0)."
+        help="A local image folder (sub-folders = labels). Default: the embedded Twemoji (4,009 emoji, CC-BY 4.0)."
     )
     image_column: str | None = flag(help="The image column (default: the first one).")
     label_column: str | None = flag(help="The class-label column.")
@@ -73,42 +71,42 @@ class TrainingConfig:
     num_channels: int | None = flag(help="1 (grayscale) or 3 (RGB); default: the data's.", choices=(1, 3))
     max_train_samples: int | None = flag(help="Train on this many images (few-shot).", check=POSITIVE_INT)
     ignore_labels: bool = flag(False, "Train unconditionally even on labelled data.")
-    dataloader_num_workers: int = flag(0, "DataLoader worker processes.", check=NON_NEGATIVE)
-    # Model
+    dataloader_num_workers: int = flag(0, "DataLoader worker processes.", NON_NEGATIVE)
     pretrained_model_name_or_path: str | None = flag(
-        help="Start from this MaskDM transformer: an output folder or checkpoint of this script, or a Hub repo id."
+        help="Start from this MaskDM transformer: an output folder or checkpoint of this script, or a Hub repo id.",
+        group="model",
     )
     revision: str | None = flag(help="Hub revision of --pretrained_model_name_or_path.")
     init_from_ema: bool = flag(False, "Start from the EMA weights of the source.")
     model_config: str | None = flag(help="A JSON file of MaskedDiTModel arguments.")
     model_preset: str | None = flag(
-        help="tiny (CPU), small (512 wide, 13 blocks), base (768, 17), or an official MaskDM network: "
-        "maskdm-celeba-64, maskdm-celebahq-256, maskdm-small-256 (see docs/training.md). Default: small.",
+        help="tiny (CPU), small (512 wide, 13 blocks), base (768, 17), or an official MaskDM network (see "
+        "docs/training.md). Default: small.",
         choices=sorted(MODEL_PRESETS),
     )
     gradient_checkpointing: bool = flag(False, "Trade compute for memory.")
-    # Masks: `mask_rate` 0 means fine-tuning on full images
-    mask_type: str = flag("block", "How patches are masked.", choices=MASK_KINDS)
+    mask_type: str = flag("block", "How patches are masked.", choices=MASK_KINDS, group="masked pre-training")
     mask_rate: float = flag(
         None,
-        "Share of patches dropped; 0 = fine-tuning on full images. Default: 0.9 for a new model, 0 with "
-        "--pretrained_model_name_or_path (pass --mask_rate 0.9 there to continue masked pre-training).",
+        "Share of patches dropped; 0 = fine-tuning. Default: 0.9 for a new model, 0 with "
+        "--pretrained_model_name_or_path (pass 0.9 there to continue masked pre-training).",
         FRACTION,
     )
     mask_block_size: int | None = flag(help="Block side in patches (block masks; 2).", check=POSITIVE_INT)
     mask_crop_size: int | None = flag(help="Visible window side in patches (crop masks).", check=POSITIVE_INT)
-    mask_rounding: str = flag(
-        "nearest", "Masked count: nearest to the rate, or floor (the official code's).", choices=MASK_ROUNDINGS
+    mask_rounding: str = flag("nearest", "Masked count: nearest, or floor (the official).", choices=MASK_ROUNDINGS)
+    prediction_type: str | None = flag(
+        help="The target.",
+        choices=PREDICTION_TYPES,
+        group="diffusion (default: pre-trained's, else epsilon/1000/linear)",
     )
-    # Diffusion: `None` takes the pre-trained pipeline's setting, else the default (see `setup`)
-    prediction_type: str | None = flag(help="The target.", choices=PREDICTION_TYPES)
     ddpm_num_steps: int | None = flag(help="Diffusion steps.", check=POSITIVE_INT)
     ddpm_beta_schedule: str | None = flag(help="The noise schedule.", choices=BETA_SCHEDULES)
-    # Optimisation
     recipe: str | None = flag(
-        help="An official MaskDM recipe: sets optimiser, EMA, LR schedule, clipping, noise schedule, resolution and "
-        "masks; flags given explicitly still win (see docs/training.md).",
+        help="An official MaskDM recipe (optimiser, EMA, LR schedule, clipping, noise schedule, resolution, masks); "
+        "explicit flags win (see docs/training.md).",
         choices=sorted(RECIPES),
+        group="optimisation",
     )
     recipe_values: dict = dataclasses.field(default_factory=dict)  # not a flag
     train_batch_size: int = flag(16, "Batch size per process.", POSITIVE)
@@ -128,17 +126,12 @@ class TrainingConfig:
     ema_inv_gamma: float = flag(1.0, "EMA warm-up inverse gamma.", POSITIVE)
     ema_power: float = flag(3 / 4, "EMA warm-up power.", POSITIVE)
     class_dropout_prob: float = flag(0.1, "Chance of the null label (classifier-free guidance).", FRACTION)
-    max_consecutive_nonfinite_steps: int = flag(
-        10, "Non-finite losses are skipped; stop (after saving) when this many come in a row.", POSITIVE
-    )
+    max_consecutive_nonfinite_steps: int = flag(10, "Stop (saved) after N non-finite steps in a row.", POSITIVE)
     seed: int = flag(0, "Seeds the model, data order, noise and masks.", NON_NEGATIVE)
-    # Run
-    output_dir: str = flag("maskdm-model", "Checkpoints, logs and the pipeline.")
-    overwrite_output_dir: bool = flag(
-        False, "Start afresh in an --output_dir that holds another run's checkpoints (they are deleted)."
-    )
+    output_dir: str = flag("maskdm-model", "Checkpoints, logs and the pipeline.", group="run")
+    overwrite_output_dir: bool = flag(False, "Start afresh in a folder with another run's checkpoints (deleted).")
     logging_dir: str = flag("logs", "TensorBoard folder, inside --output_dir.")
-    report_to: str = flag("tensorboard", "Where to log.", choices=REPORT_TO)
+    report_to: str = flag("tensorboard", "Where to log.", choices=("tensorboard", "wandb", "all", "none"))
     mixed_precision: str | None = flag(help="Default: accelerate's.", choices=("no", "fp16", "bf16"))
     cpu: bool = flag(False, "Train on the CPU even when a GPU is there.")
     num_cpu_threads: int | None = flag(help="Threads per process (default: all cores).", check=POSITIVE_INT)
@@ -148,11 +141,7 @@ class TrainingConfig:
     validation_steps: int | None = flag(help="Save a sample grid every N steps.", check=POSITIVE_INT)
     num_validation_images: int = flag(16, "Images in a sample grid.", POSITIVE)
     validation_inference_steps: int = flag(50, "Sampling steps of the sample grids.", POSITIVE)
-    validation_scheduler: str = flag(
-        "ddpm",
-        "Sampler of the sample grids: ddpm (ancestral), ddim (eta 0, no clipping) or dpmsolver++.",
-        choices=VALIDATION_SCHEDULERS,
-    )
+    validation_scheduler: str = flag("ddpm", "Grid sampler (ddim: eta 0, unclipped).", choices=VALIDATION_SCHEDULERS)
     eval_fid_steps: int | None = flag(help="Compute FID every N steps (main process).", check=POSITIVE_INT)
     eval_fid_num_images: int = flag(1000, "The N of FID-N.", AT_LEAST_2)
     push_to_hub: bool = flag(False, "Push the final pipeline and its card to the Hub.")
@@ -166,17 +155,6 @@ class TrainingConfig:
         return "pretrain" if self.mask_rate > 0 else "finetune"
 
 
-# The flag groups of `--help`, by their first field.
-_GROUPS = {
-    "dataset_name": "data",
-    "pretrained_model_name_or_path": "model",
-    "mask_type": "masked pre-training",
-    "prediction_type": "diffusion (default: the pre-trained pipeline's, else epsilon / 1000 / linear)",
-    "recipe": "optimisation",
-    "output_dir": "run",
-}
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the training script: one flag per field of `TrainingConfig` (see docs/training.md)."""
     parser = argparse.ArgumentParser(
@@ -187,13 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     for field in dataclasses.fields(TrainingConfig):
-        if field.name in _GROUPS:
-            group = parser.add_argument_group(_GROUPS[field.name])
         if "help" not in field.metadata:
             continue
-        options = dict(field.metadata)
-        del options["check"]
-        names = (f"--{field.name}", *options.pop("aliases", ()))
+        options = {key: value for key, value in field.metadata.items() if key not in ("check", "group", "aliases")}
+        if "group" in field.metadata:
+            group = parser.add_argument_group(field.metadata["group"])
+        names = (f"--{field.name}", *field.metadata.get("aliases", ()))
         if field.type is bool:
             group.add_argument(*names, dest=field.name, action="store_true", **options)
         else:
@@ -242,10 +219,7 @@ def validate_args(config: TrainingConfig) -> None:
 
     check_data_source(c.dataset_name, c.train_data_dir)
     check_output_outside_data(c.output_dir, c.train_data_dir)
-    # Model source
-    sources = [
-        f"--{name}" for name in ("pretrained_model_name_or_path", "model_config", "model_preset") if getattr(c, name)
-    ]
+    sources = [f"--{n}" for n in ("pretrained_model_name_or_path", "model_config", "model_preset") if getattr(c, n)]
     if len(sources) > 1:
         raise ValueError(
             f"{' and '.join(sources)} both given: a run starts from a pre-trained transformer OR builds a new one from "
@@ -255,7 +229,6 @@ def validate_args(config: TrainingConfig) -> None:
         raise ValueError(
             "--init_from_ema needs --pretrained_model_name_or_path (the model whose EMA weights to start from)."
         )
-    # Masks
     for name, kind in (("mask_block_size", "block"), ("mask_crop_size", "crop")):
         if getattr(c, name) is not None and c.mask_type != kind:
             raise ValueError(

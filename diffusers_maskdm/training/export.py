@@ -17,11 +17,9 @@ with `model_index.json` last: a kill leaves no `model_index.json` or a complete 
 """
 
 import contextlib
-import math
 import os
 import shutil
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import PIL.Image
@@ -74,8 +72,8 @@ def export(run: Run, state: TrainingState) -> Path:
             "fine-tuned from": hub_id or (name and "a local checkpoint"),
         }
         training = {key: value for key, value in training.items() if value is not None}
-        card = (run.repo_id or config.hub_model_id, training, hub_id)
-        grid = save_pipeline(run.output_dir, transformer, run.noise_scheduler, run.ema_model, *card, *run.grid_options)
+        card = dict(repo_id=run.repo_id or config.hub_model_id, training=training, base_model=hub_id)
+        grid = save_pipeline(run.output_dir, transformer, run.noise_scheduler, run.ema_model, run.grid_options, **card)
         log_grid(accelerator, grid, state.global_step)
         logger.info("Saved the MaskedDDPMPipeline, its model card and samples.png in %s", run.output_dir)
         if run.repo_id is not None:
@@ -113,18 +111,16 @@ def grid_sampler(scheduler_config, name: str = "ddpm"):
 def sample_grid(
     pipeline, num_images: int = 16, num_inference_steps: int = 50, seed: int = 0, scheduler: str = "ddpm"
 ) -> PIL.Image.Image:
-    """A grid of `num_images` samples of the `scheduler` sampler (a `GRID_SCHEDULERS` name), with a progress bar,
-    scaled up (nearest) to at least 512 px wide; a class-conditional model cycles through its classes."""
+    """A grid of `num_images` samples of the `scheduler` sampler (a `GRID_SCHEDULERS` name), with a progress bar; a
+    class-conditional model cycles through its classes."""
     from ..hub import make_sample_grid
 
     num_classes = pipeline.transformer.config.num_class_embeds
     class_labels = [i % num_classes for i in range(num_images)] if num_classes else None
-    sampler = grid_sampler(pipeline.scheduler.config, scheduler)
     pipeline.set_progress_bar_config(desc="Sample grid", leave=False)
+    sampler = grid_sampler(pipeline.scheduler.config, scheduler)
     options = dict(num_inference_steps=num_inference_steps, seed=seed, class_labels=class_labels, scheduler=sampler)
-    grid = make_sample_grid(pipeline, num_images=num_images, **options)
-    scale = math.ceil(512 / grid.width)
-    return grid.resize((grid.width * scale, grid.height * scale), PIL.Image.NEAREST) if scale > 1 else grid
+    return make_sample_grid(pipeline, num_images=num_images, **options)
 
 
 def log_grid(accelerator, grid: PIL.Image.Image, step: int) -> None:
@@ -139,22 +135,15 @@ def save_pipeline(
     transformer,
     noise_scheduler: DDPMScheduler,
     ema_model=None,
+    grid_options: tuple = (16, 50, 0, "ddpm"),
     repo_id: str | None = None,
-    training: dict[str, Any] | None = None,
-    base_model: str | None = None,
-    num_grid_images: int = 16,
-    grid_inference_steps: int = 50,
-    seed: int = 0,
-    grid_scheduler: str = "ddpm",
+    **card_kwargs,
 ) -> PIL.Image.Image:
     """
-    Write the final `MaskedDDPMPipeline`, its model card (`training`, `base_model`: see
-    `diffusers_maskdm.hub.build_model_card`) and a sample grid (`num_grid_images`, `grid_inference_steps`, `seed`,
-    `grid_scheduler`: see `sample_grid`) into `output_dir`, on the main process only, and return the grid.
-
-    With `ema_model`, the pipeline's transformer holds the EMA weights and the raw weights are saved beside them as
-    the `non_ema` variant; `transformer` keeps its raw weights. `repo_id` names the card's repo (default: the folder's
-    name).
+    Write the final `MaskedDDPMPipeline`, its model card (`card_kwargs`: see `diffusers_maskdm.hub.save_model_card`;
+    `repo_id` defaults to the folder's name) and a sample grid (`grid_options`: the arguments of `sample_grid` after
+    the pipeline) into `output_dir`, and return the grid. With `ema_model`, the pipeline holds the EMA weights and the
+    raw ones are its `non_ema` variant; `transformer` keeps its raw weights.
     """
     from ..hub import save_model_card
     from ..pipelines import MaskedDDPMPipeline
@@ -165,18 +154,15 @@ def save_pipeline(
     with ema_weights(transformer, ema_model):
         pipeline = MaskedDDPMPipeline(transformer=transformer, scheduler=noise_scheduler)
         pipeline.save_pretrained(staging, safe_serialization=True)
-        grid = sample_grid(pipeline, num_grid_images, grid_inference_steps, seed, grid_scheduler)
-    sampler = f"{GRID_SCHEDULERS[grid_scheduler].__name__}, {grid_inference_steps} steps, seed {seed}"
-    training = {**(training or {}), "sample_grid": sampler + (", EMA weights" if ema_model is not None else "")}
+        grid = sample_grid(pipeline, *grid_options)
     if ema_model is not None:
         transformer.save_pretrained(staging / "transformer", variant=NON_EMA_VARIANT, safe_serialization=True)
-    save_model_card(
-        staging,
-        repo_id or output_dir.resolve().name,
-        sample_grid=grid,
-        training=training,
-        base_model=base_model,
+    images, steps, seed, sampler = grid_options
+    sampler = f"{GRID_SCHEDULERS[sampler].__name__}, {steps} steps, seed {seed}" + ", EMA weights" * (
+        ema_model is not None
     )
+    card_kwargs["training"] = {**card_kwargs.get("training", {}), "sample_grid": sampler}
+    save_model_card(staging, repo_id or output_dir.resolve().name, sample_grid=grid, **card_kwargs)
     # Moved in part by part, `model_index.json` (removed first) last: until then the folder is no pipeline.
     index = output_dir / "model_index.json"
     index.unlink(missing_ok=True)

@@ -11,11 +11,8 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""The first phase of a run, `setup`: everything built, and everything checked, before the first step.
-
-In order: the accelerator; the model source and every check that needs it but not the data (sizes, masks, noise
-schedule, memory); the data and the model; the Hub repo; the output folder (locked for this run); the optimizer,
-loader, schedule and EMA. Nothing is written before the output folder is claimed, so a refused run leaves nothing.
+"""The first phase of a run, `setup`: everything built, and everything checked, before the first step. Nothing is
+written before the output folder is claimed (the last check), so a refused run leaves nothing.
 """
 
 import logging
@@ -164,16 +161,9 @@ def setup(config: TrainingConfig) -> Run:
     ema_model = None
     if config.use_ema:
         transformer = accelerator.unwrap_model(model)
-        ema_model = EMAModel(
-            transformer.parameters(),
-            decay=config.ema_decay,
-            use_ema_warmup=True,
-            inv_gamma=config.ema_inv_gamma,
-            power=config.ema_power,
-            model_cls=MaskedDiTModel,
-            model_config=transformer.config,
-        )
-        ema_model.to(accelerator.device)
+        options = dict(decay=config.ema_decay, inv_gamma=config.ema_inv_gamma, power=config.ema_power)
+        options |= dict(use_ema_warmup=True, model_cls=MaskedDiTModel, model_config=transformer.config)
+        ema_model = EMAModel(transformer.parameters(), **options)  # its copies on the parameters' device
     register_checkpoint_hooks(accelerator, ema_model)
     if config.report_to != "none":
         tracked = {
@@ -237,14 +227,14 @@ def build_optimizer(
     eps: float = 1e-8,
 ) -> torch.optim.AdamW:
     """
-    AdamW over `model`, with weight decay only on the weight matrices: not on biases and norms (fewer than 2
-    dimensions), embedding tables (`nn.Embedding`) or the parameters named in `NO_DECAY_NAME_SUFFIXES`.
+    AdamW over `model` with weight decay on weight matrices only: not on biases and norms (under 2 dimensions),
+    `nn.Embedding` tables or the parameters named in `NO_DECAY_NAME_SUFFIXES`.
 
     Args:
         model (`nn.Module`): the model to train.
-        learning_rate (`float`): the peak learning rate (`--learning_rate`).
+        learning_rate (`float`): `--learning_rate`.
         betas (`tuple[float, float]`, *optional*, defaults to `(0.9, 0.999)`): `--adam_beta1`, `--adam_beta2`.
-        weight_decay (`float`, *optional*, defaults to 1e-6): `--adam_weight_decay`, on weight matrices only.
+        weight_decay (`float`, *optional*, defaults to 1e-6): `--adam_weight_decay`.
         eps (`float`, *optional*, defaults to 1e-8): `--adam_epsilon`.
     """
     embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
@@ -258,13 +248,8 @@ def build_optimizer(
 
 
 def build_noise_scheduler(config: TrainingConfig, pretrained: dict | None = None) -> DDPMScheduler:
-    """
-    The training `DDPMScheduler` (also saved with the pipeline): the diffusion flags, else the pre-trained pipeline's
-    scheduler settings (`pretrained`), else epsilon prediction, 1000 steps, linear betas.
-
-    Raises:
-        `ValueError`: for a schedule that is not finite or not increasing, or fewer steps than the sample grids take.
-    """
+    """The training `DDPMScheduler` (saved with the pipeline): the diffusion flags, else the pre-trained pipeline's
+    settings (`pretrained`), else epsilon, 1000 steps, linear; a `ValueError` for one that cannot train or sample."""
     pretrained = pretrained or {}
     settings = {
         "num_train_timesteps": config.ddpm_num_steps or pretrained.get("num_train_timesteps", 1000),
@@ -308,11 +293,8 @@ def build_mask_generator(
 
 
 def _check_model_plan(config: TrainingConfig, model_config: dict, device: torch.device) -> tuple:
-    """
-    Check the flags against the model's config before data or weights are loaded (the model checks its own config,
-    built on the `meta` device: nothing is allocated), and refuse a training step that would not fit the device's
-    memory, with the estimate. Returns the mask generator and the bytes of a checkpoint.
-    """
+    """Check the flags against the model config (the model, built on the `meta` device, checks its own) and the
+    device's memory, before data or weights are loaded. Returns the mask generator and the bytes of a checkpoint."""
     where = (
         f"--pretrained_model_name_or_path={config.pretrained_model_name_or_path!r}"
         if config.pretrained_model_name_or_path

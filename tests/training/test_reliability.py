@@ -94,9 +94,7 @@ def test_resuming_with_other_model_flags_or_a_fresh_run_into_checkpoints_is_refu
 
 def test_a_saved_pipeline_records_its_config_with_its_weights(tmp_path):
     transformer = MaskedDiTModel(sample_size=8, patch_size=2, hidden_size=32, num_layers=2, num_attention_heads=2)
-    save_pipeline(
-        tmp_path, transformer, DDPMScheduler(num_train_timesteps=10), num_grid_images=1, grid_inference_steps=1
-    )
+    save_pipeline(tmp_path, transformer, DDPMScheduler(num_train_timesteps=10), grid_options=(1, 1, 0, "ddpm"))
     check_config_fingerprint(tmp_path / "transformer")  # as saved: accepted
     config_file = tmp_path / "transformer" / "config.json"
     config = json.loads(config_file.read_text())

@@ -14,6 +14,7 @@
 """The sample grids of the training script: the chosen sampler, DDIM without clipping, 512 px, named in the card."""
 
 import numpy as np
+import PIL.Image
 import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
@@ -30,16 +31,18 @@ def tiny_pipeline() -> MaskedDDPMPipeline:
 
 
 @pytest.mark.parametrize("scheduler", sorted(GRID_SCHEDULERS))
-def test_grid_is_scaled_up_to_512_pixels(scheduler):
-    grid = sample_grid(tiny_pipeline(), num_images=4, num_inference_steps=3, scheduler=scheduler)
-    assert grid.size == (512, 512)  # 2x2 images of 8 px, each pixel a 32x32 block (nearest)
-    pixels = np.asarray(grid)
-    assert (pixels[:32, :32] == pixels[0, 0]).all()
+def test_saved_grid_is_scaled_up_to_512_pixels(tmp_path, scheduler):
+    pipe = tiny_pipeline()
+    grid = save_pipeline(tmp_path, pipe.transformer, pipe.scheduler, grid_options=(4, 3, 0, scheduler))
+    assert grid.size == (16, 16)  # 2x2 images of 8 px, as sampled
+    saved = np.asarray(PIL.Image.open(tmp_path / "samples.png"))
+    assert saved.shape[:2] == (512, 512)  # each pixel a 32x32 block (nearest)
+    assert (saved[:32, :32] == saved[0, 0]).all() and np.array_equal(saved[::32, ::32], np.asarray(grid))
 
 
 def test_ddim_grid_does_not_clip_the_image_estimate():
     pipe = tiny_pipeline()  # the training scheduler's config has clip_sample=True (diffusers' default)
-    grid = np.asarray(sample_grid(pipe, num_images=4, num_inference_steps=3, scheduler="ddim"))[::32, ::32]
+    grid = np.asarray(sample_grid(pipe, num_images=4, num_inference_steps=3, scheduler="ddim"))
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config, clip_sample=False)
     images = pipe(batch_size=4, num_inference_steps=3, generator=torch.Generator().manual_seed(0), output_type="np")
     expected = np.concatenate([np.concatenate(list(images.images[i : i + 2]), axis=1) for i in (0, 2)], axis=0)
@@ -48,5 +51,5 @@ def test_ddim_grid_does_not_clip_the_image_estimate():
 
 def test_model_card_names_the_sampler_of_the_grid(tmp_path):
     pipe = tiny_pipeline()
-    save_pipeline(tmp_path, pipe.transformer, pipe.scheduler, num_grid_images=4, grid_inference_steps=3)
+    save_pipeline(tmp_path, pipe.transformer, pipe.scheduler, grid_options=(4, 3, 0, "ddpm"))
     assert "DDPMScheduler, 3 steps, seed 0" in (tmp_path / "README.md").read_text()

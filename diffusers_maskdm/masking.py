@@ -18,6 +18,7 @@ A mask is a bool tensor of shape `(batch, num_patches)` over the patch grid in r
 """
 
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -26,6 +27,7 @@ MASK_KINDS = ("patch", "block", "crop")
 MASK_ROUNDINGS = ("nearest", "floor")
 
 
+@dataclass
 class MaskGenerator:
     r"""
     Draws random patch masks for masked pre-training, vectorised over the batch.
@@ -56,37 +58,26 @@ class MaskGenerator:
         ```
     """
 
-    def __init__(
-        self,
-        kind: str = "block",
-        mask_rate: float = 0.9,
-        block_size: int = 2,
-        crop_size: int | None = None,
-        rounding: str = "nearest",
-    ):
-        if kind not in MASK_KINDS:
-            raise ValueError(f"`kind` must be one of {MASK_KINDS}, got {kind!r}.")
-        if not isinstance(mask_rate, (int, float)) or not 0.0 <= float(mask_rate) < 1.0:
-            raise ValueError(
-                f"`mask_rate` must be a number in [0, 1), got {mask_rate!r}: a rate of 1 would hide every patch."
-            )
-        if not isinstance(block_size, int) or block_size < 1:
-            raise ValueError(f"`block_size` must be a positive integer, got {block_size!r}.")
-        if crop_size is not None and (not isinstance(crop_size, int) or crop_size < 1):
-            raise ValueError(f"`crop_size` must be a positive integer or None, got {crop_size!r}.")
-        if rounding not in MASK_ROUNDINGS:
-            raise ValueError(f"`rounding` must be one of {MASK_ROUNDINGS}, got {rounding!r}.")
-        self.kind = kind
-        self.mask_rate = float(mask_rate)
-        self.block_size = block_size
-        self.crop_size = crop_size
-        self.rounding = rounding
+    kind: str = "block"
+    mask_rate: float = 0.9
+    block_size: int = 2
+    crop_size: int | None = None
+    rounding: str = "nearest"
 
-    def __repr__(self) -> str:
-        return (
-            f"MaskGenerator(kind={self.kind!r}, mask_rate={self.mask_rate}, block_size={self.block_size}, "
-            f"crop_size={self.crop_size}, rounding={self.rounding!r})"
-        )
+    def __post_init__(self):
+        if self.kind not in MASK_KINDS:
+            raise ValueError(f"`kind` must be one of {MASK_KINDS}, got {self.kind!r}.")
+        if not isinstance(self.mask_rate, (int, float)) or not 0.0 <= float(self.mask_rate) < 1.0:
+            raise ValueError(
+                f"`mask_rate` must be a number in [0, 1), got {self.mask_rate!r}: a rate of 1 would hide every patch."
+            )
+        if not isinstance(self.block_size, int) or self.block_size < 1:
+            raise ValueError(f"`block_size` must be a positive integer, got {self.block_size!r}.")
+        if self.crop_size is not None and (not isinstance(self.crop_size, int) or self.crop_size < 1):
+            raise ValueError(f"`crop_size` must be a positive integer or None, got {self.crop_size!r}.")
+        if self.rounding not in MASK_ROUNDINGS:
+            raise ValueError(f"`rounding` must be one of {MASK_ROUNDINGS}, got {self.rounding!r}.")
+        self.mask_rate = float(self.mask_rate)
 
     def validate(self, grid_size: int) -> None:
         """Raises a `ValueError` when this generator cannot mask a `grid_size` x `grid_size` patch grid."""
@@ -125,10 +116,7 @@ class MaskGenerator:
         if self.rounding == "floor":
             # As the official code: the floored patch count, then the whole blocks that fit in it.
             return math.floor(self.mask_rate * num_patches) // block_area * block_area
-        if self.kind == "patch":
-            return round(self.mask_rate * num_patches)
-        blocks_per_side = grid_size // self.block_size
-        return round(self.mask_rate * blocks_per_side**2) * self.block_size**2
+        return round(self.mask_rate * (num_patches // block_area)) * block_area  # the nearest count of whole blocks
 
     def achieved_mask_rate(self, grid_size: int) -> float:
         """The share of patches actually masked on a `grid_size` grid (blocks and crops round `mask_rate`)."""
@@ -159,11 +147,8 @@ class MaskGenerator:
             blocks_per_side = grid_size // self.block_size
             num_masked_blocks = self.num_masked(grid_size) // self.block_size**2
             block_mask = _random_subset_mask(batch_size, blocks_per_side**2, num_masked_blocks, generator, gen_device)
-            mask = (
-                block_mask.view(batch_size, blocks_per_side, 1, blocks_per_side, 1)
-                .expand(-1, -1, self.block_size, -1, self.block_size)
-                .reshape(batch_size, grid_size**2)
-            )
+            # Each block of the block grid covers block_size x block_size patches, as a patch covers its pixels.
+            mask = patch_mask_to_pixel_mask(block_mask, self.block_size, blocks_per_side).reshape(batch_size, -1)
         else:
             side = self._crop_side(grid_size)
             corner = torch.randint(0, grid_size - side + 1, (batch_size, 2), generator=generator, device=gen_device)
@@ -209,11 +194,9 @@ def patch_mask_to_pixel_mask(
     mask: torch.BoolTensor, patch_size: int, grid_size: int | None = None
 ) -> torch.BoolTensor:
     """Expands a (batch, grid**2) patch mask to a (batch, 1, grid*patch_size, grid*patch_size) pixel mask."""
-    batch_size, num_patches = mask.shape
-    grid_size = grid_size or math.isqrt(num_patches)
-    pixel_mask = mask.view(batch_size, 1, grid_size, 1, grid_size, 1)
-    pixel_mask = pixel_mask.expand(-1, -1, -1, patch_size, -1, patch_size)
-    return pixel_mask.reshape(batch_size, 1, grid_size * patch_size, grid_size * patch_size)
+    grid_size = grid_size or math.isqrt(mask.shape[1])
+    pixel_mask = mask.view(-1, 1, grid_size, grid_size).repeat_interleave(patch_size, dim=2)
+    return pixel_mask.repeat_interleave(patch_size, dim=3)
 
 
 def draw_masks(images: torch.Tensor, mask: torch.BoolTensor, patch_size: int, fill: float = 0.5) -> torch.Tensor:

@@ -43,9 +43,7 @@ TWEMOJI_CREDIT = (
 _GRAYSCALE_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 # Modes PIL converts to "L" and "RGB" faithfully; "I*" and "F" are scaled here first (PIL would clip them at 255).
 _CONVERTIBLE_MODES = frozenset({"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "RGBa", "CMYK", "YCbCr", "HSV"})
-_INTERPOLATIONS = {
-    name: getattr(Image.Resampling, name.upper()) for name in ("nearest", "bilinear", "bicubic", "lanczos")
-}
+_INTERPOLATIONS = {name: Image.Resampling[name.upper()] for name in ("nearest", "bilinear", "bicubic", "lanczos")}
 _NUM_CHANNELS_PROBE = 16  # Images that decide grayscale or RGB when nothing was decoded up front.
 _MAX_CONSECUTIVE_UNREADABLE = 64  # A lazily decoded dataset gives up after this many in a row for one request.
 _SHUFFLE_STREAM, _SAMPLE_STREAM = 0, 1  # Separate streams: the order never correlates with the augmentations.
@@ -188,27 +186,6 @@ def _column(hf_dataset: datasets.Dataset, argument: str, column: str | None) -> 
     return column or images[0]
 
 
-def _with_class_labels(hf_dataset: datasets.Dataset, label_column: str) -> tuple[datasets.Dataset, int, list | None]:
-    """Returns (the dataset with integer labels, num_classes over the whole split, class names or None)."""
-    if hf_dataset.features[label_column] == datasets.Value("string"):
-        hf_dataset = hf_dataset.class_encode_column(label_column)  # A ClassLabel, names numbered in sorted order.
-    feature, values = hf_dataset.features[label_column], list(hf_dataset[label_column])
-    is_int = isinstance(feature, datasets.Value) and ("int" in feature.dtype or feature.dtype == "bool")
-    if not (isinstance(feature, datasets.ClassLabel) or is_int):
-        raise ValueError(
-            f"`label_column`={label_column!r} holds {feature}; class labels must be a ClassLabel, integers or "
-            "strings. Fix: pass another column, or leave `label_column` unset."
-        )
-    if None in values or min(values, default=0) < 0:
-        raise ValueError(
-            f"`label_column`={label_column!r} has missing or negative labels (e.g. -1 for 'no label' in test "
-            "splits). Fix: use a split with labels, or leave `label_column` unset."
-        )
-    if is_int:
-        return hf_dataset, int(max(values, default=-1)) + 1, None
-    return hf_dataset, feature.num_classes, list(feature.names)
-
-
 def _scan(hf_dataset, image_column, rows, wanted, description=None) -> tuple[list[int], set[str], int]:
     """Decodes `rows` in order until `wanted` are readable; returns them, their PIL modes and the unreadable count.
     A full load catches truncated files too; unreadable ones are warned about only with a `description`."""
@@ -232,22 +209,21 @@ def _scan(hf_dataset, image_column, rows, wanted, description=None) -> tuple[lis
 
 class TrainImageDataset(torch.utils.data.Dataset):
     r"""
-    The training images of a map-style `datasets.Dataset` (also called as `dataset_from_hf`; [`build_train_dataset`]
-    builds one from the training script's data options).
-
-    Items are dicts: `"pixel_values"` (C, H, W) in [-1, 1] and, for labelled data, `"class_labels"`. An item is asked
-    for by `(epoch, position)` (what [`SeededEpochSampler`] yields) or by position (epoch from `set_epoch`): its crop
-    and flip depend only on `(seed, epoch, position)`. An image that fails to decode is skipped with a warning and
-    counted in `num_skipped` (shared memory: DataLoader workers count too); the next readable one stands in.
+    The training images of a map-style `datasets.Dataset`, documented as `dataset_from_hf` ([`build_train_dataset`]
+    builds one from the training script's data options). Items are dicts: `"pixel_values"` (C, H, W) in [-1, 1] and,
+    for labelled data, `"class_labels"`. Asked for by `(epoch, position)` (what [`SeededEpochSampler`] yields) or by
+    position (epoch from `set_epoch`), an item's crop and flip depend only on `(seed, epoch, position)`. An image that
+    fails to decode is skipped with a warning and counted in `num_skipped` (in DataLoader workers too); the next
+    readable one stands in.
 
     Args:
-        image_column (`str`, *optional*): a column of images, file paths or image bytes; by default the first
-            `datasets.Image` column.
+        hf_dataset (`datasets.Dataset`): the rows.
+        image_column (`str`, *optional*): images, file paths or image bytes; by default the first `datasets.Image` one.
         label_column (`str`, *optional*): class labels (ClassLabel, ints, or strings numbered in sorted order);
-            `None`: no labels. `num_classes` counts the whole split, not only a subset.
+            `num_classes` counts the whole split, not only a subset.
         resolution, center_crop, random_flip, interpolation: see [`ImageTransform`].
-        num_channels (`int`, *optional*): 1 or 3; `None` takes it from the data: 1 when every inspected image has a
-            one-channel PIL mode, else 3. Inspected: every selected image with `verify_images`, else the first 16.
+        num_channels (`int`, *optional*): 1 or 3; by default 1 when every inspected image (all selected ones with
+            `verify_images`, else the first 16) has a one-channel PIL mode, else 3.
         max_train_samples (`int`, *optional*): train on a subset of this many images, drawn with `seed`.
         seed (`int`, *optional*, defaults to 0): seeds the subset and the per-sample crops and flips (`None`: 0).
         verify_images (`bool`, *optional*, defaults to `False`): decode every selected image now and drop unreadable
@@ -288,7 +264,22 @@ class TrainImageDataset(torch.utils.data.Dataset):
         self.label_column, self.num_classes, self.class_names = label_column, None, None
         if label_column is not None:
             _column(hf_dataset, "label_column", label_column)
-            hf_dataset, self.num_classes, self.class_names = _with_class_labels(hf_dataset, label_column)
+            if hf_dataset.features[label_column] == datasets.Value("string"):
+                hf_dataset = hf_dataset.class_encode_column(label_column)  # A ClassLabel, names numbered sorted.
+            feature, labels = hf_dataset.features[label_column], list(hf_dataset[label_column])
+            is_int = isinstance(feature, datasets.Value) and ("int" in feature.dtype or feature.dtype == "bool")
+            if not (isinstance(feature, datasets.ClassLabel) or is_int):
+                raise ValueError(
+                    f"`label_column`={label_column!r} holds {feature}; class labels must be a ClassLabel, integers or "
+                    "strings. Fix: pass another column, or leave `label_column` unset."
+                )
+            if None in labels or min(labels, default=0) < 0:
+                raise ValueError(
+                    f"`label_column`={label_column!r} has missing or negative labels (e.g. -1 for 'no label' in test "
+                    "splits). Fix: use a split with labels, or leave `label_column` unset."
+                )
+            self.num_classes = int(max(labels, default=-1)) + 1 if is_int else feature.num_classes
+            self.class_names = None if is_int else list(feature.names)
         # Rows are fetched one at a time during training: only the columns used come along.
         hf_dataset = hf_dataset.select_columns([self.image_column] + ([label_column] if label_column else []))
 
@@ -299,17 +290,15 @@ class TrainImageDataset(torch.utils.data.Dataset):
         wanted = min(max_train_samples or num_rows, num_rows)
         order = np.random.default_rng(self.seed).permutation(num_rows) if wanted < num_rows else np.arange(num_rows)
         if verify_images:
-            rows, modes, self._num_skipped_before = _scan(
-                hf_dataset, self.image_column, order.tolist(), wanted, description
-            )
+            rows, modes, self._skipped = _scan(hf_dataset, self.image_column, order.tolist(), wanted, description)
         else:
-            rows, modes, self._num_skipped_before = sorted(order[:wanted].tolist()), set(), 0
+            rows, modes, self._skipped = sorted(order[:wanted].tolist()), set(), 0
             if num_channels is None:  # Unreadable ones are warned about and counted when training reaches them.
                 modes = _scan(hf_dataset, self.image_column, rows[:_NUM_CHANNELS_PROBE], _NUM_CHANNELS_PROBE)[1]
         if not rows or not (modes or num_channels):
             raise ValueError(
                 f"`{source_argument}` gives no readable image: none of those tried could be read ({description}: "
-                f"{num_rows} row(s), {self._num_skipped_before} unreadable). Fix: point `{source_argument}` at a "
+                f"{num_rows} row(s), {self._skipped} unreadable). Fix: point `{source_argument}` at a "
                 "folder or dataset of valid PNG/JPEG images, check `image_column`, or pass `verify_images=True`."
             )
         if num_channels is None:
@@ -321,7 +310,7 @@ class TrainImageDataset(torch.utils.data.Dataset):
 
     num_channels = property(lambda self: self.transform.num_channels)
     resolution = property(lambda self: self.transform.resolution)
-    num_skipped = property(lambda self: self._num_skipped_before + int(self._unreadable.sum()))  # up front + later
+    num_skipped = property(lambda self: self._skipped + int(self._unreadable.sum()))  # up front + later
 
     def set_epoch(self, epoch: int) -> None:
         """Sets the epoch of items requested by a plain position."""
@@ -334,31 +323,31 @@ class TrainImageDataset(torch.utils.data.Dataset):
         epoch, position = item if isinstance(item, (tuple, list)) else (self.epoch, item)
         if not 0 <= position < len(self):
             raise IndexError(f"position {position} is out of range for a dataset of {len(self)} images")
-        # Promise: the augmentations of a sample are a pure function of (seed, epoch, position), in any worker.
-        generator = torch.Generator().manual_seed(derive_seed(self.seed, _SAMPLE_STREAM, int(epoch), int(position)))
-        row = self._load_readable(int(position))
-        example = {"pixel_values": self.transform(row[self.image_column], generator)}
-        if self.label_column is not None:
-            example["class_labels"] = torch.tensor(row[self.label_column], dtype=torch.long)
-        return example
-
-    def _load_readable(self, position: int) -> dict:
         # Promise: a lazily decoded (Hub) dataset skips an unreadable file, once, counted; the next readable stands in.
-        failures = 0
+        row, failures = None, 0
         for candidate in itertools.chain(range(position, len(self)), range(position)):
             if self._unreadable[candidate]:
                 continue
             try:
-                return self.hf_dataset[candidate]
+                row = self.hf_dataset[candidate]
+                break
             except Exception as error:  # PIL raises many types for broken files (OSError, SyntaxError, ...).
                 self._unreadable[candidate] = True
                 logger.warning("Skipping unreadable image %d of %s: %s", candidate, self.description, error)
                 if (failures := failures + 1) == _MAX_CONSECUTIVE_UNREADABLE:
                     break
-        raise RuntimeError(
-            f"Found no readable image near position {position} of {self.description} ({self.num_skipped} unreadable "
-            "so far). Fix: check `image_column`, or pass `verify_images=True` to check every image before training."
-        )
+        if row is None:
+            raise RuntimeError(
+                f"Found no readable image near position {position} of {self.description} ({self.num_skipped} "
+                "unreadable so far). Fix: check `image_column`, or pass `verify_images=True` to check every image "
+                "before training."
+            )
+        # Promise: the augmentations of a sample are a pure function of (seed, epoch, position), in any worker.
+        generator = torch.Generator().manual_seed(derive_seed(self.seed, _SAMPLE_STREAM, int(epoch), int(position)))
+        example = {"pixel_values": self.transform(row[self.image_column], generator)}
+        if self.label_column is not None:
+            example["class_labels"] = torch.tensor(row[self.label_column], dtype=torch.long)
+        return example
 
 
 dataset_from_hf = TrainImageDataset  # The documented name of the constructor: `dataset_from_hf(hf_dataset, ...)`.
@@ -379,8 +368,8 @@ def build_train_dataset(
     Builds the training dataset from the training script's data options (see `docs/data.md`).
 
     Args:
-        dataset_name (`str`, *optional*): anything `datasets.load_dataset` takes (with `dataset_config_name`,
-            `cache_dir`, `split`); images decoded lazily, no labels unless `label_column` is given.
+        dataset_name (`str`, *optional*): anything `datasets.load_dataset` takes, with `dataset_config_name`,
+            `cache_dir` and `split`; decoded lazily.
         train_data_dir (`str` or `os.PathLike`, *optional*): a local image folder (datasets' `"imagefolder"`); class
             sub-folders become labels (image files beside them are refused). Neither source: the embedded Twemoji
             default (`TWEMOJI_CREDIT`), composited on white, no labels.
@@ -396,25 +385,32 @@ def build_train_dataset(
     check_data_source(dataset_name, train_data_dir)
     if dataset_name is not None:
         hf_dataset = datasets.load_dataset(dataset_name, dataset_config_name, cache_dir=cache_dir, split=split)
-        description = f"dataset {dataset_name!r}" + (f" ({dataset_config_name})" if dataset_config_name else "")
-        description += f", split {split!r}"
+        config = f" ({dataset_config_name})" if dataset_config_name else ""
+        description = f"dataset {dataset_name!r}{config}, split {split!r}"
     elif train_data_dir is not None:
-        train_data_dir = os.fspath(train_data_dir)
+        folder = os.fspath(train_data_dir)
         try:
-            hf_dataset = datasets.load_dataset(
-                "imagefolder", data_dir=train_data_dir, cache_dir=cache_dir, split=split
-            )
+            hf_dataset = datasets.load_dataset("imagefolder", data_dir=folder, cache_dir=cache_dir, split=split)
         # datasets raises EmptyDatasetError (a FileNotFoundError) for no files, ValueError for no image files.
         except (FileNotFoundError, ValueError) as error:
             raise ValueError(
-                f"`train_data_dir`={train_data_dir!r} holds no image files ({error}). Fix: put PNG/JPEG images in "
+                f"`train_data_dir`={folder!r} holds no image files ({error}). Fix: put PNG/JPEG images in "
                 "it (optionally in one sub-folder per class)."
             ) from error
-        description = f"image folder {train_data_dir!r}"
+        description = f"image folder {folder!r}"
         if label_column is None and isinstance(hf_dataset.features.get("label"), datasets.ClassLabel):
             label_column = "label"
-        elif label_column is None:
-            _refuse_stray_images(hf_dataset, train_data_dir)
+        elif label_column is None:  # Image files beside class sub-folders: imagefolder would drop every label.
+            paths = [image["path"] for image in hf_dataset.cast_column("image", datasets.Image(decode=False))["image"]]
+            depths = [len(Path(path).parts) for path in paths]
+            classes = {Path(path).parent.name for path, depth in zip(paths, depths) if depth == max(depths)}
+            strays = [path for path, depth in zip(paths, depths) if depth < max(depths)]
+            if strays and len(classes) > 1:
+                raise ValueError(
+                    f"`train_data_dir`={folder!r} holds {len(strays)} image file(s) beside its class "
+                    f"sub-folders (e.g. {os.path.relpath(strays[0], folder)!r}), so the class labels would "
+                    "be dropped. Fix: move them into a class sub-folder or out of the folder."
+                )
     else:
         if dataset_config_name is not None or label_column is not None:
             name = "dataset_config_name" if dataset_config_name is not None else "label_column"
@@ -434,20 +430,6 @@ def build_train_dataset(
         source_argument="dataset_name" if dataset_name is not None else "train_data_dir",
         **options,
     )
-
-
-def _refuse_stray_images(hf_dataset: datasets.Dataset, train_data_dir: str) -> None:
-    """Refuses image files above the class sub-folders: datasets' imagefolder would then drop every class label."""
-    paths = [image["path"] for image in hf_dataset.cast_column("image", datasets.Image(decode=False))["image"]]
-    depths = [len(Path(path).parts) for path in paths]
-    classes = {Path(path).parent.name for path, depth in zip(paths, depths) if depth == max(depths)}
-    strays = [path for path, depth in zip(paths, depths) if depth < max(depths)]
-    if strays and len(classes) > 1:
-        raise ValueError(
-            f"`train_data_dir`={train_data_dir!r} holds {len(strays)} image file(s) beside its class sub-folders "
-            f"(e.g. {os.path.relpath(strays[0], train_data_dir)!r}), so the class labels would be dropped. "
-            "Fix: move them into a class sub-folder or out of the folder."
-        )
 
 
 class SeededEpochSampler(SeedableRandomSampler):
@@ -479,8 +461,8 @@ def build_train_dataloader(
     dataset: TrainImageDataset, batch_size: int, *, shuffle: bool = True, seed: int | None = 0, **loader_options
 ) -> torch.utils.data.DataLoader:
     r"""
-    A DataLoader over `dataset` whose order and augmentations depend only on `seed` and the epoch (call
-    `set_epoch(epoch)` on the accelerate-prepared loader, or on its sampler, before each epoch).
+    A DataLoader whose order and augmentations depend only on `seed` and the epoch: call `set_epoch(epoch)` on the
+    accelerate-prepared loader (or on its sampler) before each epoch.
 
     Args:
         dataset ([`TrainImageDataset`]): the dataset.

@@ -20,23 +20,14 @@ from .losses import masked_mse_loss
 from .masking import MaskGenerator
 
 
-aten = torch.ops.aten
-
-
-def _cpu_attention_flops(query_shape, key_shape, value_shape, *args, **kwargs) -> int:
-    return sdpa_flop_count(query_shape, key_shape, value_shape)
-
-
-def _cpu_attention_backward_flops(grad_out_shape, query_shape, key_shape, value_shape, *args, **kwargs) -> int:
-    return sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
-
-
 # torch counts the fused attention kernels of CUDA but not the CPU one, which its CPU build calls for every
 # `scaled_dot_product_attention`: without these, attention would be free on the CPU and counts would depend on the
 # device. The same formulas as torch's CUDA kernels, so a count is the same everywhere.
 CPU_ATTENTION_FLOPS = {
-    aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention_flops,
-    aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_attention_backward_flops,
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: lambda q, k, v, *_, **__: sdpa_flop_count(q, k, v),
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: (
+        lambda grad, q, k, v, *_, **__: sdpa_backward_flop_count(grad, q, k, v)
+    ),
 }
 
 
@@ -47,8 +38,8 @@ def training_step_flops(model, batch_size: int, mask_generator: MaskGenerator | 
     The count comes from torch's `FlopCounterMode` on a real step with random inputs (matrix products and attention,
     the operations that dominate, with the same attention formula on every device), so it follows the tokens
     actually computed: at a 90 % mask attention shrinks with the square of the visible tokens, and a step costs less
-    than a tenth of a full one. The optimizer update is not counted (it is the same for every mask rate). Gradients the step leaves
-    on the model are cleared.
+    than a tenth of a full one. The optimizer update is not counted (it is the same for every mask rate). Gradients
+    the step leaves on the model are cleared.
 
     Args:
         model (`MaskedDiTModel`): the model to measure; it is not changed.
@@ -57,15 +48,13 @@ def training_step_flops(model, batch_size: int, mask_generator: MaskGenerator | 
     """
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
-    config = model.config
-    parameter = next(model.parameters())
-    sample = torch.randn(
-        batch_size, config.in_channels, config.sample_size, config.sample_size, device=parameter.device
-    ).to(parameter.dtype)
-    timesteps = torch.zeros(batch_size, dtype=torch.long, device=parameter.device)
+    config, device = model.config, model.device
+    size = config.sample_size
+    sample = torch.randn(batch_size, config.in_channels, size, size, device=device).to(model.dtype)
+    timesteps = torch.zeros(batch_size, dtype=torch.long, device=device)
     mask = None
     if mask_generator is not None and mask_generator.mask_rate > 0:
-        mask = mask_generator(batch_size, model.grid_size, device=parameter.device)
+        mask = mask_generator(batch_size, model.grid_size, device=device)
     was_training = model.training
     model.train()
     counter = FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FLOPS)

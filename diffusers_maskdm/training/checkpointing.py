@@ -143,10 +143,8 @@ def _fsync(path: Path) -> None:
 
 
 def publish_folder(temp: Path, final: Path) -> None:
-    """
-    Flush `temp` and rename it to `final` (same parent). An existing `final` is moved aside to `.tmp-old-<name>` and
-    deleted only once the new one is in place: after a kill in between, `recover_interrupted_writes` puts it back.
-    """
+    """Flush `temp` and rename it to `final` (same parent); an existing `final` waits in `.tmp-old-<name>` until the new
+    one is in place (after a kill in between, `recover_interrupted_writes` puts it back)."""
     for file in [*temp.rglob("*"), temp]:
         _fsync(file)
     old = final.with_name(f"{TEMP_PREFIX}old-{final.name}")
@@ -158,8 +156,8 @@ def publish_folder(temp: Path, final: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _everywhere(state, succeeded: bool) -> bool:
-    """Whether `succeeded` holds on every process, so that all fail together and none waits forever."""
+def on_all_processes(state, succeeded: bool) -> bool:
+    """Whether `succeeded` holds on every process (of the `Accelerator` or `PartialState`), so all act together."""
     if state.num_processes > 1:
         from accelerate.utils import gather
 
@@ -182,17 +180,15 @@ def write_checkpoint(
         state: the `accelerate.Accelerator` or `PartialState`.
         output_dir (`str` or `os.PathLike`): where checkpoints live.
         step (`int`): the global step, for the folder name.
-        save_fn (`Callable[[str], None]`): writes the state into the folder it is given (`accelerator.save_state`).
-        training_state (`dict`): JSON-serialisable run state (global step, data position, ...).
-        checkpoints_total_limit (`int`, *optional*): then keep only the newest this many checkpoints.
+        save_fn (`Callable[[str], None]`): writes into the folder it is given (`accelerator.save_state`).
+        training_state (`dict`): saved with the checksums in `training_state.json`.
+        checkpoints_total_limit (`int`, *optional*): keep only the newest this many checkpoints.
 
     Raises:
-        `CheckpointWriteError`: if writing failed on any process; the temporary folder is removed and earlier
-        checkpoints are untouched.
+        `CheckpointWriteError`: if writing failed on any process (earlier checkpoints are untouched).
     """
-    output_dir = Path(output_dir)
-    final = output_dir / f"checkpoint-{step}"
-    temp = output_dir / f"{TEMP_PREFIX}{final.name}"
+    final = Path(output_dir) / f"checkpoint-{step}"
+    temp = final.with_name(f"{TEMP_PREFIX}{final.name}")
     if state.is_main_process:
         shutil.rmtree(temp, ignore_errors=True)
     state.wait_for_everyone()
@@ -201,7 +197,7 @@ def write_checkpoint(
         save_fn(str(temp))
     except Exception as caught:  # Disk full: OSError, torch's RuntimeError, SafetensorError; NaN weights: ValueError.
         error = caught
-    if _everywhere(state, error is None) and state.is_main_process:
+    if on_all_processes(state, error is None) and state.is_main_process:
         try:
             manifest = {**training_state, "sha256": {}}
             for file in sorted(p for p in temp.rglob("*") if p.is_file()):
@@ -210,7 +206,7 @@ def write_checkpoint(
             publish_folder(temp, final)
         except Exception as caught:
             error = caught
-    if not _everywhere(state, error is None):
+    if not on_all_processes(state, error is None):
         if state.is_main_process:
             shutil.rmtree(temp, ignore_errors=True)
         reason = f"{type(error).__name__}: {error}" if error is not None else "it failed on another process"
@@ -243,10 +239,8 @@ def check_finite(parameters, what: str) -> None:
 
 
 def register_checkpoint_hooks(accelerator, ema_model=None) -> None:
-    """
-    Make `accelerator.save_state` / `load_state` write and read the transformer (and its EMA) as diffusers folders,
-    `transformer/` and `transformer_ema/`, instead of accelerate's `model.safetensors`; non-finite weights refused.
-    """
+    """Make `accelerator.save_state` / `load_state` write and read the transformer (and its EMA) as diffusers folders,
+    `transformer/` and `transformer_ema/`, as diffusers' training scripts do; non-finite weights are refused."""
     from diffusers.training_utils import EMAModel
 
     from ..models import MaskedDiTModel

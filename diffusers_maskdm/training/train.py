@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from ..losses import masked_mse_loss
 from ..masking import MaskGenerator
+from .checkpointing import on_all_processes
 from .data import derive_seed
 from .export import ema_weights, grid_sampler, log_grid, sample_grid
 from .resume import TrainingState, save_training_checkpoint
@@ -56,7 +57,7 @@ def step_generator(
     The generator of all random draws of one micro-batch: a pure function of its arguments.
 
     Args:
-        seed (`int`): the run's `--seed`.
+        seed (`int`): `--seed`.
         process_index (`int`): the process (rank), so that processes draw different noise.
         global_step (`int`): the optimizer step being computed (0 for the first).
         micro_step (`int`, *optional*, defaults to 0): the micro-batch within gradient accumulation.
@@ -68,9 +69,7 @@ def step_generator(
 
 @dataclass
 class DiffusionInputs:
-    """What the model sees in one step, (B, C, H, W) `noisy` images at (B,) `timesteps`, with a (B, num_patches)
-    `mask` (`True` = dropped) and (B,) `class_labels` (some dropped to the null class), and what it must predict:
-    `target`, for the scheduler's `prediction_type`."""
+    """One step's model inputs (`mask`: `True` = dropped; some `class_labels` dropped to the null class) and `target`."""
 
     noisy: torch.Tensor
     timesteps: torch.LongTensor
@@ -94,14 +93,12 @@ def make_diffusion_inputs(
 
     Args:
         clean (`torch.Tensor`): (B, C, H, W) images in [-1, 1].
-        noise_scheduler (`DDPMScheduler`): gives `add_noise`, `get_velocity`, `num_train_timesteps` and the
-            `prediction_type` (`"epsilon"`, `"v_prediction"` or `"sample"`).
+        noise_scheduler (`DDPMScheduler`): adds the noise; its `prediction_type` sets the target.
         generator (`torch.Generator`): the source of every random draw (see `step_generator`).
         mask_generator (`MaskGenerator`, *optional*): draws the patch masks of masked pre-training.
         grid_size (`int`, *optional*): the model's patch grid side; needed with `mask_generator`.
         class_labels (`torch.LongTensor`, *optional*): (B,) labels of a class-conditional model.
-        class_dropout_prob (`float`, *optional*, defaults to 0.0): chance of replacing a label by the null class,
-            which teaches the unconditional model used by classifier-free guidance.
+        class_dropout_prob (`float`, *optional*, defaults to 0.0): chance of the null class (classifier-free guidance).
         null_class_label (`int`, *optional*): the null class (the model's `num_class_embeds`).
     """
     batch_size, device = clean.shape[0], clean.device
@@ -146,15 +143,11 @@ def train(run: Run, state: TrainingState) -> None:
     logger.info(
         "***** Running training (%s) *****\n  Images = %d (unreadable files skipped: %d), batches per epoch per "
         "process = %d, optimization steps = %d\n  Masks: %r, achieved mask rate %.3f",
-        "masked pre-training" if masked else "fine-tuning",
-        len(run.dataset),
-        run.dataset.num_skipped,
-        len(run.dataloader),
-        run.max_train_steps,
-        run.mask_generator,
-        masked / transformer.num_patches,
+        *("masked pre-training" if masked else "fine-tuning", len(run.dataset), run.dataset.num_skipped),
+        *(len(run.dataloader), run.max_train_steps, run.mask_generator, masked / transformer.num_patches),
     )
     batches = _resumable_batches(run.dataloader, accelerator, state.epoch, state.position)
+    rank = accelerator.process_index
     disable = not accelerator.is_local_main_process
     progress_bar = tqdm(total=run.max_train_steps, initial=state.global_step, desc="Steps", disable=disable)
     fid_cache, label_dropout = {}, (config.class_dropout_prob, transformer.null_class_label)
@@ -169,16 +162,14 @@ def train(run: Run, state: TrainingState) -> None:
             if not finite:
                 continue  # The rest of a skipped step's data is consumed, so the data position stays exact.
             clean = batch["pixel_values"]
-            generator = step_generator(
-                config.seed, accelerator.process_index, state.global_step, micro_step, clean.device
-            )
+            generator = step_generator(config.seed, rank, state.global_step, micro_step, clean.device)
             labels = batch.get("class_labels") if transformer.config.num_class_embeds else None
             inputs = make_diffusion_inputs(
                 clean, run.noise_scheduler, generator, run.mask_generator, grid_size, labels, *label_dropout
             )
             with contextlib.nullcontext() if micro_step == accumulation - 1 else accelerator.no_sync(model):
                 loss = diffusion_loss(model, inputs)
-                finite = _all_finite(accelerator, loss)  # All processes must agree to skip a step together.
+                finite = on_all_processes(accelerator, bool(torch.isfinite(loss)))  # All skip a step together.
                 if finite:
                     accelerator.backward(loss / accumulation)
                     step_loss += loss.item() / accumulation
@@ -277,13 +268,6 @@ def _resumable_batches(dataloader, accelerator: Accelerator, epoch: int, positio
         for index, batch in enumerate(loader, start=position + 1):
             yield epoch, index, batch
         epoch, position = epoch + 1, 0
-
-
-def _all_finite(accelerator: Accelerator, value: torch.Tensor) -> bool:
-    flag = torch.isfinite(value.detach().float()).all().float().reshape(1)
-    if accelerator.num_processes > 1:
-        flag = accelerator.gather(flag)
-    return bool(flag.min().item() == 1.0)
 
 
 def _validation_grid(run: Run, step: int) -> None:

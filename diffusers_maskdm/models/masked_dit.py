@@ -65,10 +65,7 @@ class MaskedDiTBlock(nn.Module):
     ):
         super().__init__()
         self.adaln = adaln
-        if adaln:
-            self.norm1 = AdaLayerNormZero(dim)
-        else:
-            self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.norm1 = AdaLayerNormZero(dim) if adaln else nn.LayerNorm(dim, eps=1e-6)
         self.attn = Attention(
             query_dim=dim, heads=num_heads, dim_head=dim // num_heads, bias=attention_bias, out_bias=True
         )
@@ -183,10 +180,8 @@ class MaskedDiTModel(ModelMixin, AttentionMixin, ConfigMixin):
         else:
             self.pos_embed = None
         self.time_proj = Timesteps(hidden_size, flip_sin_to_cos=True, downscale_freq_shift=0)
-        if use_time_mlp:
-            self.time_embedding = TimestepEmbedding(hidden_size, 4 * hidden_size, out_dim=hidden_size)
-        else:
-            self.time_embedding = nn.Identity()
+        mlp = TimestepEmbedding(hidden_size, 4 * hidden_size, out_dim=hidden_size) if use_time_mlp else None
+        self.time_embedding = mlp or nn.Identity()
         self.class_embedding = nn.Embedding(num_class_embeds + 1, hidden_size) if num_class_embeds else None
 
         # Blocks, with U-ViT long skips from the first half into the second.
@@ -250,15 +245,14 @@ class MaskedDiTModel(ModelMixin, AttentionMixin, ConfigMixin):
         """Sets diffusers' plain `AttnProcessor` (no custom, fused or sliced attention) on every block."""
         self.set_attn_processor(AttnProcessor())
 
+    # diffusers' `AttentionMixin` fuses only its newer attention modules, not the `Attention` layers of this model (as
+    # its UNets and DiT, which carry these two methods of their own).
     def fuse_qkv_projections(self) -> None:
-        """
-        Computes each block's query, key and value with one matmul (diffusers' `FusedAttnProcessor2_0`); for
-        inference: the fused copy of the weights is not what training updates. `unfuse_qkv_projections` undoes it.
-        """
+        """Computes each block's query, key and value with one matmul, for inference (`unfuse_qkv_projections` undoes
+        it): diffusers' `FusedAttnProcessor2_0` on a fused copy of the weights, which training would not update."""
         self.original_attn_processors = self.attn_processors
-        for module in self.modules():
-            if isinstance(module, Attention):
-                module.fuse_projections(fuse=True)
+        for block in self.transformer_blocks:
+            block.attn.fuse_projections(fuse=True)
         self.set_attn_processor(FusedAttnProcessor2_0())
 
     def unfuse_qkv_projections(self) -> None:
@@ -267,10 +261,9 @@ class MaskedDiTModel(ModelMixin, AttentionMixin, ConfigMixin):
             return
         self.set_attn_processor(self.original_attn_processors)
         self.original_attn_processors = None
-        for module in self.modules():
-            if isinstance(module, Attention) and module.fused_projections:
-                del module.to_qkv  # Not a weight of the model: saved state dicts stay as before.
-                module.fused_projections = False
+        for block in self.transformer_blocks:
+            del block.attn.to_qkv  # not a weight of the model: saved state dicts stay as before
+            block.attn.fused_projections = False
 
     def set_attention_slice(self, slice_size: str | int | None) -> None:
         """
@@ -283,16 +276,13 @@ class MaskedDiTModel(ModelMixin, AttentionMixin, ConfigMixin):
         """
         num_heads = self.config.num_attention_heads
         slice_size = {"auto": max(1, num_heads // 2), "max": 1}.get(slice_size, slice_size)
-        if slice_size is not None and (
-            isinstance(slice_size, bool) or not isinstance(slice_size, int) or not 1 <= slice_size <= num_heads
-        ):
+        if slice_size is not None and not (_is_positive_int(slice_size) and slice_size <= num_heads):
             raise ValueError(
                 f"`slice_size` must be 'auto', 'max', None or an integer from 1 to num_attention_heads={num_heads}, "
                 f"got {slice_size!r}."
             )
-        for module in self.modules():
-            if isinstance(module, Attention):
-                module.set_attention_slice(slice_size)
+        for block in self.transformer_blocks:
+            block.attn.set_attention_slice(slice_size)
 
     def save_pretrained(
         self,
@@ -303,8 +293,8 @@ class MaskedDiTModel(ModelMixin, AttentionMixin, ConfigMixin):
         **kwargs,
     ) -> None:
         """`ModelMixin.save_pretrained`, then each safetensors file records the config it was saved with, so that a
-        `config.json` edited afterwards is refused by `from_pretrained` (see `check_config_fingerprint`). The
-        arguments are named here because diffusers' pipelines pass `variant` only to a method that names it."""
+        `config.json` edited afterwards is refused by `from_pretrained` (see `check_config_fingerprint`). (diffusers'
+        pipelines pass `variant` only to a method that names it.)"""
         super().save_pretrained(
             save_directory,
             is_main_process=is_main_process,
@@ -373,9 +363,7 @@ class MaskedDiTModel(ModelMixin, AttentionMixin, ConfigMixin):
         if self.num_condition_tokens:
             condition_tokens = torch.stack(condition_tokens, dim=1)  # (N, C, D)
             if num_condition_positions:
-                condition_tokens = condition_tokens + self.pos_embed[:, :num_condition_positions].to(
-                    hidden_states.dtype
-                )
+                condition_tokens = condition_tokens + self.pos_embed[:, :num_condition_positions].to(condition.dtype)
             hidden_states = torch.cat([condition_tokens, hidden_states], dim=1)  # (N, C+T, D)
             block_condition = None
         else:
@@ -420,8 +408,8 @@ class MaskedDiTModel(ModelMixin, AttentionMixin, ConfigMixin):
         return torch.einsum("nhwpqc->nchpwq", patches).reshape(patches.shape[0], c, g * p, g * p)
 
     def _check_inputs(self, sample, timestep, class_labels, mask) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The checks of `forward`'s arguments, each naming the argument, the value and what is allowed; returns the
-        (batch,) timesteps and class labels (the null class when a class-conditional model gets none)."""
+        """`forward`'s checks, each naming the argument, the value and what is allowed; returns the (batch,) timesteps
+        and class labels (the null class when a class-conditional model gets none)."""
         config, device = self.config, getattr(sample, "device", None)
         expected = (config.in_channels, config.sample_size, config.sample_size)
         if not torch.is_tensor(sample) or sample.ndim != 4 or tuple(sample.shape[1:]) != expected:
@@ -452,16 +440,14 @@ class MaskedDiTModel(ModelMixin, AttentionMixin, ConfigMixin):
                 f"`mask` must be a bool tensor (True = masked) of shape (batch_size, num_patches) = ({batch_size}, "
                 f"{self.num_patches}), got {mask.dtype} of shape {tuple(mask.shape)}: use `MaskGenerator`."
             )
-        num_classes = config.num_class_embeds
+        num_classes, timestep = config.num_class_embeds, timestep.expand(batch_size)
         if not num_classes and class_labels is not None:
             raise ValueError(
                 "`class_labels` were given to an unconditional model (num_class_embeds=None): drop them, or "
                 "train a class-conditional model with `num_class_embeds` set."
             )
-        if not num_classes:
-            return timestep.expand(batch_size), None
         if class_labels is None:
-            return timestep.expand(batch_size), torch.full((batch_size,), num_classes, device=device)
+            return timestep, torch.full((batch_size,), num_classes, device=device) if num_classes else None
         class_labels = torch.as_tensor(class_labels, device=device).reshape(-1)
         if (
             class_labels.shape[0] not in (1, batch_size)
@@ -472,27 +458,29 @@ class MaskedDiTModel(ModelMixin, AttentionMixin, ConfigMixin):
                 f"`class_labels` must be one or ({batch_size},) integers in [0, {num_classes - 1}] (or {num_classes}, "
                 f"the null class), got {class_labels.tolist()}."
             )
-        return timestep.expand(batch_size), class_labels.long().expand(batch_size)
+        return timestep, class_labels.long().expand(batch_size)
+
+
+def _is_positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def _validate_config(config) -> None:
     """Raises a `ValueError` naming the config key when a configuration (possibly an edited file) is invalid."""
-
-    def is_int(value):
-        return isinstance(value, int) and not isinstance(value, bool) and value >= 1
-
-    rules = {key: (is_int, "a positive integer") for key in INT_KEYS.split()}
-    rules.update({key: (lambda v: v is None or is_int(v), "a positive integer or null") for key in OPTIONAL_INT_KEYS})
+    rules = {key: (_is_positive_int, "a positive integer") for key in INT_KEYS.split()}
+    rules.update(
+        {k: (lambda v: v is None or _is_positive_int(v), "a positive integer or null") for k in OPTIONAL_INT_KEYS}
+    )
     rules.update({key: (lambda v: isinstance(v, bool), "true or false") for key in BOOL_KEYS})
     rules.update({key: (allowed.__contains__, f"one of {allowed}") for key, allowed in CHOICES.items()})
     rules["mlp_ratio"] = (
-        lambda v: is_int(v) or isinstance(v, float) and math.isfinite(v) and v > 0,
+        lambda v: _is_positive_int(v) or isinstance(v, float) and math.isfinite(v) and v > 0,
         "a positive number",
     )
-    size, patch, width = config["sample_size"], config["patch_size"], config["hidden_size"]
     for key, (valid, expected) in rules.items():
         if not valid(config[key]):
             raise ValueError(f"config {key}={config[key]!r} must be {expected}.")
+    size, patch, width = config["sample_size"], config["patch_size"], config["hidden_size"]
     if size % patch:
         divisors = [d for d in range(1, size + 1) if size % d == 0]
         raise ValueError(f"config patch_size={patch} must divide `sample_size`={size}: use one of {divisors}.")
@@ -517,9 +505,8 @@ def _saved_config(folder: Path) -> dict:
 
 def fingerprint_weights(folder: str | os.PathLike) -> None:
     """Record the model config of `folder/config.json` in the metadata of each of its safetensors weights files."""
-    folder = Path(folder)
-    config = json.dumps(_saved_config(folder), sort_keys=True)
-    for path in sorted(folder.glob("*.safetensors")):
+    config = json.dumps(_saved_config(Path(folder)), sort_keys=True)
+    for path in sorted(Path(folder).glob("*.safetensors")):
         save_file(load_file(path), path, metadata={"format": "pt", CONFIG_METADATA_KEY: config})
 
 
@@ -531,14 +518,10 @@ def check_config_fingerprint(folder: str | os.PathLike) -> None:
     Raises:
         `ValueError`: naming the folder and showing each difference.
     """
-    folder = Path(folder)
-    config = _saved_config(folder)
-    for path in sorted(folder.glob("*.safetensors")):
+    config = _saved_config(Path(folder))
+    for path in sorted(Path(folder).glob("*.safetensors")):
         with safe_open(str(path), framework="pt") as weights:
-            recorded = (weights.metadata() or {}).get(CONFIG_METADATA_KEY)
-        if recorded is None:
-            continue
-        saved = json.loads(recorded)
+            saved = json.loads((weights.metadata() or {}).get(CONFIG_METADATA_KEY, "null")) or config
         differences = [
             f"{key}={config.get(key, '(missing)')!r} in config.json, {saved.get(key, '(missing)')!r} with the weights"
             for key in sorted(set(saved) | set(config))
@@ -546,6 +529,6 @@ def check_config_fingerprint(folder: str | os.PathLike) -> None:
         ]
         if differences:
             raise ValueError(
-                f"{folder / 'config.json'} does not describe the weights in {path.name} ({'; '.join(differences)}): "
-                "the file was edited after saving. Fix: restore the config the weights were saved with."
+                f"{Path(folder, 'config.json')} does not describe the weights in {path.name} ({'; '.join(differences)}"
+                "): the file was edited after saving. Fix: restore the config the weights were saved with."
             )

@@ -109,13 +109,9 @@ class MaskedDDPMPipeline(DiffusionPipeline):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> "MaskedDDPMPipeline":
         r"""
-        Load a pipeline saved with `save_pretrained` from a local folder or a Hub repo id.
-
-        Takes the arguments of [`DiffusionPipeline.from_pretrained`] (`torch_dtype`, `use_safetensors`, `variant`,
-        `revision`, `cache_dir`, `token`, `local_files_only`, `force_download`, ...). A repo id is fetched with
-        `diffusers_maskdm.hub.download_pipeline_folder` (configs and safetensors only, never code), because
-        diffusers' own download step does not know components that live outside diffusers; the local copy is then
-        loaded as a folder. Nothing from the repo is executed.
+        [`DiffusionPipeline.from_pretrained`] (same arguments) from a local folder or a Hub repo id. A repo id is
+        fetched by `diffusers_maskdm.hub.download_pipeline_folder` (configs and safetensors only, never code: diffusers'
+        own download step does not know components that live outside diffusers), then loaded as a folder.
 
         Raises:
             `ValueError`: if the folder is not a `MaskedDDPMPipeline` (it says what it found instead).
@@ -134,12 +130,9 @@ class MaskedDDPMPipeline(DiffusionPipeline):
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args, push_to_hub: bool = False, **kwargs) -> None:
         r"""
-        Save the pipeline to `save_directory` (see [`DiffusionPipeline.save_pretrained`]).
-
-        With `push_to_hub=True` the folder is then uploaded by `diffusers_maskdm.hub.upload_pipeline_folder`, which
-        keeps a MaskDM model card already in the folder (e.g. from `save_model_card`) or in the repo, where
-        diffusers would write its minimal card. `repo_id` (defaults to the folder name), `commit_message`,
-        `private`, `token` and `create_pr` are the upload options.
+        [`DiffusionPipeline.save_pretrained`]; with `push_to_hub=True` the folder is then uploaded by
+        `diffusers_maskdm.hub.upload_pipeline_folder` (with `repo_id`, by default the folder's name, `commit_message`,
+        `private`, `token`, `create_pr`), which keeps the folder's or the repo's MaskDM card.
         """
         hub_kwargs = {k: kwargs.pop(k) for k in ("commit_message", "private", "token", "create_pr") if k in kwargs}
         repo_id = kwargs.pop("repo_id", os.path.basename(os.path.normpath(str(save_directory))))
@@ -149,24 +142,15 @@ class MaskedDDPMPipeline(DiffusionPipeline):
 
     def push_to_hub(self, repo_id: str, *, safe_serialization: bool = True, variant: str | None = None, **kwargs):
         r"""
-        Upload the pipeline to the Hub, keeping the model card.
-
-        diffusers' `push_to_hub` replaces `README.md` with a minimal card of its own. This saves the pipeline
-        (safetensors) to a temporary folder and uploads it with `diffusers_maskdm.hub.upload_pipeline_folder`: the
-        repo's card is, in order of preference, `model_card` (a `huggingface_hub.ModelCard`), the card already in
-        the repo when no card argument is given, or one built by [`diffusers_maskdm.hub.build_model_card`].
+        Upload the pipeline to the Hub with a MaskDM model card, where diffusers' `push_to_hub` would write a minimal
+        one: saved to a temporary folder, then uploaded by `diffusers_maskdm.hub.upload_pipeline_folder`.
 
         Args:
             repo_id (`str`): The repo to push to (created if needed).
             safe_serialization (`bool`, *optional*, defaults to `True`): Save safetensors (always, for the Hub).
             variant (`str`, *optional*): Save weights as `*.{variant}.safetensors`.
-            commit_message (`str`, *optional*): Defaults to `"Upload MaskedDDPMPipeline"`.
-            private (`bool`, *optional*): Visibility of a newly created repo.
-            token (`str`, *optional*): Hub token; defaults to the logged-in one.
-            create_pr (`bool`, *optional*, defaults to `False`): Open a pull request instead of committing.
-            model_card (`huggingface_hub.ModelCard`, *optional*): The card to upload as `README.md`.
-            sample_grid (`PIL.Image.Image`, *optional*): An image uploaded as `samples.png` and shown on the card.
-            **card_kwargs: `training`, `metrics`, `base_model`, ... for `build_model_card`.
+            **kwargs: `commit_message`, `private`, `token`, `create_pr`, `model_card`, `sample_grid` and the card's
+                arguments (`training`, `metrics`, `base_model`, ...), as `upload_pipeline_folder` takes them.
 
         Returns:
             `str`: the URL of the commit.
@@ -215,8 +199,7 @@ class MaskedDDPMPipeline(DiffusionPipeline):
                 A [`torch.Generator`](https://pytorch.org/docs/stable/generated/torch.Generator.html) to make
                 generation deterministic, or one per image (then image `i` depends only on `generator[i]`).
             num_inference_steps (`int`, *optional*, defaults to 1000):
-                The number of denoising steps. More steps usually give better images at the expense of time; fast
-                schedulers (DDIM, DPM-Solver++, UniPC) need 20-50.
+                The number of denoising steps; fast schedulers (DDIM, DPM-Solver++, UniPC) need 20-50.
             output_type (`str`, *optional*, defaults to `"pil"`):
                 `"pil"` (`PIL.Image`), `"np"` (`np.ndarray`, NHWC in [0, 1]) or `"pt"` (`torch.Tensor`, NCHW in [0, 1]).
             return_dict (`bool`, *optional*, defaults to `True`):
@@ -225,15 +208,11 @@ class MaskedDDPMPipeline(DiffusionPipeline):
                 Corresponds to parameter eta (η) from the [DDIM](https://huggingface.co/papers/2010.02502) paper. Only
                 applies to schedulers whose `step` takes it ([`DDIMScheduler`]); ignored by the others.
             latents (`torch.Tensor`, *optional*):
-                The starting noise, (batch, channels, sample_size, sample_size), drawn from a standard normal; it is
-                scaled by the scheduler's `init_noise_sigma` as generated noise would be. The same noise (and, for
-                stochastic schedulers, the same `generator`) gives the same images. Drawn with `generator` if not
-                given.
+                The starting noise, (batch, channels, sample_size, sample_size), from a standard normal (scaled by the
+                scheduler's `init_noise_sigma`, as drawn noise is). Drawn with `generator` if not given.
             callback_on_step_end (`Callable`, `PipelineCallback` or `MultiPipelineCallbacks`, *optional*):
-                Called at the end of every denoising step as `callback_on_step_end(self, step, timestep,
-                callback_kwargs)`, where `callback_kwargs` holds the tensors named in
-                `callback_on_step_end_tensor_inputs`. It returns a dict; a `"latents"` entry replaces the current
-                latents.
+                Called after every step as `callback_on_step_end(self, step, timestep, callback_kwargs)` with the
+                tensors named in `callback_on_step_end_tensor_inputs`; a `"latents"` entry of its result replaces them.
             callback_on_step_end_tensor_inputs (`list[str]`, *optional*, defaults to `("latents",)`):
                 The tensors passed to `callback_on_step_end`; any of `pipe._callback_tensor_inputs`.
 
@@ -334,20 +313,16 @@ class MaskedDDPMPipeline(DiffusionPipeline):
                 f"`callback_on_step_end_tensor_inputs` has {unknown}, which the pipeline does not pass: use names "
                 f"from {self._callback_tensor_inputs}."
             )
-        if (
-            isinstance(self.scheduler, PNDMScheduler)
-            and not self.scheduler.config.skip_prk_steps
-            and num_inference_steps < 4
-        ):
-            # PNDM's Runge-Kutta warm-up needs 4 steps; below that it fails with a broadcast error deep inside.
+        # PNDM's Runge-Kutta warm-up needs 4 steps; below that it fails with a broadcast error deep inside.
+        pndm_warm_up = isinstance(self.scheduler, PNDMScheduler) and not self.scheduler.config.skip_prk_steps
+        if pndm_warm_up and num_inference_steps < 4:
             raise ValueError(
                 f"`num_inference_steps`={num_inference_steps} is too few for PNDMScheduler with its Runge-Kutta "
                 "warm-up (it needs at least 4): use more steps, or "
                 "`PNDMScheduler.from_config(pipe.scheduler.config, skip_prk_steps=True)`."
             )
-        if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)):
-            guidance_scale = float("nan")  # refused below, with the value shown
-        if not math.isfinite(guidance_scale) or guidance_scale < 0:
+        number = isinstance(guidance_scale, (int, float)) and not isinstance(guidance_scale, bool)
+        if not (number and 0 <= guidance_scale < math.inf):
             raise ValueError(
                 f"`guidance_scale` must be a finite number >= 0 (1 = no guidance), got {guidance_scale!r}."
             )
@@ -374,21 +349,20 @@ class MaskedDDPMPipeline(DiffusionPipeline):
                     "`class_labels` were given, but this model is unconditional (transformer.config.num_class_embeds "
                     "is None): drop `class_labels`."
                 )
-            class_labels = torch.as_tensor(class_labels)
-            if class_labels.is_floating_point() or class_labels.is_complex() or class_labels.dtype == torch.bool:
-                raise ValueError(f"`class_labels` must be integers, got dtype {class_labels.dtype}.")
-            if class_labels.ndim > 1 or class_labels.numel() == 0:
+            labels = torch.as_tensor(class_labels)
+            integers = not (labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool)
+            if not integers or labels.ndim > 1 or not labels.numel():
                 raise ValueError(
-                    f"`class_labels` must be an int or a non-empty 1-d sequence, got shape {tuple(class_labels.shape)}."
+                    f"`class_labels` must be an int or a non-empty 1-d sequence of integers, got {class_labels!r}."
                 )
-            if class_labels.ndim == 1:
-                if batch_size not in (1, len(class_labels)):
+            if labels.ndim == 1:
+                if batch_size not in (1, len(labels)):
                     raise ValueError(
-                        f"`batch_size`={batch_size} does not match the {len(class_labels)} `class_labels`: pass one "
+                        f"`batch_size`={batch_size} does not match the {len(labels)} `class_labels`: pass one "
                         "label per image, or a single label for all of them."
                     )
-                batch_size = len(class_labels)
-            class_labels = class_labels.long().reshape(-1).expand(batch_size).clone()
+                batch_size = len(labels)
+            class_labels = labels.long().reshape(-1).expand(batch_size).clone()
             if bool(((class_labels < 0) | (class_labels >= num_classes)).any()):
                 raise ValueError(
                     f"`class_labels` must lie in [0, {num_classes - 1}] (the model has {num_classes} classes), got "

@@ -80,9 +80,7 @@ class TrainingConfig:
     init_from_ema: bool = flag(False, "Start from the EMA weights of the source.")
     model_config: str | None = flag(help="A JSON file of MaskedDiTModel arguments.")
     model_preset: str | None = flag(
-        help="tiny (CPU), small (512 wide, 13 blocks), base (768, 17), or an official MaskDM network (see "
-        "docs/training.md). Default: small.",
-        choices=sorted(MODEL_PRESETS),
+        help="tiny (CPU), small (the default), base, or an official MaskDM network.", choices=sorted(MODEL_PRESETS)
     )
     gradient_checkpointing: bool = flag(False, "Trade compute for memory.")
     mask_type: str = flag("block", "How patches are masked.", choices=MASK_KINDS, group="masked pre-training")
@@ -103,10 +101,7 @@ class TrainingConfig:
     ddpm_num_steps: int | None = flag(help="Diffusion steps.", check=POSITIVE_INT)
     ddpm_beta_schedule: str | None = flag(help="The noise schedule.", choices=BETA_SCHEDULES)
     recipe: str | None = flag(
-        help="An official MaskDM recipe (optimiser, EMA, LR schedule, clipping, noise schedule, resolution, masks); "
-        "explicit flags win (see docs/training.md).",
-        choices=sorted(RECIPES),
-        group="optimisation",
+        help="An official MaskDM recipe; flags given win.", choices=sorted(RECIPES), group="optimisation"
     )
     recipe_values: dict = dataclasses.field(default_factory=dict)  # not a flag
     train_batch_size: int = flag(16, "Batch size per process.", POSITIVE)

@@ -75,9 +75,7 @@ def resume(run: Run) -> TrainingState:
     state = TrainingState(**{key: saved[key] for key in asdict(TrainingState()) if key in saved})
     for key, now in _run_shape(run).items():
         if saved.get(key) != now:
-            message = (
-                "Resuming with %s=%s but %s was saved with %s: training goes on, not exactly as the original run."
-            )
+            message = "Resuming with %s=%s but %s was saved with %s: training goes on, not as the original run."
             logger.warning(message, key, now, path, saved.get(key))
     logger.info(
         "Resumed from %s at step %d (epoch %d, batch %d)", path, state.global_step, state.epoch, state.position

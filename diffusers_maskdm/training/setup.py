@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
 from accelerate.logging import get_logger
 from accelerate.utils import ProjectConfiguration, broadcast_object_list, set_seed
 from diffusers import DDPMScheduler
@@ -81,10 +81,6 @@ class Run:
         return self.accelerator.unwrap_model(self.model)
 
     @property
-    def dataset(self):
-        return self.dataloader.dataset
-
-    @property
     def output_dir(self) -> Path:
         return Path(self.config.output_dir)
 
@@ -139,9 +135,9 @@ def setup(config: TrainingConfig) -> Run:
             config.resolution, dataset.num_channels, num_classes, config.model_config, config.model_preset
         )
     _check_model_fits_data(config, model_config, dataset.num_channels, num_classes)
-    model = source.load() if source is not None else MaskedDiTModel.from_config(model_config)
     if source is not None:
         logger.info("Starting from the %s weights of %s", "EMA" if source.is_ema else "raw", source.name)
+    model = source.load() if source is not None else MaskedDiTModel.from_config(model_config)
     if config.gradient_checkpointing:
         model.enable_gradient_checkpointing()
 
@@ -166,9 +162,7 @@ def setup(config: TrainingConfig) -> Run:
         ema_model = EMAModel(transformer.parameters(), **options)  # its copies on the parameters' device
     register_checkpoint_hooks(accelerator, ema_model)
     if config.report_to != "none":
-        tracked = {
-            k: v for k, v in asdict(config).items() if isinstance(v, (int, float, str, bool)) and k != "hub_token"
-        }
+        tracked = {k: v for k, v in asdict(config).items() if type(v) in (int, float, str, bool) and k != "hub_token"}
         accelerator.init_trackers("train_masked_pretrain", config=tracked)
     built = (model, ema_model, optimizer, lr_scheduler, loader, noise_scheduler, mask_generator, steps, repo_id, lock)
     return Run(config, accelerator, *built)
@@ -176,11 +170,10 @@ def setup(config: TrainingConfig) -> Run:
 
 def _build_accelerator(config: TrainingConfig) -> Accelerator:
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
-    has_accelerator = torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
-    cpu = config.cpu or not (has_accelerator or torch.backends.mps.is_available())
+    cpu = PartialState(cpu=config.cpu).device.type == "cpu"  # accelerate's choice of device, before mixed precision
     emulated_bf16 = cpu and config.mixed_precision == "bf16" and not cpu_supports_bf16()
     accelerator = Accelerator(
-        cpu=cpu,
+        cpu=config.cpu,
         mixed_precision="no" if emulated_bf16 else config.mixed_precision,  # emulated bf16 is slower than fp32
         log_with=None if config.report_to == "none" else config.report_to,
         project_config=ProjectConfiguration(config.output_dir, os.path.join(config.output_dir, config.logging_dir)),
@@ -211,20 +204,14 @@ def cpu_supports_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
 
 
 def cpu_threads_per_process(num_local_processes: int) -> int:
-    """
-    The CPUs this process may run on (its affinity: `taskset` is honoured) shared by `num_local_processes`, at least
-    one: `accelerate launch` sets `OMP_NUM_THREADS=1` on a machine without a GPU, leaving the other cores idle.
-    """
+    """The CPUs this process may use (its affinity) shared by `num_local_processes`, at least one (`accelerate launch`
+    sets `OMP_NUM_THREADS=1` without a GPU, leaving the other cores idle)."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, cpus // max(1, num_local_processes))
 
 
 def build_optimizer(
-    model: torch.nn.Module,
-    learning_rate: float,
-    betas: tuple[float, float] = (0.9, 0.999),
-    weight_decay: float = 1e-6,
-    eps: float = 1e-8,
+    model: torch.nn.Module, learning_rate: float, betas=(0.9, 0.999), weight_decay: float = 1e-6, eps: float = 1e-8
 ) -> torch.optim.AdamW:
     """
     AdamW over `model` with weight decay on weight matrices only: not on biases and norms (under 2 dimensions),
@@ -260,14 +247,9 @@ def build_noise_scheduler(config: TrainingConfig, pretrained: dict | None = None
     }
     start, end, steps = settings["beta_start"], settings["beta_end"], settings["num_train_timesteps"]
     # The flags are checked by `validate_args`; a pre-trained pipeline's scheduler_config.json is checked here.
-    if not (
-        settings["beta_schedule"] in BETA_SCHEDULES
-        and settings["prediction_type"] in PREDICTION_TYPES
-        and isinstance(steps, int)
-        and steps >= 1
-        and all(isinstance(b, (int, float)) and math.isfinite(b) for b in (start, end))
-        and 0 < start < end < 1
-    ):
+    known = settings["beta_schedule"] in BETA_SCHEDULES and settings["prediction_type"] in PREDICTION_TYPES
+    numbers = isinstance(steps, int) and steps >= 1 and all(isinstance(b, (int, float)) for b in (start, end))
+    if not (known and numbers and 0 < start < end < 1):  # NaN fails every comparison
         raise ValueError(
             f"the scheduler of --pretrained_model_name_or_path set a schedule that cannot train: {settings} (the betas "
             f"must be finite with 0 < beta_start < beta_end < 1, the steps a positive integer, the schedule one of "
@@ -295,11 +277,8 @@ def build_mask_generator(
 def _check_model_plan(config: TrainingConfig, model_config: dict, device: torch.device) -> tuple:
     """Check the flags against the model config (the model, built on the `meta` device, checks its own) and the
     device's memory, before data or weights are loaded. Returns the mask generator and the bytes of a checkpoint."""
-    where = (
-        f"--pretrained_model_name_or_path={config.pretrained_model_name_or_path!r}"
-        if config.pretrained_model_name_or_path
-        else f"--model_config={config.model_config!r}"
-    )
+    source = config.pretrained_model_name_or_path
+    where = f"--pretrained_model_name_or_path={source!r}" if source else f"--model_config={config.model_config!r}"
     if model_config.get("sample_size") != config.resolution:
         raise ValueError(
             f"--resolution={config.resolution} but {where} has sample_size={model_config.get('sample_size')}: pass "
@@ -405,11 +384,8 @@ def _create_hub_repo(config: TrainingConfig) -> str:
 
 
 def claim_output_dir(config: TrainingConfig, required_bytes: int = 0) -> IO | None:
-    """
-    Make `--output_dir` this run's: room for a checkpoint and the pipeline, a lock (one run per folder; the OS drops
-    it when the process ends, however it ends), and no other run's checkpoints unless this run resumes them or
-    `--overwrite_output_dir` deletes them. Returns the open lock file, to keep while training.
-    """
+    """Make `--output_dir` this run's: room for a checkpoint and the pipeline, a lock (the OS drops it when the
+    process ends, however), no other run's checkpoints (unless resumed or deleted). Returns the lock to hold."""
     output_dir = existing = Path(config.output_dir)
     while not existing.exists():  # `validate_args` made sure it is a writable folder, or can be created in one.
         existing = existing.parent

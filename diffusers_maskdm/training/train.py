@@ -140,11 +140,12 @@ def train(run: Run, state: TrainingState) -> None:
     config, accelerator, model, transformer = run.config, run.accelerator, run.model, run.transformer
     accumulation, grid_size = config.gradient_accumulation_steps, transformer.grid_size
     masked = run.mask_generator.num_masked(grid_size) if run.mask_generator is not None else 0
+    dataset = run.dataloader.dataset
     logger.info(
         "***** Running training (%s) *****\n  Images = %d (unreadable files skipped: %d), batches per epoch per "
         "process = %d, optimization steps = %d\n  Masks: %r, achieved mask rate %.3f",
-        *("masked pre-training" if masked else "fine-tuning", len(run.dataset), run.dataset.num_skipped),
-        *(len(run.dataloader), run.max_train_steps, run.mask_generator, masked / transformer.num_patches),
+        *("masked pre-training" if masked else "fine-tuning", len(dataset), dataset.num_skipped, len(run.dataloader)),
+        *(run.max_train_steps, run.mask_generator, masked / transformer.num_patches),
     )
     batches = _resumable_batches(run.dataloader, accelerator, state.epoch, state.position)
     rank = accelerator.process_index
@@ -219,12 +220,10 @@ def train(run: Run, state: TrainingState) -> None:
         if step % config.checkpointing_steps == 0 or step == run.max_train_steps:
             save_training_checkpoint(run, state)
         if config.validation_steps and step % config.validation_steps == 0 and step < run.max_train_steps:
-            if accelerator.is_main_process:
-                _validation_grid(run, step)
+            accelerator.on_main_process(_validation_grid)(run, step)
             accelerator.wait_for_everyone()
         if config.eval_fid_steps and step % config.eval_fid_steps == 0:
-            if accelerator.is_main_process:
-                _evaluate_fid(run, step, fid_cache)
+            accelerator.on_main_process(_evaluate_fid)(run, step, fid_cache)
             accelerator.wait_for_everyone()
     progress_bar.close()
 
@@ -296,13 +295,10 @@ def _evaluate_fid(run: Run, step: int, cache: dict) -> None:
         )
     with ema_weights(run.transformer, run.ema_model):
         sampler = grid_sampler(run.noise_scheduler.config, config.validation_scheduler)
+        pipeline = MaskedDDPMPipeline(transformer=run.transformer, scheduler=sampler)
+        options = dict(num_inference_steps=config.validation_inference_steps, seed=config.seed)
         fid = compute_fid_for_pipeline(
-            MaskedDDPMPipeline(transformer=run.transformer, scheduler=sampler),
-            cache["reference"],
-            cache["extractor"],
-            num_samples=config.eval_fid_num_images,
-            num_inference_steps=config.validation_inference_steps,
-            seed=config.seed,
+            pipeline, cache["reference"], cache["extractor"], config.eval_fid_num_images, **options
         )
     logger.info("Step %d: FID-%d = %.3f", step, config.eval_fid_num_images, fid)
     run.accelerator.log({f"eval/fid_{config.eval_fid_num_images}": fid}, step=step)

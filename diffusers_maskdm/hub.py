@@ -19,51 +19,42 @@ minimal card: `download_pipeline_folder` fetches configs and safetensors (never 
 `upload_pipeline_folder` pushes a saved folder with a real card (`build_model_card`) in one `upload_folder`.
 """
 
-from __future__ import annotations
-
 import json
 import math
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import PIL.Image
 import torch
+from diffusers import DDIMScheduler, DiffusionPipeline
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from diffusers.utils import make_image_grid
 from diffusers.utils.hub_utils import populate_model_card
 from huggingface_hub import ModelCard, ModelCardData, create_repo, snapshot_download, upload_folder
 from huggingface_hub.errors import EntryNotFoundError
-
-
-if TYPE_CHECKING:
-    import PIL.Image
-    from diffusers import DiffusionPipeline
-    from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from safetensors import safe_open
 
 
 __all__ = [
     "build_model_card",
-    "check_pipeline_folder",
     "download_pipeline_folder",
     "make_sample_grid",
     "save_model_card",
     "upload_pipeline_folder",
 ]
 
-PIPELINE_CLASS = "MaskedDDPMPipeline"
-MODEL_CLASS = "MaskedDiTModel"
 SAMPLE_GRID_FILENAME = "samples.png"
 # What of a folder makes up the pipeline on the Hub: not checkpoints, logs or validation grids.
 PIPELINE_PATTERNS = ["model_index.json", "scheduler/*", "transformer/*", "README.md", SAMPLE_GRID_FILENAME]
 # The diffusers schedulers (of those compatible with DDPMScheduler) whose `step` refuses a prediction type, measured
 # with diffusers 0.42 by tests/test_hub.py (DPMSolverSDE and LMS need torchsde / scipy and are not measured).
 UNSUPPORTED_SCHEDULERS = {
-    "sample": (
-        "EDMEulerScheduler",
-        "EulerAncestralDiscreteScheduler",
-        "KDPM2AncestralDiscreteScheduler",
-        "KDPM2DiscreteScheduler",
-        "PNDMScheduler",
-    ),
+    "sample": tuple(
+        "EDMEulerScheduler EulerAncestralDiscreteScheduler KDPM2AncestralDiscreteScheduler KDPM2DiscreteScheduler "
+        "PNDMScheduler".split()
+    )
 }
 
 
@@ -96,48 +87,6 @@ def download_pipeline_folder(
     )
 
 
-def check_pipeline_folder(folder: str | os.PathLike, expected_class: str = PIPELINE_CLASS) -> dict:
-    """
-    Check that `folder` holds a saved MaskDM pipeline and return its `model_index.json`.
-
-    Raises:
-        `ValueError`: saying what the folder holds instead (no `model_index.json`, another pipeline class, or a
-        `transformer` component that is missing or not a `MaskedDiTModel`).
-    """
-    folder = Path(folder)
-    index_path = folder / "model_index.json"
-    if not index_path.is_file():
-        found = sorted(p.name for p in folder.iterdir())[:12] if folder.is_dir() else []
-        hint = ""
-        if (folder / "config.json").is_file():
-            hint = " It has a config.json: if it is a single model, load it with `MaskedDiTModel.from_pretrained`."
-        raise ValueError(
-            f"`pretrained_model_name_or_path` {str(folder)!r} is not a saved pipeline: it has no model_index.json "
-            f"(found {found}).{hint}"
-        )
-    try:
-        index = json.loads(index_path.read_text(encoding="utf-8"))
-    except ValueError as error:
-        raise ValueError(
-            f"{index_path} is not valid JSON ({error}): restore the file, or save the pipeline again."
-        ) from None
-    if not isinstance(index, dict):
-        raise ValueError(f"{index_path} holds a {type(index).__name__}, not a JSON object: restore the file.")
-    if index.get("_class_name") != expected_class:
-        raise ValueError(
-            f"{str(folder)!r} holds a {index.get('_class_name')!r} pipeline (model_index.json `_class_name`), not a "
-            f"{expected_class!r}; its components are {sorted(k for k in index if not k.startswith('_'))}. Load it "
-            "with that pipeline's class, e.g. `diffusers.DiffusionPipeline.from_pretrained`."
-        )
-    transformer = index.get("transformer")
-    if not transformer or transformer[-1] != MODEL_CLASS or not (folder / "transformer" / "config.json").is_file():
-        raise ValueError(
-            f"{str(folder)!r} says it is a {expected_class} but its `transformer` component is {transformer!r} "
-            f"(expected [..., {MODEL_CLASS!r}] with a transformer/config.json): the folder is incomplete or edited."
-        )
-    return index
-
-
 # The model card, a Jinja template as diffusers keeps its own (`model_card_template.md` beside this file), rendered by
 # `ModelCard.from_template`; `build_model_card` fills it in.
 CARD_TEMPLATE = (Path(__file__).parent / "model_card_template.md").read_text(encoding="utf-8")
@@ -146,13 +95,8 @@ _STAGE_WORDS = {
     "finetune": "fine-tuning on full images",
 }
 # Training keys not named by their own words (`mask_rate` -> "Mask rate").
-_LABELS = {
-    "max_train_steps": "Training steps",
-    "train_batch_size": "Batch size",
-    "use_ema": "EMA",
-    "dataset_name": "Data",
-    "train_data_dir": "Data",
-}
+_LABELS = {"max_train_steps": "Training steps", "train_batch_size": "Batch size", "use_ema": "EMA"}
+_LABELS.update(dict.fromkeys(("dataset_name", "train_data_dir"), "Data"))
 _ARCHITECTURE_KEYS = (
     "sample_size in_channels patch_size hidden_size num_layers num_attention_heads time_conditioning num_class_embeds"
 )
@@ -276,9 +220,6 @@ def save_model_card(
     Returns:
         The `ModelCard` written.
     """
-    import PIL.Image
-    from safetensors import safe_open
-
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     if isinstance(sample_grid, PIL.Image.Image):
@@ -288,10 +229,8 @@ def save_model_card(
         sample_grid = SAMPLE_GRID_FILENAME
     elif sample_grid is None and (output_dir / SAMPLE_GRID_FILENAME).is_file():
         sample_grid = SAMPLE_GRID_FILENAME
-    model_config, scheduler_config = (
-        output_dir / "transformer/config.json",
-        output_dir / "scheduler/scheduler_config.json",
-    )
+    model_config = output_dir / "transformer/config.json"
+    scheduler_config = output_dir / "scheduler/scheduler_config.json"
     if model_config.is_file():
         card_kwargs.setdefault("model_config", json.loads(model_config.read_text(encoding="utf-8")))
     if scheduler_config.is_file():
@@ -315,15 +254,8 @@ def make_sample_grid(
     guidance_scale: float = 1.0,
     scheduler: SchedulerMixin | None = None,
 ) -> PIL.Image.Image:
-    """
-    Sample `num_images` images with `scheduler` (default: DDIM from the pipeline's scheduler config) and tile them in
-    a square-ish grid.
-
-    The pipeline's own scheduler is left untouched. Returns a `PIL.Image.Image` for `save_model_card`.
-    """
-    from diffusers import DDIMScheduler
-    from diffusers.utils import make_image_grid
-
+    """`num_images` seeded samples of `scheduler` (default: DDIM from the pipeline's scheduler config, which stays the
+    pipeline's) tiled in a square-ish grid, for `save_model_card`."""
     if class_labels is not None:
         num_images = len(class_labels)
     own_scheduler = pipeline.scheduler
@@ -342,9 +274,6 @@ def make_sample_grid(
     return make_image_grid(images, rows=num_images // cols, cols=cols)
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# Pushing
-# ---------------------------------------------------------------------------------------------------------------------
 def upload_pipeline_folder(
     folder: str | os.PathLike,
     repo_id: str,
@@ -358,27 +287,12 @@ def upload_pipeline_folder(
     **card_kwargs,
 ):
     """
-    Upload the pipeline of `folder` to `repo_id` (created if needed) with a model card, in one `upload_folder`.
-
-    Only the pipeline's files are uploaded (`allow_patterns`, by default `model_index.json`, `scheduler/`,
-    `transformer/`, `README.md` and `samples.png`), so a training output folder can be pushed as it is, without its
-    checkpoints and logs. The card, written into `folder` as `README.md`, is in order: `model_card`; the folder's
-    own MaskDM card (e.g. written by `save_model_card`); with no card arguments, the card already in the repo; or a
-    new one from `save_model_card(folder, repo_id, **card_kwargs)`.
-
-    Args:
-        folder (`str` or `os.PathLike`): A folder written by `save_pretrained` or the training script.
-        repo_id (`str`): The repo to push to.
-        commit_message (`str`, *optional*): Defaults to `"Upload MaskedDDPMPipeline"`.
-        private (`bool`, *optional*): Visibility of a newly created repo.
-        token (`str` or `bool`, *optional*): A Hub token; defaults to the logged-in one.
-        create_pr (`bool`, *optional*, defaults to `False`): Open a pull request instead of committing.
-        model_card (`huggingface_hub.ModelCard`, *optional*): The card to upload.
-        allow_patterns (`list[str]`, *optional*): The files to upload (see above).
-        **card_kwargs: `sample_grid`, `training`, `metrics`, `base_model`, ... for `save_model_card`.
-
-    Returns:
-        `huggingface_hub.CommitInfo` of the upload.
+    Upload the pipeline of `folder` (written by `save_pretrained` or the training script) to `repo_id`, created if
+    needed, with a model card, in one `upload_folder`: only the files of `allow_patterns` (by default the pipeline's,
+    not checkpoints or logs). The card, written into `folder` as `README.md`, is in order: `model_card`; the folder's
+    own MaskDM card; with no card arguments, the repo's card; or `save_model_card(folder, repo_id, **card_kwargs)`.
+    `commit_message` (default `"Upload MaskedDDPMPipeline"`), `private`, `token` and `create_pr` are
+    `huggingface_hub`'s. Returns the `huggingface_hub.CommitInfo` of the upload.
     """
     folder = Path(folder)
     repo_id = create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
@@ -396,7 +310,7 @@ def upload_pipeline_folder(
     return upload_folder(
         repo_id=repo_id,
         folder_path=folder,
-        commit_message=commit_message or f"Upload {PIPELINE_CLASS}",
+        commit_message=commit_message or "Upload MaskedDDPMPipeline",
         token=token,
         create_pr=create_pr,
         allow_patterns=allow_patterns or PIPELINE_PATTERNS,

@@ -1,16 +1,3 @@
-# Copyright 2026 The diffusers-maskdm Authors. All rights reserved.
-#
-# Licensed under the Apache License, Version 2.0 (the "License");
-# you may not use this file except in compliance with the License.
-# You may obtain a copy of the License at
-#
-#     http://www.apache.org/licenses/LICENSE-2.0
-#
-# Unless required by applicable law or agreed to in writing, software
-# distributed under the License is distributed on an "AS IS" BASIS,
-# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
-# See the License for the specific language governing permissions and
-# limitations under the License.
 """Pipelines. The module paths are recorded in saved `model_index.json` files: they are public, do not move them."""
 
 from .pipeline_masked_ddpm import MaskedDDPMPipeline

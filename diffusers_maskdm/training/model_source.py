@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..models import MaskedDiTModel
 from .checkpointing import EMA_SUBFOLDER, TRANSFORMER_SUBFOLDER
 from .presets import preset_config
 
@@ -61,8 +62,6 @@ class TransformerSource:
 
     def load(self):
         """Load the `MaskedDiTModel` (safetensors only)."""
-        from ..models import MaskedDiTModel
-
         return MaskedDiTModel.from_pretrained(
             self.folder, subfolder=self.subfolder, variant=self.variant, use_safetensors=True
         )
@@ -103,8 +102,6 @@ def resolve_pretrained_transformer(
                 "train_masked_pretrain.py (or its checkpoint-<step>), or a MaskDM repo id."
             ) from error
 
-    # An output folder (transformer/, EMA weights there when the raw ones are its non_ema variant), a checkpoint
-    # (transformer/ raw, transformer_ema/ EMA) or a bare model folder.
     transformer = folder / TRANSFORMER_SUBFOLDER
     has_transformer = _class_name(transformer) == MODEL_CLASS_NAME
     has_non_ema = has_transformer and (transformer / NON_EMA_WEIGHTS_NAME).is_file()
@@ -148,8 +145,7 @@ def read_model_config_file(path: str | os.PathLike) -> dict[str, Any]:
     kind = config.get("_class_name", MODEL_CLASS_NAME) if isinstance(config, dict) else type(config).__name__
     if kind != MODEL_CLASS_NAME:
         raise ValueError(
-            f"--model_config={str(path)!r} describes a {kind!r}: it must hold a JSON object of {MODEL_CLASS_NAME} "
-            "arguments."
+            f"--model_config={str(path)!r} describes a {kind!r}, not a JSON object of {MODEL_CLASS_NAME} arguments."
         )
     return {key: value for key, value in config.items() if not key.startswith("_")}
 

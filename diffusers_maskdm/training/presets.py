@@ -97,14 +97,11 @@ _MASKS = {"mask_type": "block", "mask_rate": 0.9, "mask_block_size": 4, "mask_ro
 RECIPES: dict[str, dict[str, Any]] = {
     "maskdm-pretrain-64": {**_AT_64, **_MASKS},  # configs/ablation/msm/block4/celeba_90p.yml (and the other masks')
     "maskdm-finetune-64": {**_AT_64, "mask_rate": 0.0},  # configs/ablation/celeba_small.yml
-    # configs/celebahq_base_90p.yml and configs/transfer/vggface2_small_90p.yml
-    "maskdm-pretrain-256": {**_AT_256, **_MASKS},
-    # configs/celebahq_base.yml
-    "maskdm-finetune-256": {**_AT_256, "mask_rate": 0.0, "learning_rate": 1e-5,
+    "maskdm-pretrain-256": {**_AT_256, **_MASKS},  # configs/celebahq_base_90p.yml, transfer/vggface2_small_90p.yml
+    "maskdm-finetune-256": {**_AT_256, "mask_rate": 0.0, "learning_rate": 1e-5,  # configs/celebahq_base.yml
                             "lr_scheduler": "constant_with_warmup", "lr_warmup_steps": 5000},
-    # configs/transfer/celebahq_small_0.1.yml
     "maskdm-transfer-256": {**_AT_256, "mask_rate": 0.0, "random_flip": True, "learning_rate": 5e-5,
-                            "max_grad_norm": NO_CLIPPING},
+                            "max_grad_norm": NO_CLIPPING},  # configs/transfer/celebahq_small_0.1.yml
 }  # fmt: skip
 """The flag values of each official recipe (`--recipe`), by the destination names of the training script's flags."""
 

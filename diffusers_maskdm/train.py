@@ -16,8 +16,7 @@
     python -m diffusers_maskdm.train --model_preset tiny --max_train_steps 1000 --output_dir maskdm-pretrained
     accelerate launch -m diffusers_maskdm.train ...   # several GPUs or processes
 
-`--help` lists the flags; `docs/training.md` has the recipes. The phases live in `diffusers_maskdm.training`.
-"""
+`--help` lists the flags, `docs/training.md` the recipes; the phases live in `diffusers_maskdm.training`."""
 
 import sys
 
@@ -26,9 +25,8 @@ from .training import CheckpointWriteError, NonFiniteLossError, parse_args, run_
 
 def main(argv: list[str] | None = None) -> int:
     """Parse `argv`, train, and return the exit status: 0 done, 1 refused or stopped (one line), 2 bad flags."""
-    config = parse_args(argv)
     try:
-        run_training(config)
+        run_training(parse_args(argv))  # a bad flag exits here, with status 2
     # What a user can fix (flags that do not fit the data, a full disk, a diverging run) is one line, no traceback.
     except (ValueError, CheckpointWriteError, NonFiniteLossError) as error:
         print(f"error: {error}", file=sys.stderr)

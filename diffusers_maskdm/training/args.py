@@ -13,8 +13,7 @@
 # limitations under the License.
 """The flags of the training script (named as in diffusers' `train_unconditional.py` where the idea is the same),
 the `TrainingConfig` they become, and the checks of the flags alone: `parse_args` refuses every flag that is wrong on
-its own or with others, creating nothing; what needs the model source or the data is checked by `setup`.
-"""
+its own or with others, creating nothing; what needs the model source or the data is checked by `setup`."""
 
 import argparse
 import dataclasses
@@ -45,23 +44,18 @@ UNIT_OPEN = (lambda value: 0 < value < 1, "must be in (0, 1), e.g. 0.9999")
 
 
 def flag(default: Any = None, help: str = "", check: tuple | None = None, **options) -> Any:
-    """A `TrainingConfig` field that is a flag: default, help, range `check`, the `--help` `group` it opens, and
-    `add_argument` options."""
+    """A `TrainingConfig` field that is a flag: default, help, range `check`, `--help` group, argparse options."""
     return dataclasses.field(default=default, metadata={"help": help, "check": check, **options})
 
 
 @dataclasses.dataclass
 class TrainingConfig:
-    """
-    What a training run is asked to do: one field per flag of `build_parser` (`--<field>`, its help in the field),
-    typed, checked by `validate_args`. `recipe_values` holds the resolved values of `--recipe` (`{}` without one).
-    """
+    """What a training run is asked to do: one field per flag of `build_parser` (`--<field>`, its help in the field),
+    typed, checked by `validate_args`. `recipe_values` holds the resolved values of `--recipe` (`{}` without one)."""
 
     dataset_name: str | None = flag(help="A Hub dataset (anything `load_dataset` takes).", group="data")
     dataset_config_name: str | None = flag(help="The config of --dataset_name.")
-    train_data_dir: str | None = flag(
-        help="A local image folder (sub-folders = labels). Default: the embedded Twemoji (4,009 emoji, CC-BY 4.0)."
-    )
+    train_data_dir: str | None = flag(help="An image folder (sub-folders: labels). Default: the embedded Twemoji.")
     image_column: str | None = flag(help="The image column (default: the first one).")
     label_column: str | None = flag(help="The class-label column.")
     cache_dir: str | None = flag(help="Cache folder of datasets and Hub downloads.")
@@ -73,8 +67,7 @@ class TrainingConfig:
     ignore_labels: bool = flag(False, "Train unconditionally even on labelled data.")
     dataloader_num_workers: int = flag(0, "DataLoader worker processes.", NON_NEGATIVE)
     pretrained_model_name_or_path: str | None = flag(
-        help="Start from this MaskDM transformer: an output folder or checkpoint of this script, or a Hub repo id.",
-        group="model",
+        help="Start from this script's output folder or checkpoint, or a Hub repo id.", group="model"
     )
     revision: str | None = flag(help="Hub revision of --pretrained_model_name_or_path.")
     init_from_ema: bool = flag(False, "Start from the EMA weights of the source.")
@@ -85,10 +78,7 @@ class TrainingConfig:
     gradient_checkpointing: bool = flag(False, "Trade compute for memory.")
     mask_type: str = flag("block", "How patches are masked.", choices=MASK_KINDS, group="masked pre-training")
     mask_rate: float = flag(
-        None,
-        "Share of patches dropped; 0 = fine-tuning. Default: 0.9 for a new model, 0 with "
-        "--pretrained_model_name_or_path (pass 0.9 there to continue masked pre-training).",
-        FRACTION,
+        None, "Share of patches dropped (0: fine-tuning). Default: 0.9, or 0 from a pre-trained model.", FRACTION
     )
     mask_block_size: int | None = flag(help="Block side in patches (block masks; 2).", check=POSITIVE_INT)
     mask_crop_size: int | None = flag(help="Visible window side in patches (crop masks).", check=POSITIVE_INT)
@@ -96,7 +86,7 @@ class TrainingConfig:
     prediction_type: str | None = flag(
         help="The target.",
         choices=PREDICTION_TYPES,
-        group="diffusion (default: pre-trained's, else epsilon/1000/linear)",
+        group="diffusion (default: pre-trained's, or epsilon/1000/linear)",
     )
     ddpm_num_steps: int | None = flag(help="Diffusion steps.", check=POSITIVE_INT)
     ddpm_beta_schedule: str | None = flag(help="The noise schedule.", choices=BETA_SCHEDULES)
@@ -153,10 +143,8 @@ class TrainingConfig:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the training script: one flag per field of `TrainingConfig` (see docs/training.md)."""
     parser = argparse.ArgumentParser(
-        description=(
-            "Masked diffusion pre-training (--mask_rate > 0) and fine-tuning (--mask_rate 0) of a MaskedDiTModel "
-            "(MaskDM, arXiv 2306.11363). Run it with `accelerate launch` or `python -m diffusers_maskdm.train`."
-        ),
+        description="Masked pre-training (--mask_rate > 0) and fine-tuning (--mask_rate 0) of a MaskedDiTModel "
+        "(MaskDM, arXiv 2306.11363). Run it with `accelerate launch` or `python -m diffusers_maskdm.train`.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     for field in dataclasses.fields(TrainingConfig):
@@ -196,12 +184,8 @@ def config_from_flags(argv: list[str] | None = None, parser: argparse.ArgumentPa
 
 
 def validate_args(config: TrainingConfig) -> None:
-    """
-    Check the flags on their own and together, without reading the model source or the data, creating nothing.
-
-    Raises:
-        `ValueError`: naming the flag, its value and the fix.
-    """
+    """Check the flags on their own and together, without reading the model source or the data, creating nothing; a
+    `ValueError` names the flag, its value and the fix."""
     c = config
     for field in dataclasses.fields(c):  # nan and inf parse as floats: no float flag may be either.
         value, (test, rule) = getattr(c, field.name), field.metadata.get("check") or (None, None)

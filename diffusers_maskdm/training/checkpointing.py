@@ -17,8 +17,7 @@
 with EMA, `transformer_ema/` (diffusers folders, safetensors), and `training_state.json`: the step, the data position
 and the SHA-256 of every file. Kept here (see `docs/reliability.md`): **atomic** writes (staged, flushed, renamed; a
 rewrite keeps one intact copy at every moment), **verified** resumes (checksums; `latest` falls back to the newest
-intact checkpoint) and **finite** weights (a NaN or inf is never saved).
-"""
+intact checkpoint) and **finite** weights (a NaN or inf is never saved)."""
 
 import contextlib
 import errno
@@ -33,6 +32,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate.utils import gather
+from diffusers.training_utils import EMAModel
+
+from ..models import MaskedDiTModel
 
 
 logger = logging.getLogger(__name__)
@@ -51,10 +54,8 @@ class CheckpointWriteError(RuntimeError):
 
 def list_checkpoints(output_dir: str | os.PathLike) -> list[Path]:
     """The `checkpoint-<step>` folders of `output_dir` (intact or not), oldest first."""
-    found = [
-        (int(m.group(1)), p) for p in Path(output_dir).glob("checkpoint-*") if (m := _CHECKPOINT_RE.match(p.name))
-    ]
-    return [path for _, path in sorted(found) if path.is_dir()]
+    found = [p for p in Path(output_dir).glob("checkpoint-*") if _CHECKPOINT_RE.match(p.name) and p.is_dir()]
+    return sorted(found, key=lambda path: int(path.name.split("-")[1]))
 
 
 def read_training_state(path: str | os.PathLike) -> dict[str, Any]:
@@ -98,9 +99,8 @@ def find_latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
 
 
 def resolve_resume_checkpoint(output_dir: str | os.PathLike, resume_from_checkpoint: str | None) -> Path | None:
-    """The checkpoint `--resume_from_checkpoint` names: `None` (start afresh), `"latest"` (the newest intact one of
-    `output_dir`, or `None`) or a checkpoint folder (also looked for inside `output_dir`); a `ValueError` if a named
-    one does not exist or is damaged."""
+    """The checkpoint `--resume_from_checkpoint` names: `None`, `"latest"` (the newest intact one, or `None`) or a
+    folder (also looked for in `output_dir`); a `ValueError` if a named one does not exist or is damaged."""
     if resume_from_checkpoint in (None, "latest"):
         return find_latest_checkpoint(output_dir) if resume_from_checkpoint else None
     path = Path(resume_from_checkpoint)
@@ -143,8 +143,8 @@ def _fsync(path: Path) -> None:
 
 
 def publish_folder(temp: Path, final: Path) -> None:
-    """Flush `temp` and rename it to `final` (same parent); an existing `final` waits in `.tmp-old-<name>` until the new
-    one is in place (after a kill in between, `recover_interrupted_writes` puts it back)."""
+    """Flush `temp` and rename it to `final` (same parent); an existing `final` waits in `.tmp-old-<name>` until the
+    new one is in place (after a kill in between, `recover_interrupted_writes` puts it back)."""
     for file in [*temp.rglob("*"), temp]:
         _fsync(file)
     old = final.with_name(f"{TEMP_PREFIX}old-{final.name}")
@@ -159,8 +159,6 @@ def publish_folder(temp: Path, final: Path) -> None:
 def on_all_processes(state, succeeded: bool) -> bool:
     """Whether `succeeded` holds on every process (of the `Accelerator` or `PartialState`), so all act together."""
     if state.num_processes > 1:
-        from accelerate.utils import gather
-
         return bool(gather(torch.tensor([float(succeeded)], device=state.device)).min().item() == 1.0)
     return succeeded
 
@@ -241,9 +239,6 @@ def check_finite(parameters, what: str) -> None:
 def register_checkpoint_hooks(accelerator, ema_model=None) -> None:
     """Make `accelerator.save_state` / `load_state` write and read the transformer (and its EMA) as diffusers folders,
     `transformer/` and `transformer_ema/`, as diffusers' training scripts do; non-finite weights are refused."""
-    from diffusers.training_utils import EMAModel
-
-    from ..models import MaskedDiTModel
 
     def save_model_hook(models, weights, output_dir):
         model = accelerator.unwrap_model(models[0])

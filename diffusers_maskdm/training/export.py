@@ -13,8 +13,7 @@
 # limitations under the License.
 """The last phase of a run, `export`: the output folder as a `MaskedDDPMPipeline` with its card, grid and Hub push
 (the layout: `docs/training.md`, "What a run writes"). Beyond `save_pretrained`, the pipeline is staged and moved in
-with `model_index.json` last: a kill leaves no `model_index.json` or a complete pipeline.
-"""
+with `model_index.json` last: a kill leaves no `model_index.json` or a complete pipeline."""
 
 import contextlib
 import os
@@ -27,6 +26,8 @@ import torch
 from accelerate.logging import get_logger
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
+from ..hub import make_sample_grid, save_model_card, upload_pipeline_folder
+from ..pipelines import MaskedDDPMPipeline
 from .checkpointing import TEMP_PREFIX, publish_folder
 from .model_source import NON_EMA_VARIANT
 from .resume import TrainingState
@@ -44,7 +45,6 @@ GRID_SCHEDULERS = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler, "dpmsolver++": 
 def export(run: Run, state: TrainingState) -> Path:
     """Write the final pipeline, its card and grid into `--output_dir` (main process), then push it if asked."""
     config, accelerator, transformer = run.config, run.accelerator, run.transformer
-    accumulation = config.gradient_accumulation_steps
     # The processes must end with the same weights (DDP keeps them so; this says it did).
     params = [p.detach().double() for p in transformer.parameters()]
     fingerprint = torch.stack([sum(p.sum() for p in params), sum((p * p).sum() for p in params)]).reshape(1, 2)
@@ -61,9 +61,11 @@ def export(run: Run, state: TrainingState) -> Path:
             "mask_kind": config.mask_type if run.mask_generator else None,
             "mask_rate": run.mask_generator.achieved_mask_rate(transformer.grid_size) if run.mask_generator else None,
             "max_train_steps": run.max_train_steps,
-            "train_batch_size": config.train_batch_size * accelerator.num_processes * accumulation,
+            "train_batch_size": config.train_batch_size
+            * accelerator.num_processes
+            * config.gradient_accumulation_steps,
             "resolution": config.resolution,
-            "data": run.dataset.description,
+            "data": run.dataloader.dataset.description,
             "max_train_samples": config.max_train_samples,
             "learning_rate": config.learning_rate,
             "use_ema": config.use_ema,
@@ -77,9 +79,7 @@ def export(run: Run, state: TrainingState) -> Path:
         log_grid(accelerator, grid, state.global_step)
         logger.info("Saved the MaskedDDPMPipeline, its model card and samples.png in %s", run.output_dir)
         if run.repo_id is not None:
-            from ..hub import upload_pipeline_folder  # the pipeline's files only, not checkpoints or logs
-
-            info = upload_pipeline_folder(
+            info = upload_pipeline_folder(  # the pipeline's files only, not checkpoints or logs
                 run.output_dir, run.repo_id, private=config.hub_private_repo, token=config.hub_token
             )
             logger.info("Pushed to %s", getattr(info, "commit_url", run.repo_id))
@@ -113,8 +113,6 @@ def sample_grid(
 ) -> PIL.Image.Image:
     """A grid of `num_images` samples of the `scheduler` sampler (a `GRID_SCHEDULERS` name), with a progress bar; a
     class-conditional model cycles through its classes."""
-    from ..hub import make_sample_grid
-
     num_classes = pipeline.transformer.config.num_class_embeds
     class_labels = [i % num_classes for i in range(num_images)] if num_classes else None
     pipeline.set_progress_bar_config(desc="Sample grid", leave=False)
@@ -139,15 +137,9 @@ def save_pipeline(
     repo_id: str | None = None,
     **card_kwargs,
 ) -> PIL.Image.Image:
-    """
-    Write the final `MaskedDDPMPipeline`, its model card (`card_kwargs`: see `diffusers_maskdm.hub.save_model_card`;
-    `repo_id` defaults to the folder's name) and a sample grid (`grid_options`: the arguments of `sample_grid` after
-    the pipeline) into `output_dir`, and return the grid. With `ema_model`, the pipeline holds the EMA weights and the
-    raw ones are its `non_ema` variant; `transformer` keeps its raw weights.
-    """
-    from ..hub import save_model_card
-    from ..pipelines import MaskedDDPMPipeline
-
+    """Write the final `MaskedDDPMPipeline` (with `ema_model`: the EMA weights, the raw ones as its `non_ema` variant),
+    its card (`hub.save_model_card`'s `card_kwargs`; `repo_id`: the folder's name by default) and the grid of
+    `sample_grid(pipeline, *grid_options)`, which it returns."""
     output_dir = Path(output_dir)
     staging = output_dir / f"{TEMP_PREFIX}pipeline"
     shutil.rmtree(staging, ignore_errors=True)

@@ -11,16 +11,12 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""The second phase of a run, `resume`: where training starts, from a verified checkpoint of the same model.
-
-A resumed run computes what the uninterrupted run would have: the checkpoint holds the step and the data position,
-accelerate restores optimizer, schedule, scaler and RNG, and every random draw of a step is a function of
-`(--seed, process, step, micro-batch)` (see `train.step_generator`).
-"""
+"""The second phase of a run, `resume`: where training starts, from a verified checkpoint of the same model. A resumed
+run computes what the uninterrupted run would have: the checkpoint holds the step and the data position, accelerate
+restores optimizer, schedule, scaler and RNG, and a step's random draws are `train.step_generator`'s."""
 
 import json
 from dataclasses import asdict, dataclass
-from functools import partial
 from pathlib import Path
 
 from accelerate.logging import get_logger
@@ -52,12 +48,8 @@ class TrainingState:
 
 
 def resume(run: Run) -> TrainingState:
-    """
-    Restore the run from `--resume_from_checkpoint` (`latest`: the newest intact checkpoint), or start at step 0.
-
-    Raises:
-        `ValueError`: for a named checkpoint that is missing or damaged, or one of another model than this run's.
-    """
+    """Restore the run from `--resume_from_checkpoint` (`latest`: the newest intact checkpoint), or start at step 0; a
+    `ValueError` for a named checkpoint that is missing or damaged, or one of another model than this run's."""
     if run.config.resume_from_checkpoint is None:
         return TrainingState()
 
@@ -84,13 +76,8 @@ def resume(run: Run) -> TrainingState:
 
 
 def check_same_model(checkpoint: str | Path, model_config: dict) -> None:
-    """
-    Refuse to resume a checkpoint of another model: its `transformer/config.json` must agree with `model_config` on
-    every argument both know (weights of the same shapes can belong to different networks, e.g. 4 or 8 heads).
-
-    Raises:
-        `ValueError`: showing each difference.
-    """
+    """Refuse (with a `ValueError` showing each difference) a checkpoint whose `transformer/config.json` differs from
+    `model_config` in an argument both know: weights of the same shapes can belong to different networks."""
     saved = json.loads((Path(checkpoint) / TRANSFORMER_SUBFOLDER / "config.json").read_text(encoding="utf-8"))
     now = json.loads(json.dumps(model_config))  # Tuples as lists, as in the file.
     differences = [
@@ -117,7 +104,7 @@ def _run_shape(run: Run) -> dict:
 
 def save_training_checkpoint(run: Run, state: TrainingState) -> Path:
     """Checkpoint the run at `state.global_step` with what `resume` needs; call on every process."""
-    save = partial(run.accelerator.save_state, safe_serialization=True)
-    training_state = {**asdict(state), **_run_shape(run)}
-    limit = run.config.checkpoints_total_limit
-    return write_checkpoint(run.accelerator, run.output_dir, state.global_step, save, training_state, limit)
+    training_state, limit = {**asdict(state), **_run_shape(run)}, run.config.checkpoints_total_limit
+    return write_checkpoint(
+        run.accelerator, run.output_dir, state.global_step, run.accelerator.save_state, training_state, limit
+    )

@@ -12,8 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 """The first phase of a run, `setup`: everything built, and everything checked, before the first step. Nothing is
-written before the output folder is claimed (the last check), so a refused run leaves nothing.
-"""
+written before the output folder is claimed (the last check), so a refused run leaves nothing."""
 
 import logging
 import math
@@ -30,6 +29,7 @@ from accelerate.utils import ProjectConfiguration, broadcast_object_list, set_se
 from diffusers import DDPMScheduler
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
+from huggingface_hub import create_repo
 
 
 try:
@@ -85,19 +85,14 @@ class Run:
         return Path(self.config.output_dir)
 
     @property
-    def grid_options(self) -> tuple:
-        """The arguments of `export.sample_grid` after the pipeline: images, steps, seed and sampler."""
+    def grid_options(self) -> tuple:  # the arguments of `export.sample_grid` after the pipeline
         c = self.config
         return c.num_validation_images, c.validation_inference_steps, c.seed, c.validation_scheduler
 
 
 def setup(config: TrainingConfig) -> Run:
-    """
-    Build the run `config` asks for, checking everything that can be checked before the first step.
-
-    Raises:
-        `ValueError`: naming the flag, the value and the fix; nothing has been written then.
-    """
+    """Build the run `config` asks for, checking all that can be checked before the first step: a `ValueError` names
+    the flag, the value and the fix, and nothing has been written then."""
     # 1. Accelerator
     accelerator = _build_accelerator(config)
     logger.info(accelerator.state, main_process_only=False)
@@ -270,8 +265,7 @@ def build_mask_generator(
     """The `MaskGenerator` of the mask flags, or `None` for `mask_rate == 0` (fine-tuning on full images)."""
     if not mask_rate:
         return None
-    block_size = 2 if block_size is None else block_size
-    return MaskGenerator(mask_type, mask_rate=mask_rate, block_size=block_size, crop_size=crop_size, **kwargs)
+    return MaskGenerator(mask_type, mask_rate=mask_rate, block_size=block_size or 2, crop_size=crop_size, **kwargs)
 
 
 def _check_model_plan(config: TrainingConfig, model_config: dict, device: torch.device) -> tuple:
@@ -309,12 +303,11 @@ def _check_model_plan(config: TrainingConfig, model_config: dict, device: torch.
     activations = 40 * (model.num_patches - masked) * model.config.hidden_size * model.config.num_layers
     images = 5 * in_channels * config.resolution**2
     needed = weights * (4 + config.use_ema) + 4 * config.train_batch_size * (activations + images)
+    available = math.inf  # not estimated on other devices
     if device.type == "cuda":
         available = torch.cuda.get_device_properties(device).total_memory
     elif device.type == "cpu" and hasattr(os, "sysconf"):
         available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    else:
-        available = math.inf
     if needed > available:
         raise ValueError(
             f"--resolution={config.resolution} with --train_batch_size={config.train_batch_size} and this model "
@@ -369,8 +362,6 @@ def _on_main(accelerator: Accelerator, function, *args, share: bool = False):
 
 def _create_hub_repo(config: TrainingConfig) -> str:
     """Create (or find) the Hub repo of `--push_to_hub` before training, as diffusers' scripts do; return its id."""
-    from huggingface_hub import create_repo
-
     repo_id = config.hub_model_id or Path(config.output_dir).resolve().name
     try:
         return create_repo(repo_id, exist_ok=True, private=config.hub_private_repo, token=config.hub_token).repo_id

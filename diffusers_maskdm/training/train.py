@@ -16,8 +16,7 @@
 Every random draw of a step (noise, timesteps, masks, class-label dropout) comes from a generator seeded by
 `(seed, process, global step, micro-batch)` (`step_generator`), not from a global random state: a run resumed from a
 checkpoint draws exactly what the uninterrupted run drew. A step whose loss (or gradient norm) is not finite on any
-process is skipped on all of them; `--max_consecutive_nonfinite_steps` in a row stop the run, after saving.
-"""
+process is skipped on all of them; `--max_consecutive_nonfinite_steps` in a row stop the run, after saving."""
 
 import contextlib
 import time
@@ -25,7 +24,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
-from accelerate import Accelerator
 from accelerate.logging import get_logger
 from diffusers import DDPMScheduler
 from diffusers.utils.torch_utils import randn_tensor
@@ -33,6 +31,7 @@ from tqdm.auto import tqdm
 
 from ..losses import masked_mse_loss
 from ..masking import MaskGenerator
+from ..pipelines import MaskedDDPMPipeline
 from .checkpointing import on_all_processes
 from .data import derive_seed
 from .export import ema_weights, grid_sampler, log_grid, sample_grid
@@ -69,7 +68,7 @@ def step_generator(
 
 @dataclass
 class DiffusionInputs:
-    """One step's model inputs (`mask`: `True` = dropped; some `class_labels` dropped to the null class) and `target`."""
+    """One step's model inputs (`mask`: `True` = dropped; some `class_labels` set to the null class) and `target`."""
 
     noisy: torch.Tensor
     timesteps: torch.LongTensor
@@ -103,9 +102,8 @@ def make_diffusion_inputs(
     """
     batch_size, device = clean.shape[0], clean.device
     noise = randn_tensor(clean.shape, generator=generator, device=device, dtype=clean.dtype)
-    timesteps = torch.randint(
-        0, noise_scheduler.config.num_train_timesteps, (batch_size,), generator=generator, device=generator.device
-    ).to(device)
+    steps = noise_scheduler.config.num_train_timesteps
+    timesteps = torch.randint(0, steps, (batch_size,), generator=generator, device=generator.device).to(device)
     noisy = noise_scheduler.add_noise(clean, noise, timesteps)
 
     prediction_type = noise_scheduler.config.prediction_type  # one of three, checked by `build_noise_scheduler`
@@ -113,9 +111,7 @@ def make_diffusion_inputs(
         target = noise_scheduler.get_velocity(clean, noise, timesteps)
     else:
         target = clean if prediction_type == "sample" else noise
-    mask = (
-        None if mask_generator is None else mask_generator(batch_size, grid_size, generator=generator, device=device)
-    )
+    mask = mask_generator(batch_size, grid_size, generator=generator, device=device) if mask_generator else None
     if class_labels is not None and class_dropout_prob > 0:
         drop = torch.rand(batch_size, generator=generator, device=generator.device).to(device) < class_dropout_prob
         class_labels = torch.where(drop, torch.full_like(class_labels, null_class_label), class_labels)
@@ -150,82 +146,77 @@ def train(run: Run, state: TrainingState) -> None:
     batches = _resumable_batches(run.dataloader, accelerator, state.epoch, state.position)
     rank = accelerator.process_index
     disable = not accelerator.is_local_main_process
-    progress_bar = tqdm(total=run.max_train_steps, initial=state.global_step, desc="Steps", disable=disable)
     fid_cache, label_dropout = {}, (config.class_dropout_prob, transformer.null_class_label)
     model.train()
-    while state.global_step < run.max_train_steps:
-        start = time.perf_counter()
-        finite, what, step_loss, images = True, "loss", 0.0, 0
-        for micro_step in range(accumulation):
-            state.epoch, state.position, batch = next(batches)
-            if state.position == len(run.dataloader):
-                state.epoch, state.position = state.epoch + 1, 0
-            if not finite:
-                continue  # The rest of a skipped step's data is consumed, so the data position stays exact.
-            clean = batch["pixel_values"]
-            generator = step_generator(config.seed, rank, state.global_step, micro_step, clean.device)
-            labels = batch.get("class_labels") if transformer.config.num_class_embeds else None
-            inputs = make_diffusion_inputs(
-                clean, run.noise_scheduler, generator, run.mask_generator, grid_size, labels, *label_dropout
-            )
-            with contextlib.nullcontext() if micro_step == accumulation - 1 else accelerator.no_sync(model):
-                loss = diffusion_loss(model, inputs)
-                finite = on_all_processes(accelerator, bool(torch.isfinite(loss)))  # All skip a step together.
-                if finite:
-                    accelerator.backward(loss / accumulation)
-                    step_loss += loss.item() / accumulation
-            images += clean.shape[0]
+    with tqdm(total=run.max_train_steps, initial=state.global_step, desc="Steps", disable=disable) as progress_bar:
+        while state.global_step < run.max_train_steps:
+            start = time.perf_counter()
+            finite, what, step_loss, images = True, "loss", 0.0, 0
+            for micro_step in range(accumulation):
+                state.epoch, state.position, batch = next(batches)
+                if not finite:
+                    continue  # The rest of a skipped step's data is consumed, so the data position stays exact.
+                clean = batch["pixel_values"]
+                generator = step_generator(config.seed, rank, state.global_step, micro_step, clean.device)
+                labels = batch.get("class_labels") if transformer.config.num_class_embeds else None
+                inputs = make_diffusion_inputs(
+                    clean, run.noise_scheduler, generator, run.mask_generator, grid_size, labels, *label_dropout
+                )
+                with contextlib.nullcontext() if micro_step == accumulation - 1 else accelerator.no_sync(model):
+                    loss = diffusion_loss(model, inputs)
+                    finite = on_all_processes(accelerator, bool(torch.isfinite(loss)))  # All skip a step together.
+                    if finite:
+                        accelerator.backward(loss / accumulation)
+                        step_loss += loss.item() / accumulation
+                images += clean.shape[0]
 
-        logs = {}
-        if finite:
-            grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            # With fp16 the gradient scaler skips overflowing steps itself (and lowers its scale): that is normal.
-            if accelerator.scaler is None and not bool(torch.isfinite(grad_norm)):
-                finite, what = False, "gradient norm"
-        if finite:
-            logs = {"train/loss": step_loss, "train/grad_norm": float(grad_norm)}
-            state.nonfinite_consecutive, state.nonfinite_first_step_of_run = 0, None
-            run.optimizer.step()
-            if run.ema_model is not None and not accelerator.optimizer_step_was_skipped:
-                run.ema_model.step(model.parameters())
-        run.optimizer.zero_grad(set_to_none=True)
-        run.lr_scheduler.step()
-        state.global_step += 1
-        seconds = time.perf_counter() - start
-        state.train_seconds += seconds
-        progress_bar.update(1)
-        stop = not finite and _count_nonfinite(run, state, what)
+            logs = {}
+            if finite:
+                grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                # With fp16 the gradient scaler skips overflowing steps itself (and lowers its scale): that is normal.
+                if accelerator.scaler is None and not bool(torch.isfinite(grad_norm)):
+                    finite, what = False, "gradient norm"
+            if finite:
+                logs = {"train/loss": step_loss, "train/grad_norm": float(grad_norm)}
+                state.nonfinite_consecutive, state.nonfinite_first_step_of_run = 0, None
+                run.optimizer.step()
+                if run.ema_model is not None and not accelerator.optimizer_step_was_skipped:
+                    run.ema_model.step(model.parameters())
+            run.optimizer.zero_grad(set_to_none=True)
+            run.lr_scheduler.step()
+            state.global_step += 1
+            seconds = time.perf_counter() - start
+            state.train_seconds += seconds
+            progress_bar.update(1)
+            stop = not finite and _count_nonfinite(run, state, what)
 
-        images_per_s = images * accelerator.num_processes / max(seconds, 1e-9)
-        logs |= {
-            "train/lr": run.lr_scheduler.get_last_lr()[0],
-            "train/mask_rate": masked / transformer.num_patches,
-            "train/nonfinite_skipped_total": state.nonfinite_total_skipped,
-            "train/seconds": state.train_seconds,
-            "perf/images_per_s": images_per_s,
-            "perf/tokens_per_s": images_per_s * (transformer.num_patches - masked),
-        }
-        if run.ema_model is not None and run.ema_model.cur_decay_value is not None:
-            logs["train/ema_decay"] = run.ema_model.cur_decay_value
-        progress_bar.set_postfix(loss=logs.get("train/loss", float("nan")), lr=logs["train/lr"])
-        accelerator.log(logs, step=state.global_step)
+            images_per_s = images * accelerator.num_processes / max(seconds, 1e-9)
+            logs |= {
+                "train/lr": run.lr_scheduler.get_last_lr()[0],
+                "train/mask_rate": masked / transformer.num_patches,
+                "train/nonfinite_skipped_total": state.nonfinite_total_skipped,
+                "train/seconds": state.train_seconds,
+                "perf/images_per_s": images_per_s,
+                "perf/tokens_per_s": images_per_s * (transformer.num_patches - masked),
+            }
+            if run.ema_model is not None and run.ema_model.cur_decay_value is not None:
+                logs["train/ema_decay"] = run.ema_model.cur_decay_value
+            progress_bar.set_postfix(loss=logs.get("train/loss", float("nan")), lr=logs["train/lr"])
+            accelerator.log(logs, step=state.global_step)
 
-        step = state.global_step
-        if stop:
-            path = save_training_checkpoint(run, state)
-            progress_bar.close()
-            raise _nonfinite_error(run, state, path)
-        # The last step is always saved: a kill while the pipeline is written loses nothing, and a run can be
-        # extended later with a larger --max_train_steps.
-        if step % config.checkpointing_steps == 0 or step == run.max_train_steps:
-            save_training_checkpoint(run, state)
-        if config.validation_steps and step % config.validation_steps == 0 and step < run.max_train_steps:
-            accelerator.on_main_process(_validation_grid)(run, step)
-            accelerator.wait_for_everyone()
-        if config.eval_fid_steps and step % config.eval_fid_steps == 0:
-            accelerator.on_main_process(_evaluate_fid)(run, step, fid_cache)
-            accelerator.wait_for_everyone()
-    progress_bar.close()
+            step = state.global_step
+            if stop:
+                raise _nonfinite_error(run, state, save_training_checkpoint(run, state))
+            # The last step is always saved: a kill while the pipeline is written loses nothing, and a run can be
+            # extended later with a larger --max_train_steps.
+            if step % config.checkpointing_steps == 0 or step == run.max_train_steps:
+                save_training_checkpoint(run, state)
+            if config.validation_steps and step % config.validation_steps == 0 and step < run.max_train_steps:
+                accelerator.on_main_process(_validation_grid)(run, step)
+                accelerator.wait_for_everyone()
+            if config.eval_fid_steps and step % config.eval_fid_steps == 0:
+                accelerator.on_main_process(_evaluate_fid)(run, step, fid_cache)
+                accelerator.wait_for_everyone()
 
 
 def _count_nonfinite(run: Run, state: TrainingState, what: str) -> bool:
@@ -235,8 +226,7 @@ def _count_nonfinite(run: Run, state: TrainingState, what: str) -> bool:
     state.nonfinite_first_step_of_run = state.nonfinite_first_step_of_run or state.global_step
     limit = run.config.max_consecutive_nonfinite_steps
     logger.warning(
-        "Step %d: the %s is not finite (NaN or inf); the step was skipped (%d in a row, %d in total, stop after %d "
-        "in a row).",
+        "Step %d: the %s is not finite (NaN or inf); step skipped (%d in a row, %d in total; stop at %d in a row).",
         *(state.global_step, what, state.nonfinite_consecutive, state.nonfinite_total_skipped, limit),
     )
     return state.nonfinite_consecutive >= limit
@@ -258,20 +248,18 @@ def _nonfinite_error(run: Run, state: TrainingState, checkpoint) -> NonFiniteLos
     )
 
 
-def _resumable_batches(dataloader, accelerator: Accelerator, epoch: int, position: int) -> Iterator[tuple]:
-    """Endless `(epoch, position after this batch, batch)` from `(epoch, position)`: an epoch's data order is a
-    function of the seed and the epoch, so skipping the first `position` batches resumes exactly."""
+def _resumable_batches(dataloader, accelerator, epoch: int, position: int) -> Iterator[tuple]:
+    """Endless `(epoch, position, batch)` from `(epoch, position)`, the position being the one after this batch: an
+    epoch's data order is a function of the seed and the epoch, so skipping the first `position` batches resumes."""
     while True:
         dataloader.set_epoch(epoch)
         loader = accelerator.skip_first_batches(dataloader, position) if position else dataloader
         for index, batch in enumerate(loader, start=position + 1):
-            yield epoch, index, batch
+            yield (epoch, index, batch) if index < len(dataloader) else (epoch + 1, 0, batch)
         epoch, position = epoch + 1, 0
 
 
 def _validation_grid(run: Run, step: int) -> None:
-    from ..pipelines import MaskedDDPMPipeline
-
     with ema_weights(run.transformer, run.ema_model):
         pipeline = MaskedDDPMPipeline(transformer=run.transformer, scheduler=run.noise_scheduler)
         grid = sample_grid(pipeline, *run.grid_options)
@@ -284,7 +272,6 @@ def _evaluate_fid(run: Run, step: int, cache: dict) -> None:
     """FID-N against the training data (reference statistics cached by `diffusers_maskdm.evaluation`), sampled as the
     grids are (`--validation_scheduler`), so that FID scores what the grids show."""
     from ..evaluation import compute_fid_for_pipeline, load_feature_extractor, reference_statistics_for_training_data
-    from ..pipelines import MaskedDDPMPipeline
 
     config = run.config
     if not cache:

@@ -35,11 +35,9 @@ def training_step_flops(model, batch_size: int, mask_generator: MaskGenerator | 
     """
     Counts the floating-point operations of one training step (forward and backward) of a `MaskedDiTModel`.
 
-    The count comes from torch's `FlopCounterMode` on a real step with random inputs (matrix products and attention,
-    the operations that dominate, with the same attention formula on every device), so it follows the tokens
-    actually computed: at a 90 % mask attention shrinks with the square of the visible tokens, and a step costs less
-    than a tenth of a full one. The optimizer update is not counted (it is the same for every mask rate). Gradients
-    the step leaves on the model are cleared.
+    torch's `FlopCounterMode` counts a real step on random inputs (matrix products and attention, the same formula on
+    every device), so the count follows the tokens computed: at a 90 % mask a step costs less than a tenth of a full
+    one. The optimizer update (the same for every mask rate) is not counted; the step's gradients are cleared.
 
     Args:
         model (`MaskedDiTModel`): the model to measure; it is not changed.

@@ -68,13 +68,9 @@ def download_pipeline_folder(
 ) -> str:
     """
     Download a saved pipeline (or only its `subfolder`, e.g. `"transformer"`) from the Hub, or find it in the cache,
-    and return the local repo folder.
-
-    The promise `snapshot_download` alone does not make: only `*.json` configs and weights are fetched, never `.py`
-    files, so nothing from the repo can run. Safetensors, and `.bin` only with `use_safetensors=False` (diffusers
-    reads them with `torch.load(weights_only=True)`); every variant, diffusers picks one from the folder.
-    `revision`, `cache_dir`, `token`, `local_files_only` and `force_download` mean what they mean for
-    `DiffusionPipeline.from_pretrained` and go to `snapshot_download`.
+    and return the local repo folder. The promise `snapshot_download` alone does not make: only `*.json` configs and
+    weights (every variant; `.bin` only with `use_safetensors=False`) are fetched, never code, so nothing from the
+    repo can run. `revision`, `cache_dir`, `token`, `local_files_only` and `force_download` go to `snapshot_download`.
     """
     patterns = ["*.json", "*.safetensors"] + (["*.bin"] if use_safetensors is False else [])
     prefix = f"{subfolder.strip('/')}/" if subfolder else ""
@@ -117,16 +113,14 @@ def build_model_card(
     num_parameters: int | None = None,
 ) -> ModelCard:
     """
-    Build the model card (`README.md`) of a MaskDM repo from `CARD_TEMPLATE` with `huggingface_hub.ModelCard`: how to
-    load it with this package, that the generic `DiffusionPipeline.from_pretrained` fails on it, the schedulers that
-    do not implement its prediction type, the sample grid, the training recipe, metrics and limitations.
+    The model card (`README.md`) of a MaskDM repo, `CARD_TEMPLATE` rendered by `huggingface_hub.ModelCard` (its
+    sections: docs/hub.md).
 
     Args:
         repo_id (`str`): The repo the card describes; the usage snippet loads it.
-        training (`dict`, *optional*): How the model was trained, shown as a table (`None` values left out):
-            `stage` (`"pretrain"` or `"finetune"`), `mask_kind`, `mask_rate`, `max_train_steps`, `train_batch_size`,
-            `resolution`, `data` (or `dataset_name` / `train_data_dir`), `learning_rate`, `use_ema`, ... Data naming
-            "twemoji" adds the CC-BY 4.0 credit.
+        training (`dict`, *optional*): The recipe table (`None` values left out): `stage` (`"pretrain"` or
+            `"finetune"`), `mask_kind`, `mask_rate`, `max_train_steps`, `train_batch_size`, `resolution`, `data` (or
+            `dataset_name` / `train_data_dir`; "twemoji" adds the CC-BY 4.0 credit), `learning_rate`, `use_ema`, ...
         model_config (`dict`, *optional*): The transformer's config: the architecture line, and a class-conditional
             usage snippet when `num_class_embeds` is set.
         base_model (`str`, *optional*): What the model was fine-tuned from. A Hub repo id goes into the `base_model`
@@ -202,20 +196,16 @@ def save_model_card(
     **card_kwargs,
 ) -> ModelCard:
     """
-    Write `README.md` (and `samples.png` when `sample_grid` is an image) into `output_dir`, e.g. the training
-    script's output folder before it is uploaded.
-
-    A saved pipeline in `output_dir` supplies what `card_kwargs` leave out: `model_config` (transformer/config.json),
-    `prediction_type` (scheduler/scheduler_config.json) and `num_parameters` (read from the weights' header).
+    Write `README.md` (and `samples.png` when `sample_grid` is an image) into `output_dir`, created if needed. A saved
+    pipeline there supplies the `model_config`, `prediction_type` and `num_parameters` that `card_kwargs` leave out.
 
     Args:
-        output_dir (`str` or `os.PathLike`): The folder to write into (created if needed).
+        output_dir (`str` or `os.PathLike`): The folder to write into, e.g. the training script's output folder.
         repo_id (`str`): The repo the card describes.
         sample_grid (`PIL.Image.Image` or `str`, *optional*): An image, saved as `samples.png` (upscaled with
             nearest-neighbour to at least 512 px wide, so that small images stay visible on the card), or the path
             in the repo of an image already there. `None`: the card shows `samples.png` if `output_dir` has one.
-        **card_kwargs: `training`, `model_config`, `base_model`, `datasets`, `metrics`, `license`, `title`,
-            `prediction_type`, `num_parameters`, as for `build_model_card`.
+        **card_kwargs: the other arguments of `build_model_card`.
 
     Returns:
         The `ModelCard` written.

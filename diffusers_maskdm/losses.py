@@ -24,10 +24,9 @@ def masked_mse_loss(
     r"""
     Mean squared error over the **visible** pixels only (MaskDM's masked denoising score matching).
 
-    Each sample's error is averaged over its visible pixels and channels, then samples are averaged, so every image
-    counts the same whatever its mask. The target may be anything the model predicts (epsilon, v, the clean sample).
-    The mask's contents are trusted (the model checked them when it dropped the tokens): only shapes are checked
-    here, which costs no device sync.
+    Each sample's error is averaged over its visible pixels and channels, then over samples, so every image counts the
+    same whatever its mask; the target is whatever the model predicts (epsilon, v, the clean sample). Only shapes are
+    checked (no device sync): the model checked the mask's contents when it dropped the tokens.
 
     Args:
         pred (`torch.Tensor`): the model output, (batch, C, H, W).

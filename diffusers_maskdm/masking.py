@@ -129,13 +129,8 @@ class MaskGenerator:
         generator: torch.Generator | None = None,
         device: torch.device | str | None = None,
     ) -> torch.BoolTensor:
-        """
-        Draws `batch_size` masks over a `grid_size` x `grid_size` patch grid.
-
-        Returns:
-            `torch.BoolTensor` of shape `(batch_size, grid_size**2)`, `True` = masked, the same count in every row.
-            The same seeded `generator` gives the same masks.
-        """
+        """`batch_size` masks over a `grid_size` x `grid_size` patch grid, `(batch_size, grid_size**2)`, `True` = masked,
+        the same count in every row; the same seeded `generator` gives the same masks."""
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
         self.validate(grid_size)
@@ -168,15 +163,9 @@ def _random_subset_mask(batch_size, num_items, num_masked, generator, device) ->
 
 
 def visible_indices(mask: torch.BoolTensor) -> torch.LongTensor:
-    """
-    Indices of the visible patches of each row of a (batch, num_patches) bool mask, in ascending (row-major) order:
-    shape (batch, num_visible).
-
-    Reading the visible count is the one device sync that dropping tokens needs; the checks ride on it for free.
-
-    Raises:
-        `ValueError`: if the rows hide different numbers of patches, or every patch.
-    """
+    """(batch, num_visible) indices of the visible patches of a (batch, num_patches) mask, in grid order. Reading the
+    visible count is the one device sync that dropping tokens needs: the checks (a `ValueError` if rows hide different
+    numbers of patches, or every patch) ride on it."""
     counts = mask.sum(dim=1)
     fewest, most = torch.stack(torch.aminmax(counts)).tolist()
     if fewest != most:

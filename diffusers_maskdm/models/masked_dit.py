@@ -293,15 +293,10 @@ class MaskedDiTModel(ModelMixin, AttentionMixin, ConfigMixin):
         **kwargs,
     ) -> None:
         """`ModelMixin.save_pretrained`, then each safetensors file records the config it was saved with, so that a
-        `config.json` edited afterwards is refused by `from_pretrained` (see `check_config_fingerprint`). (diffusers'
-        pipelines pass `variant` only to a method that names it.)"""
-        super().save_pretrained(
-            save_directory,
-            is_main_process=is_main_process,
-            safe_serialization=safe_serialization,
-            variant=variant,
-            **kwargs,
-        )
+        `config.json` edited afterwards is refused by `from_pretrained` (see `check_config_fingerprint`). The arguments
+        are named because diffusers' pipelines pass `variant` only to a method that names it."""
+        kwargs.update(is_main_process=is_main_process, safe_serialization=safe_serialization, variant=variant)
+        super().save_pretrained(save_directory, **kwargs)
         if is_main_process and safe_serialization:
             fingerprint_weights(save_directory)
 

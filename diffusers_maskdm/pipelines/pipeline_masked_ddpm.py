@@ -212,10 +212,7 @@ class MaskedDDPMPipeline(DiffusionPipeline):
         return_dict: bool = True,
         eta: float = 0.0,
         latents: torch.Tensor | None = None,
-        callback_on_step_end: Callable[["MaskedDDPMPipeline", int, int, dict], dict]
-        | PipelineCallback
-        | MultiPipelineCallbacks
-        | None = None,
+        callback_on_step_end: Callable[..., dict] | PipelineCallback | MultiPipelineCallbacks | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
     ) -> ImagePipelineOutput | tuple:
         r"""

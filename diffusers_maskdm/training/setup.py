@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import torch
-from accelerate import Accelerator, PartialState
+from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.utils import ProjectConfiguration, broadcast_object_list, set_seed
 from diffusers import DDPMScheduler
@@ -53,10 +53,8 @@ LOCK_FILENAME = ".lock"
 NO_DECAY_NAME_SUFFIXES = ("pos_embed", "class_embedding.weight", "mask_token")
 NATIVE_BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}  # x86 (AVX512-BF16, AMX) and Arm (FEAT_BF16) cpuinfo flags
 # The flags `build_train_dataset` takes as they are (its arguments of the same names).
-DATA_FLAGS = (
-    "dataset_name dataset_config_name train_data_dir image_column label_column cache_dir resolution center_crop "
-    "random_flip max_train_samples seed"
-).split()
+DATA_FLAGS = ("dataset_name", "dataset_config_name", "train_data_dir", "image_column", "label_column", "cache_dir")
+DATA_FLAGS += ("resolution", "center_crop", "random_flip", "max_train_samples", "seed")
 
 
 @dataclass
@@ -165,10 +163,12 @@ def setup(config: TrainingConfig) -> Run:
 
 def _build_accelerator(config: TrainingConfig) -> Accelerator:
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
-    cpu = PartialState(cpu=config.cpu).device.type == "cpu"  # accelerate's choice of device, before mixed precision
+    xpu = getattr(torch, "xpu", None)  # Without a GPU, `cpu=True` makes launched processes one gloo group.
+    gpu = torch.cuda.is_available() or torch.backends.mps.is_available() or bool(xpu and xpu.is_available())
+    cpu = config.cpu or not gpu
     emulated_bf16 = cpu and config.mixed_precision == "bf16" and not cpu_supports_bf16()
     accelerator = Accelerator(
-        cpu=config.cpu,
+        cpu=cpu,
         mixed_precision="no" if emulated_bf16 else config.mixed_precision,  # emulated bf16 is slower than fp32
         log_with=None if config.report_to == "none" else config.report_to,
         project_config=ProjectConfiguration(config.output_dir, os.path.join(config.output_dir, config.logging_dir)),

@@ -16,6 +16,7 @@
 import json
 import math
 import os
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -204,13 +205,11 @@ class MaskedDiTModel(ModelMixin, AttentionMixin, ConfigMixin):
     def initialize_weights(self) -> None:
         """All weight initialisation in one place (`weight_init`); adaLN modulations and their output at zero."""
         xavier = self.config.weight_init == "xavier"
+        linear_init = nn.init.xavier_uniform_ if xavier else partial(nn.init.trunc_normal_, std=0.02)
 
         def _basic_init(module):
             if isinstance(module, nn.Linear):
-                if xavier:
-                    nn.init.xavier_uniform_(module.weight)
-                else:
-                    nn.init.trunc_normal_(module.weight, std=0.02)
+                linear_init(module.weight)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
             elif isinstance(module, nn.LayerNorm) and module.elementwise_affine:

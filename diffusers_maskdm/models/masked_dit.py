@@ -420,10 +420,11 @@ class MaskedDiTModel(ModelMixin, AttentionMixin, ConfigMixin):
         batch_size = sample.shape[0]
         if not isinstance(timestep, (torch.Tensor, int, float)):
             raise ValueError(f"`timestep` must be a number or a tensor, got {type(timestep).__name__}.")
-        timestep = torch.as_tensor(timestep, device=device).reshape(-1)
-        # A float timestep can be NaN or infinite (integer ones cannot: no device sync for them).
+        # Values are read only where that costs no device sync (numbers, CPU tensors): on an accelerator the check
+        # would make every step wait, and what training passes is made or checked on its way in.
+        timestep = torch.as_tensor(timestep).reshape(-1)
         if timestep.shape[0] not in (1, batch_size) or (
-            timestep.is_floating_point() and not timestep.isfinite().all()
+            timestep.is_floating_point() and timestep.device.type == "cpu" and not timestep.isfinite().all()
         ):
             raise ValueError(
                 f"`timestep` must be a finite number, a 0-d tensor or a ({batch_size},) tensor, got {timestep.tolist()}."
@@ -434,7 +435,7 @@ class MaskedDiTModel(ModelMixin, AttentionMixin, ConfigMixin):
                 f"`mask` must be a bool tensor (True = masked) of shape (batch_size, num_patches) = ({batch_size}, "
                 f"{self.num_patches}), got {mask.dtype} of shape {tuple(mask.shape)}: use `MaskGenerator`."
             )
-        num_classes, timestep = config.num_class_embeds, timestep.expand(batch_size)
+        num_classes, timestep = config.num_class_embeds, timestep.to(device).expand(batch_size)
         if not num_classes and class_labels is not None:
             raise ValueError(
                 "`class_labels` were given to an unconditional model (num_class_embeds=None): drop them, or "
@@ -442,17 +443,18 @@ class MaskedDiTModel(ModelMixin, AttentionMixin, ConfigMixin):
             )
         if class_labels is None:
             return timestep, torch.full((batch_size,), num_classes, device=device) if num_classes else None
-        class_labels = torch.as_tensor(class_labels, device=device).reshape(-1)
+        class_labels = torch.as_tensor(class_labels).reshape(-1)
         if (
             class_labels.shape[0] not in (1, batch_size)
             or class_labels.is_floating_point()
-            or bool(((class_labels < 0) | (class_labels > num_classes)).any())
+            or class_labels.device.type == "cpu"
+            and bool(((class_labels < 0) | (class_labels > num_classes)).any())
         ):
             raise ValueError(
                 f"`class_labels` must be one or ({batch_size},) integers in [0, {num_classes - 1}] (or {num_classes}, "
                 f"the null class), got {class_labels.tolist()}."
             )
-        return timestep, class_labels.long().expand(batch_size)
+        return timestep, class_labels.to(device).long().expand(batch_size)
 
 
 def _is_positive_int(value) -> bool:

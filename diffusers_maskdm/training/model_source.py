@@ -130,12 +130,8 @@ def resolve_pretrained_transformer(
 
 
 def read_model_config_file(path: str | os.PathLike) -> dict[str, Any]:
-    """
-    Read `--model_config`, a JSON object of `MaskedDiTModel` arguments (e.g. a saved `transformer/config.json`).
-
-    Raises:
-        `ValueError`: naming `--model_config` for a missing file, bad JSON, or another model class.
-    """
+    """`--model_config`, a JSON object of `MaskedDiTModel` arguments (e.g. a saved `transformer/config.json`); a
+    `ValueError` naming the flag for a missing file, bad JSON, or another model class."""
     try:
         config = _read_json(Path(path))
     except OSError as error:
@@ -154,19 +150,15 @@ def new_model_config(
     resolution: int,
     num_channels: int,
     num_class_embeds: int | None,
-    model_config: str | os.PathLike | None = None,
+    model_config: dict[str, Any] | None = None,
     model_preset: str | None = None,
 ) -> dict[str, Any]:
-    """
-    The config of a new transformer: `--model_config` (a JSON file) or `--model_preset`, fitted to the data. Keys the
-    file leaves out (`sample_size`, `in_channels`, `num_class_embeds`) come from the data; keys it sets must agree.
-
-    Raises:
-        `ValueError`: naming the flag and the key that disagrees with the data.
-    """
+    """The config of a new transformer, `--model_config` (as `read_model_config_file` read it) or `--model_preset`
+    fitted to the data: keys the file leaves out (`sample_size`, `in_channels`, `num_class_embeds`) come from the data,
+    keys it sets must agree (a `ValueError` names the flag and the key)."""
     if model_config is None:
         return preset_config(model_preset or "small", resolution, num_channels, num_class_embeds)
-    config = read_model_config_file(model_config)
+    config = dict(model_config)
     for key, value, flag in (
         ("sample_size", resolution, "--resolution"),
         ("in_channels", num_channels, "--num_channels (or the data)"),
@@ -174,7 +166,7 @@ def new_model_config(
     ):
         if config.setdefault(key, value) != value:
             raise ValueError(
-                f"--model_config={str(model_config)!r} sets {key}={config[key]!r} but {flag} gives {value!r}. Fix: "
+                f"--model_config sets {key}={config[key]!r} but {flag} gives {value!r}. Fix: "
                 f"remove {key!r} from the file (it is then taken from the data), or change {flag}."
             )
     return config

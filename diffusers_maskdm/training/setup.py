@@ -124,8 +124,9 @@ def setup(config: TrainingConfig) -> Run:
         )
     num_classes = None if config.ignore_labels else dataset.num_classes
     if source is None:
+        file_config = model_config if config.model_config else None  # read once, above
         model_config = new_model_config(
-            config.resolution, dataset.num_channels, num_classes, config.model_config, config.model_preset
+            config.resolution, dataset.num_channels, num_classes, file_config, config.model_preset
         )
     _check_model_fits_data(config, model_config, dataset.num_channels, num_classes)
     if source is not None:

@@ -20,7 +20,11 @@ import torch
 
 from diffusers_maskdm import MaskedDiTModel
 from diffusers_maskdm.training import build_optimizer
-from diffusers_maskdm.training.model_source import new_model_config, resolve_pretrained_transformer
+from diffusers_maskdm.training.model_source import (
+    new_model_config,
+    read_model_config_file,
+    resolve_pretrained_transformer,
+)
 from diffusers_maskdm.training.presets import MODEL_PRESETS, preset_config
 
 
@@ -106,7 +110,7 @@ def test_pretrained_layouts_and_ema_choice(tmp_path):
 def test_model_config_file_is_fitted_to_the_data(tmp_path):
     path = tmp_path / "config.json"
     path.write_text(json.dumps({"hidden_size": 64, "num_layers": 3, "num_attention_heads": 4, "patch_size": 4}))
-    config = new_model_config(32, 1, 10, model_config=path)
+    config = new_model_config(32, 1, 10, model_config=read_model_config_file(path))
     assert (config["sample_size"], config["in_channels"], config["num_class_embeds"], config["patch_size"]) == (
         32,
         1,
@@ -115,8 +119,8 @@ def test_model_config_file_is_fitted_to_the_data(tmp_path):
     )
     path.write_text(json.dumps({"in_channels": 3}))
     with pytest.raises(ValueError, match="sets in_channels=3 but --num_channels"):
-        new_model_config(32, 1, None, model_config=path)
+        new_model_config(32, 1, None, model_config=read_model_config_file(path))
     path.write_text(json.dumps({"_class_name": "UNet2DModel"}))
     with pytest.raises(ValueError, match="describes a 'UNet2DModel'"):
-        new_model_config(32, 3, None, model_config=path)
+        read_model_config_file(path)
     assert new_model_config(32, 3, None, model_preset="tiny")["hidden_size"] == MODEL_PRESETS["tiny"]["hidden_size"]

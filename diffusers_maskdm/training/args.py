@@ -33,7 +33,7 @@ from .presets import MODEL_PRESETS, RECIPES, apply_recipe, explicit_flags
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
-VALIDATION_SCHEDULERS = ("ddpm", "ddim", "dpmsolver++")  # see `export.GRID_SCHEDULERS`
+VALIDATION_SCHEDULERS = ("ddpm", "ddim", "dpmsolver++", "sde-dpmsolver++")  # see `export.GRID_SCHEDULERS`
 # The range of a flag, `(test, what the message says)`, checked by `validate_args` (a flag left out is `None`).
 POSITIVE = (lambda value: value > 0, "must be positive")
 POSITIVE_INT = (lambda value: value >= 1, "must be a positive integer (or left out)")

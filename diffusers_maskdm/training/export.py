@@ -37,9 +37,14 @@ from .setup import Run
 logger = get_logger(__name__)
 
 PIPELINE_FILES = ("scheduler", "transformer", "README.md", "samples.png")  # and `model_index.json`, moved in last
-# The samplers of the sample grids (`--validation_scheduler`; docs/training.md says why ancestral DDPM is the
-# default). DDIM runs without `clip_sample`, which leaves a young noise-predicting model's samples as noise.
-GRID_SCHEDULERS = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler, "dpmsolver++": DPMSolverMultistepScheduler}
+# The samplers of the sample grids (`--validation_scheduler`; docs/training.md says which shows what): a class and its
+# settings. DDIM runs without `clip_sample`, which leaves a young noise-predicting model's samples as noise.
+GRID_SCHEDULERS = {
+    "ddpm": (DDPMScheduler, {}),
+    "ddim": (DDIMScheduler, {"clip_sample": False}),
+    "dpmsolver++": (DPMSolverMultistepScheduler, {}),
+    "sde-dpmsolver++": (DPMSolverMultistepScheduler, {"algorithm_type": "sde-dpmsolver++"}),
+}
 
 
 def export(run: Run, state: TrainingState) -> Path:
@@ -104,8 +109,9 @@ def ema_weights(model, ema_model=None):
 
 
 def grid_sampler(scheduler_config, name: str = "ddpm"):
-    """The `GRID_SCHEDULERS` sampler `name` built from the training scheduler's config (DDIM without clipping)."""
-    return GRID_SCHEDULERS[name].from_config(scheduler_config, **({"clip_sample": False} if name == "ddim" else {}))
+    """The `GRID_SCHEDULERS` sampler `name` built from the training scheduler's config."""
+    scheduler_class, settings = GRID_SCHEDULERS[name]
+    return scheduler_class.from_config(scheduler_config, **settings)
 
 
 def sample_grid(
@@ -150,9 +156,9 @@ def save_pipeline(
     if ema_model is not None:
         transformer.save_pretrained(staging / "transformer", variant=NON_EMA_VARIANT, safe_serialization=True)
     images, steps, seed, sampler = grid_options
-    sampler = f"{GRID_SCHEDULERS[sampler].__name__}, {steps} steps, seed {seed}" + ", EMA weights" * (
-        ema_model is not None
-    )
+    scheduler_class, settings = GRID_SCHEDULERS[sampler]
+    sampler = ", ".join([scheduler_class.__name__, *(f"{k}={v}" for k, v in settings.items()), f"{steps} steps"])
+    sampler += f", seed {seed}" + ", EMA weights" * (ema_model is not None)
     card_kwargs["training"] = {**card_kwargs.get("training", {}), "sample_grid": sampler}
     save_model_card(staging, repo_id or output_dir.resolve().name, sample_grid=grid, **card_kwargs)
     # Moved in part by part, `model_index.json` (removed first) last: until then the folder is no pipeline.

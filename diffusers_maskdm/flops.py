@@ -50,9 +50,7 @@ def training_step_flops(model, batch_size: int, mask_generator: MaskGenerator | 
     size = config.sample_size
     sample = torch.randn(batch_size, config.in_channels, size, size, device=device).to(model.dtype)
     timesteps = torch.zeros(batch_size, dtype=torch.long, device=device)
-    mask = None
-    if mask_generator is not None and mask_generator.mask_rate > 0:
-        mask = mask_generator(batch_size, model.grid_size, device=device)
+    mask = mask_generator(batch_size, model.grid_size, device=device) if mask_generator else None
     was_training = model.training
     model.train()
     counter = FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FLOPS)

@@ -28,7 +28,7 @@ from typing import Any
 
 import PIL.Image
 import torch
-from diffusers import DDIMScheduler, DiffusionPipeline
+from diffusers import DiffusionPipeline
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import make_image_grid
 from diffusers.utils.hub_utils import populate_model_card
@@ -36,14 +36,6 @@ from huggingface_hub import ModelCard, ModelCardData, create_repo, snapshot_down
 from huggingface_hub.errors import EntryNotFoundError
 from safetensors import safe_open
 
-
-__all__ = [
-    "build_model_card",
-    "download_pipeline_folder",
-    "make_sample_grid",
-    "save_model_card",
-    "upload_pipeline_folder",
-]
 
 SAMPLE_GRID_FILENAME = "samples.png"
 # What of a folder makes up the pipeline on the Hub: not checkpoints, logs or validation grids.
@@ -244,13 +236,13 @@ def make_sample_grid(
     guidance_scale: float = 1.0,
     scheduler: SchedulerMixin | None = None,
 ) -> PIL.Image.Image:
-    """`num_images` seeded samples of `scheduler` (default: DDIM from the pipeline's scheduler config, which stays the
-    pipeline's) tiled in a square-ish grid, for `save_model_card`."""
+    """`num_images` seeded samples of `scheduler` (default: the pipeline's own; a given one is used for the grid only)
+    tiled in a square-ish grid, for `save_model_card`."""
     if class_labels is not None:
         num_images = len(class_labels)
     own_scheduler = pipeline.scheduler
     try:
-        pipeline.scheduler = scheduler or DDIMScheduler.from_config(own_scheduler.config)
+        pipeline.scheduler = scheduler or own_scheduler
         images = pipeline(
             batch_size=num_images,
             class_labels=class_labels,

@@ -15,9 +15,10 @@
 
     python examples/demo_figure.py maskdm-demo
 
-Reads the runs of `examples/demo_two_stage.sh` in the demo folder (`pretrain/`, `finetune/`, `scratch/`) and writes
-`comparison.png`: what masked pre-training sees (the data with its masks), the samples of the pre-trained model, of
-the model fine-tuned from it, and of the same fine-tuning budget from scratch, side by side and labelled. The sample
+Reads the runs of `examples/demo_two_stage.sh` in the demo folder (`pretrain/`, `finetune/`, `scratch/`, and the
+fine-tuning data in `faces/`) and writes `comparison.png`: what masked pre-training sees (the data with its masks),
+the samples of the pre-trained model, of the model fine-tuned from it, and of the same counted compute from scratch,
+side by side and labelled. The sample
 panels are each run's `samples.png` (the grid the training script drew, same seed and sampler). Then it prints the
 steps/s of every run, from the training time its last checkpoint records (training steps only: no start-up, data
 loading or sampling). PIL and torch only.
@@ -96,18 +97,19 @@ def main(argv=None):
         run["grid"] = Image.open(args.demo_dir / name / "samples.png")
     resolution = json.loads((args.demo_dir / "pretrain" / "transformer" / "config.json").read_text())["sample_size"]
     pretrain, finetune, scratch = runs["pretrain"], runs["finetune"], runs["scratch"]
+    num_faces = len(list((args.demo_dir / "faces").glob("*.png")))
     panels = [
         (
             f"what pre-training sees:\n{args.mask_rate:.0%} of the patches dropped",
             masked_inputs(16, resolution, pretrain["patch_size"], args.mask_rate, seed=0),
         ),
-        (f"masked pre-training only\n{pretrain['steps']} steps", pretrain["grid"]),
-        (f"fine-tuned from it\n+{finetune['steps']} full-image steps", finetune["grid"]),
-        (f"from scratch, the same\n{scratch['steps']} full-image steps", scratch["grid"]),
+        (f"masked pre-training only\n{pretrain['steps']} steps on all emoji", pretrain["grid"]),
+        (f"fine-tuned from it on {num_faces} faces\n+{finetune['steps']} full-image steps", finetune["grid"]),
+        (f"from scratch on the faces, same compute\n{scratch['steps']} full-image steps", scratch["grid"]),
     ]
     title = (
-        f"MaskDM on Twemoji {resolution}x{resolution}: the same fine-tuning budget with and without masked "
-        f"pre-training ({pretrain['prediction_type']} prediction)"
+        f"MaskDM on Twemoji {resolution}x{resolution}: masked pre-training, then fine-tuning on a small domain, "
+        f"against the same compute from scratch ({pretrain['prediction_type']} prediction)"
     )
     figure = compose(panels, title, args.panel_size)
     figure.save(args.demo_dir / "comparison.png")

@@ -205,9 +205,7 @@ def save_model_card(
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     if isinstance(sample_grid, PIL.Image.Image):
-        scale = max(1, math.ceil(512 / sample_grid.width))
-        size = (sample_grid.width * scale, sample_grid.height * scale)
-        sample_grid.resize(size, PIL.Image.NEAREST).save(output_dir / SAMPLE_GRID_FILENAME)
+        _upscaled(sample_grid).save(output_dir / SAMPLE_GRID_FILENAME)
         sample_grid = SAMPLE_GRID_FILENAME
     elif sample_grid is None and (output_dir / SAMPLE_GRID_FILENAME).is_file():
         sample_grid = SAMPLE_GRID_FILENAME
@@ -237,7 +235,7 @@ def make_sample_grid(
     scheduler: SchedulerMixin | None = None,
 ) -> PIL.Image.Image:
     """`num_images` seeded samples of `scheduler` (default: the pipeline's own; a given one is used for the grid only)
-    tiled in a square-ish grid, for `save_model_card`."""
+    tiled in a square-ish grid, scaled up (nearest) to at least 512 px wide."""
     if class_labels is not None:
         num_images = len(class_labels)
     own_scheduler = pipeline.scheduler
@@ -253,7 +251,13 @@ def make_sample_grid(
     finally:
         pipeline.scheduler = own_scheduler
     cols = max(c for c in range(1, int(num_images**0.5) + 1) if num_images % c == 0)
-    return make_image_grid(images, rows=num_images // cols, cols=cols)
+    return _upscaled(make_image_grid(images, rows=num_images // cols, cols=cols))
+
+
+def _upscaled(image: PIL.Image.Image) -> PIL.Image.Image:
+    """`image` scaled up (nearest neighbour) to at least 512 px wide, so that small samples stay visible."""
+    scale = max(1, math.ceil(512 / image.width))
+    return image.resize((image.width * scale, image.height * scale), PIL.Image.NEAREST)
 
 
 def upload_pipeline_folder(

@@ -265,14 +265,9 @@ class MaskedDiTModel(ModelMixin, AttentionMixin, ConfigMixin):
             block.attn.fused_projections = False
 
     def set_attention_slice(self, slice_size: str | int | None) -> None:
-        """
-        Computes attention a slice of (batch x head) rows at a time (diffusers' `SlicedAttnProcessor`), to save
-        memory; `pipeline.enable_attention_slicing()` calls it.
-
-        Args:
-            slice_size (`str` or `int` or `None`): `"auto"` (half the heads), `"max"` (one at a time), a number of
-                rows from 1 to `num_attention_heads`, or `None` for the default processor again.
-        """
+        """Computes attention a slice of (batch x head) rows at a time (diffusers' `SlicedAttnProcessor`) to save memory;
+        `slice_size` is `"auto"` (half the heads), `"max"` (one), a number from 1 to `num_attention_heads`, or `None`
+        for the default processor again. `pipeline.enable_attention_slicing()` calls it."""
         num_heads = self.config.num_attention_heads
         slice_size = {"auto": max(1, num_heads // 2), "max": 1}.get(slice_size, slice_size)
         if slice_size is not None and not (_is_positive_int(slice_size) and slice_size <= num_heads):

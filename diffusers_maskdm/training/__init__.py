@@ -40,6 +40,7 @@ def run_training(config: TrainingConfig) -> Path:
         state = resume.resume(run)
         train.train(run, state)
         export.export(run, state)
+        run.accelerator.wait_for_everyone()  # no process tears the process group down while another still uses it
     finally:
         run.accelerator.end_training()
         if run.lock is not None:

@@ -38,12 +38,12 @@ EXAMPLE_DOC_STRING = """
     Examples:
         ```py
         >>> import torch
-        >>> from diffusers import DDIMScheduler
+        >>> from diffusers import DPMSolverMultistepScheduler
         >>> from diffusers_maskdm import MaskedDDPMPipeline
 
         >>> pipe = MaskedDDPMPipeline.from_pretrained("your-name/maskdm-emoji-32")  # a local folder works too
-        >>> pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
-        >>> images = pipe(batch_size=4, num_inference_steps=50, generator=torch.manual_seed(0)).images
+        >>> pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
+        >>> images = pipe(batch_size=4, num_inference_steps=20, generator=torch.manual_seed(0)).images
         >>> images[0].save("sample.png")
         ```
 """
@@ -92,8 +92,8 @@ class MaskedDDPMPipeline(DiffusionPipeline):
 
     The model denoises in pixel space, so there is no VAE: the pipeline runs the scheduler's loop on the transformer
     and maps the result from `[-1, 1]` to images. Swap the sampler as with any diffusers pipeline:
-    `pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)` (DDPM, DDIM, DPM-Solver++, Euler, Euler
-    ancestral, UniPC, PNDM, ...); the scheduler's `prediction_type`, `clip_sample` and `thresholding` settings apply.
+    `pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)` (DDPM, DDIM, DPM-Solver++, Euler,
+    Euler ancestral, UniPC, PNDM, ...); the scheduler's `prediction_type`, `clip_sample`, `thresholding` settings apply.
 
     This model inherits from [`DiffusionPipeline`]. Check the superclass documentation for the generic methods
     implemented for all pipelines (downloading, saving, running on a particular device, etc.). `from_pretrained` also

@@ -22,6 +22,14 @@ def hub(monkeypatch, tmp_path):
     assert server.unhandled == [], f"requests the loopback Hub does not model: {server.unhandled}"
 
 
+@pytest.fixture
+def tiny_vae():
+    """A tiny random `AutoencoderKL` (tests/vae_testing.py): 32x32x3 images <-> 16x16x4 latents."""
+    from vae_testing import make_tiny_vae
+
+    return make_tiny_vae()
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _deterministic():
     from diffusers.utils.torch_utils import enable_full_determinism

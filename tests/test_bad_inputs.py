@@ -117,6 +117,13 @@ def pretrained(tmp_path, scheduler=None, **config):
     return str(folder)
 
 
+def tiny_vae_folder(tmp_path):
+    from vae_testing import make_tiny_vae
+
+    make_tiny_vae().save_pretrained(tmp_path / "vae")
+    return str(tmp_path / "vae")
+
+
 def model_config_file(tmp_path, text):
     path = tmp_path / "model.json"
     path.write_text(text)
@@ -362,6 +369,18 @@ CASES = [
             p, "--pretrained_model_name_or_path", pretrained(p, num_class_embeds=3), "--resolution", "16"
         ),
         "num_class_embeds=3",
+    ),
+    ("setup-vae-subfolder-alone", lambda p: run_setup(p, "--vae_subfolder", "vae"), "--vae_name_or_path"),
+    ("setup-vae-missing", lambda p: run_setup(p, "--vae_name_or_path", str(p / "no-vae")), "AutoencoderKL"),
+    (
+        "setup-vae-resolution",
+        lambda p: run_setup(p, "--vae_name_or_path", tiny_vae_folder(p), "--resolution", "15"),
+        "--resolution 14",
+    ),
+    (
+        "setup-latent-model-without-vae",
+        lambda p: run_setup(p, "--pretrained_model_name_or_path", pretrained(p, in_channels=4), "--resolution", "16"),
+        "--vae_name_or_path",
     ),
     (
         "setup-model-config-json",

@@ -76,6 +76,12 @@ class TrainingConfig:
         help="tiny (CPU), small (the default), base, or an official MaskDM network.", choices=sorted(MODEL_PRESETS)
     )
     gradient_checkpointing: bool = flag(False, "Trade compute for memory.")
+    vae_name_or_path: str | None = flag(
+        help="Train on the latents of this diffusers AutoencoderKL (folder or Hub id; default: the pre-trained's).",
+        group="latent space",
+    )
+    vae_subfolder: str | None = flag(help="The VAE's subfolder, e.g. `vae` of a Stable Diffusion repo.")
+    latents_cache_dir: str | None = flag(help="Where latents are cached (default: $HF_HOME/diffusers_maskdm/latents).")
     mask_type: str = flag("block", "How patches are masked.", choices=MASK_KINDS, group="masked pre-training")
     mask_rate: float = flag(
         None, "Share of patches dropped (0: fine-tuning). Default: 0.9, or 0 from a pre-trained model.", FRACTION
@@ -204,6 +210,8 @@ def validate_args(config: TrainingConfig) -> None:
             f"{' and '.join(sources)} both given: a run starts from a pre-trained transformer OR builds a new one from "
             "a config or a preset. Pass only one."
         )
+    if c.vae_subfolder is not None and c.vae_name_or_path is None:
+        raise ValueError("--vae_subfolder needs --vae_name_or_path (the repo or folder it is a subfolder of).")
     if c.init_from_ema and c.pretrained_model_name_or_path is None:
         raise ValueError(
             "--init_from_ema needs --pretrained_model_name_or_path (the model whose EMA weights to start from)."

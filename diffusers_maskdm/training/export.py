@@ -36,7 +36,13 @@ from .setup import Run
 
 logger = get_logger(__name__)
 
-PIPELINE_FILES = ("scheduler", "transformer", "README.md", "samples.png")  # and `model_index.json`, moved in last
+PIPELINE_FILES = (
+    "scheduler",
+    "transformer",
+    "vae",
+    "README.md",
+    "samples.png",
+)  # and `model_index.json`, moved in last
 # The samplers of the sample grids (`--validation_scheduler`; docs/training.md says which shows what): a class and its
 # settings. DDIM runs without `clip_sample`, which leaves a young noise-predicting model's samples as noise.
 GRID_SCHEDULERS = {
@@ -80,7 +86,8 @@ def export(run: Run, state: TrainingState) -> Path:
         }
         training = {key: value for key, value in training.items() if value is not None}
         card = dict(repo_id=run.repo_id or config.hub_model_id, training=training, base_model=hub_id)
-        grid = save_pipeline(run.output_dir, transformer, run.noise_scheduler, run.ema_model, run.grid_options, **card)
+        options = (run.ema_model, run.grid_options, run.vae)
+        grid = save_pipeline(run.output_dir, transformer, run.noise_scheduler, *options, **card)
         log_grid(accelerator, grid, state.global_step)
         logger.info("Saved the MaskedDDPMPipeline, its model card and samples.png in %s", run.output_dir)
         if run.repo_id is not None:
@@ -140,17 +147,19 @@ def save_pipeline(
     noise_scheduler: DDPMScheduler,
     ema_model=None,
     grid_options: tuple = (16, 50, 0, "ddpm"),
+    vae=None,
     repo_id: str | None = None,
     **card_kwargs,
 ) -> PIL.Image.Image:
-    """Write the final `MaskedDDPMPipeline` (with `ema_model`: the EMA weights, the raw ones as its `non_ema` variant),
+    """Write the final `MaskedDDPMPipeline` (with `ema_model`: the EMA weights, the raw ones as its `non_ema` variant;
+    with `vae`: a latent pipeline),
     its card (`hub.save_model_card`'s `card_kwargs`; `repo_id`: the folder's name by default) and the grid of
     `sample_grid(pipeline, *grid_options)`, which it returns."""
     output_dir = Path(output_dir)
     staging = output_dir / f"{TEMP_PREFIX}pipeline"
     shutil.rmtree(staging, ignore_errors=True)
     with ema_weights(transformer, ema_model):
-        pipeline = MaskedDDPMPipeline(transformer=transformer, scheduler=noise_scheduler)
+        pipeline = MaskedDDPMPipeline(transformer=transformer, scheduler=noise_scheduler, vae=vae)
         pipeline.save_pretrained(staging, safe_serialization=True)
         grid = sample_grid(pipeline, *grid_options)
     if ema_model is not None:
@@ -159,6 +168,8 @@ def save_pipeline(
     scheduler_class, settings = GRID_SCHEDULERS[sampler]
     sampler = ", ".join([scheduler_class.__name__, *(f"{k}={v}" for k, v in settings.items()), f"{steps} steps"])
     sampler += f", seed {seed}" + ", EMA weights" * (ema_model is not None)
+    if vae is not None:  # what it was loaded from: the card links a Hub id and never writes a local path
+        card_kwargs.setdefault("vae", vae.config.get("_name_or_path"))
     card_kwargs["training"] = {**card_kwargs.get("training", {}), "sample_grid": sampler}
     save_model_card(staging, repo_id or output_dir.resolve().name, sample_grid=grid, **card_kwargs)
     # Moved in part by part, `model_index.json` (removed first) last: until then the folder is no pipeline.

@@ -60,6 +60,11 @@ class TransformerSource:
         path = Path(self.folder, "scheduler", "scheduler_config.json")
         return _read_json(path) if path.is_file() else None
 
+    def vae_folder(self) -> str | None:
+        """The pipeline's `vae/` next to the transformer (a latent-space MaskDM pipeline), when there is one."""
+        path = Path(self.folder, "vae")
+        return str(path) if (path / "config.json").is_file() else None
+
     def load(self):
         """Load the `MaskedDiTModel` (safetensors only)."""
         return MaskedDiTModel.from_pretrained(

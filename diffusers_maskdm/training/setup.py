@@ -26,7 +26,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.utils import ProjectConfiguration, broadcast_object_list, set_seed
-from diffusers import DDPMScheduler
+from diffusers import AutoencoderKL, DDPMScheduler
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from huggingface_hub import create_repo
@@ -41,7 +41,8 @@ from ..masking import MaskGenerator
 from ..models import MaskedDiTModel
 from .args import BETA_SCHEDULES, PREDICTION_TYPES, TrainingConfig
 from .checkpointing import list_checkpoints, register_checkpoint_hooks
-from .data import build_train_dataloader, build_train_dataset
+from .data import build_train_dataloader, build_train_dataset, data_source_id
+from .latents import LatentDataset, load_vae, vae_scale_factor
 from .model_source import new_model_config, read_model_config_file, resolve_pretrained_transformer
 from .presets import preset_config, recipe_summary
 
@@ -72,7 +73,10 @@ class Run:
     mask_generator: MaskGenerator | None
     max_train_steps: int
     repo_id: str | None = None
-    lock: IO | None = None  # held by the main process until the run ends; the OS drops it if the process dies
+    lock: IO | None = None
+    vae: AutoencoderKL | None = (
+        None  # latent-space training: the frozen VAE, which decodes samples  # held by the main process until the run ends; the OS drops it if the process dies
+    )
 
     @property
     def transformer(self) -> MaskedDiTModel:
@@ -98,36 +102,47 @@ def setup(config: TrainingConfig) -> Run:
         logger.info(recipe_summary(config))
     set_seed(config.seed)
 
-    # 2. The model source, and the checks that need it but not the data
+    # 2. The model source and the VAE (a pre-trained latent pipeline brings its own), and the checks that need them
     source = scheduler_config = None
     if config.pretrained_model_name_or_path is not None:
         source = resolve_pretrained_transformer(
             config.pretrained_model_name_or_path, config.init_from_ema, config.revision, config.cache_dir
         )
         model_config, scheduler_config = source.read_config(), source.scheduler_config()
-    elif config.model_config is not None:
-        model_config = {"sample_size": config.resolution, **read_model_config_file(config.model_config)}
-    else:
+    vae_source = config.vae_name_or_path or (source.vae_folder() if source is not None else None)
+    vae = load_vae(vae_source, config.vae_subfolder, cache_dir=config.cache_dir) if vae_source else None
+    size = _model_sample_size(config, vae)  # the side of what the model denoises: images or latents
+    if config.model_config is not None:
+        model_config = {"sample_size": size, **read_model_config_file(config.model_config)}
+    elif source is None:
         try:
-            model_config = preset_config(config.model_preset or "small", config.resolution)
+            model_config = preset_config(config.model_preset or "small", size)
         except ValueError as error:
             raise ValueError(f"--resolution={config.resolution} fits no model preset: {error}") from None
     noise_scheduler = build_noise_scheduler(config, scheduler_config)
-    mask_generator, checkpoint_bytes = _check_model_plan(config, model_config, accelerator.device)
+    mask_generator, checkpoint_bytes = _check_model_plan(config, model_config, accelerator.device, size)
 
-    # 3. Data, then the model; a given model decides the channels (the data is converted to what it takes)
+    # 3. Data, then the model; a given model (or the VAE) decides the channels the images are converted to. Latents
+    # are encoded once (main process first, the others read its cache), from every image, checked up front.
     given = config.pretrained_model_name_or_path or config.model_config
+    channels = (
+        vae.config.in_channels if vae else config.num_channels or (model_config.get("in_channels") if given else None)
+    )
     with accelerator.main_process_first():
         dataset = build_train_dataset(
             **{name: getattr(config, name) for name in DATA_FLAGS},
-            num_channels=config.num_channels or (model_config.get("in_channels") if given else None),
+            num_channels=channels,
+            **({"verify_images": True} if vae else {}),
         )
+        if vae is not None:
+            vae.to(accelerator.device)
+            data_id = f"{data_source_id(config.dataset_name, config.dataset_config_name, config.train_data_dir)}:"
+            data_id += f"{config.image_column or ''}|subset={config.max_train_samples or 'all'}:{config.seed}"
+            dataset = LatentDataset(dataset, vae, data_id, config.random_flip, config.latents_cache_dir)
     num_classes = None if config.ignore_labels else dataset.num_classes
     if source is None:
         file_config = model_config if config.model_config else None  # read once, above
-        model_config = new_model_config(
-            config.resolution, dataset.num_channels, num_classes, file_config, config.model_preset
-        )
+        model_config = new_model_config(size, dataset.num_channels, num_classes, file_config, config.model_preset)
     _check_model_fits_data(config, model_config, dataset.num_channels, num_classes)
     if source is not None:
         logger.info("Starting from the %s weights of %s", "EMA" if source.is_ema else "raw", source.name)
@@ -159,7 +174,7 @@ def setup(config: TrainingConfig) -> Run:
         tracked = {k: v for k, v in asdict(config).items() if type(v) in (int, float, str, bool) and k != "hub_token"}
         accelerator.init_trackers("train_masked_pretrain", config=tracked)
     built = (model, ema_model, optimizer, lr_scheduler, loader, noise_scheduler, mask_generator, steps, repo_id, lock)
-    return Run(config, accelerator, *built)
+    return Run(config, accelerator, *built, vae)
 
 
 def _build_accelerator(config: TrainingConfig) -> Accelerator:
@@ -269,17 +284,38 @@ def build_mask_generator(
     return MaskGenerator(mask_type, mask_rate=mask_rate, block_size=block_size or 2, crop_size=crop_size, **kwargs)
 
 
-def _check_model_plan(config: TrainingConfig, model_config: dict, device: torch.device) -> tuple:
+def _model_sample_size(config: TrainingConfig, vae: AutoencoderKL | None) -> int:
+    """The side of the model's input: `--resolution`, or the latent side the VAE makes of it."""
+    if vae is None:
+        return config.resolution
+    factor = vae_scale_factor(vae)
+    if config.resolution % factor:
+        raise ValueError(
+            f"--resolution={config.resolution} is not a multiple of the VAE's downsampling factor {factor}: pass "
+            f"--resolution {max(factor, config.resolution // factor * factor)}."
+        )
+    return config.resolution // factor
+
+
+def _check_model_plan(config: TrainingConfig, model_config: dict, device: torch.device, size: int) -> tuple:
     """Check the flags against the model config (the model, built on the `meta` device, checks its own) and the
     device's memory, before data or weights are loaded. Returns the mask generator and the bytes of a checkpoint."""
     source = config.pretrained_model_name_or_path
     where = f"--pretrained_model_name_or_path={source!r}" if source else f"--model_config={config.model_config!r}"
-    if model_config.get("sample_size") != config.resolution:
+    if model_config.get("sample_size") != size:
+        factor = config.resolution // size  # the VAE's, or 1
+        latent = f" (latents of side {size} with the VAE)" if factor > 1 else ""
         raise ValueError(
-            f"--resolution={config.resolution} but {where} has sample_size={model_config.get('sample_size')}: pass "
-            f"--resolution {model_config.get('sample_size')} (or drop sample_size from the --model_config file)."
+            f"--resolution={config.resolution}{latent} but {where} has sample_size={model_config.get('sample_size')}: "
+            f"pass --resolution {model_config.get('sample_size') * factor} (or drop sample_size from the --model_config "
+            "file)."
         )
     in_channels = config.num_channels or model_config.get("in_channels", 3)
+    if size == config.resolution and in_channels not in (1, 3):
+        raise ValueError(
+            f"{where} takes in_channels={in_channels}: latents, not images. Fix: pass the --vae_name_or_path it was "
+            "trained with."
+        )
     try:
         with torch.device("meta"):
             model = MaskedDiTModel.from_config({**model_config, "in_channels": in_channels})
@@ -302,7 +338,7 @@ def _check_model_plan(config: TrainingConfig, model_config: dict, device: torch.
     # token, width and block kept for the backward pass (attention, the 4x MLP, norms); five image-sized tensors.
     weights = 4 * sum(p.numel() for p in model.parameters())
     activations = 40 * (model.num_patches - masked) * model.config.hidden_size * model.config.num_layers
-    images = 5 * in_channels * config.resolution**2
+    images = 5 * in_channels * size**2
     needed = weights * (4 + config.use_ema) + 4 * config.train_batch_size * (activations + images)
     available = math.inf  # not estimated on other devices
     if device.type == "cuda":
@@ -324,10 +360,8 @@ def _check_model_fits_data(config: TrainingConfig, model_config: dict, channels:
     source = f"the transformer of --pretrained_model_name_or_path={config.pretrained_model_name_or_path!r}"
     in_channels, model_classes = model_config["in_channels"], model_config.get("num_class_embeds")
     if in_channels != channels:
-        raise ValueError(
-            f"{source} takes in_channels={in_channels} but the data has {channels} channel(s): pass --num_channels "
-            f"{in_channels}."
-        )
+        fix = "use its VAE" if config.vae_name_or_path else f"pass --num_channels {in_channels}"
+        raise ValueError(f"{source} takes in_channels={in_channels} but the data has {channels} channel(s): {fix}.")
     if (model_config.get("out_channels") or in_channels) != in_channels:
         raise ValueError(
             f"{source} predicts out_channels={model_config['out_channels']} for {in_channels} input channels (learned "

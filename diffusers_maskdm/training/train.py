@@ -91,7 +91,7 @@ def make_diffusion_inputs(
     Draw noise, timesteps, a mask and label dropout for a batch of clean images, all from `generator`.
 
     Args:
-        clean (`torch.Tensor`): (B, C, H, W) images in [-1, 1].
+        clean (`torch.Tensor`): (B, C, H, W) images in [-1, 1], or scaled latents.
         noise_scheduler (`DDPMScheduler`): adds the noise; its `prediction_type` sets the target.
         generator (`torch.Generator`): the source of every random draw (see `step_generator`).
         mask_generator (`MaskGenerator`, *optional*): draws the patch masks of masked pre-training.
@@ -156,7 +156,7 @@ def train(run: Run, state: TrainingState) -> None:
                 state.epoch, state.position, batch = next(batches)
                 if not finite:
                     continue  # The rest of a skipped step's data is consumed, so the data position stays exact.
-                clean = batch["pixel_values"]
+                clean = batch["latents"] if run.vae is not None else batch["pixel_values"]
                 generator = step_generator(config.seed, rank, state.global_step, micro_step, clean.device)
                 labels = batch.get("class_labels") if transformer.config.num_class_embeds else None
                 inputs = make_diffusion_inputs(
@@ -261,7 +261,7 @@ def _resumable_batches(dataloader, accelerator, epoch: int, position: int) -> It
 
 def _validation_grid(run: Run, step: int) -> None:
     with ema_weights(run.transformer, run.ema_model):
-        pipeline = MaskedDDPMPipeline(transformer=run.transformer, scheduler=run.noise_scheduler)
+        pipeline = MaskedDDPMPipeline(transformer=run.transformer, scheduler=run.noise_scheduler, vae=run.vae)
         grid = sample_grid(pipeline, *run.grid_options)
     (run.output_dir / "samples").mkdir(exist_ok=True)
     grid.save(run.output_dir / "samples" / f"step-{step:06d}.png")
@@ -282,7 +282,7 @@ def _evaluate_fid(run: Run, step: int, cache: dict) -> None:
         )
     with ema_weights(run.transformer, run.ema_model):
         sampler = grid_sampler(run.noise_scheduler.config, config.validation_scheduler)
-        pipeline = MaskedDDPMPipeline(transformer=run.transformer, scheduler=sampler)
+        pipeline = MaskedDDPMPipeline(transformer=run.transformer, scheduler=sampler, vae=run.vae)
         options = dict(num_inference_steps=config.validation_inference_steps, seed=config.seed)
         fid = compute_fid_for_pipeline(
             pipeline, cache["reference"], cache["extractor"], config.eval_fid_num_images, **options

@@ -1,0 +1,103 @@
+# Copyright 2026 The diffusers-maskdm Authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Latent-space training (`--vae_name_or_path`): latents encoded once and cached, both stages on them, a latent
+pipeline that decodes images of the pixel size."""
+
+import json
+
+import pytest
+import torch
+from diffusers import AutoencoderKL
+from vae_testing import make_tiny_vae
+
+from diffusers_maskdm import MaskedDDPMPipeline
+from diffusers_maskdm.training import config_from_flags, run_training
+from diffusers_maskdm.training.data import build_train_dataset
+from diffusers_maskdm.training.latents import LatentDataset
+
+
+@pytest.fixture(scope="module")
+def vae_dir(tmp_path_factory):
+    """A saved tiny random AutoencoderKL: 16 px images <-> 8x8x4 latents."""
+    folder = tmp_path_factory.mktemp("vae")
+    make_tiny_vae().save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def encoder_calls(monkeypatch):
+    """Counts the batches `AutoencoderKL.encode` is called on."""
+    calls, encode = [], AutoencoderKL.encode
+    monkeypatch.setattr(
+        AutoencoderKL, "encode", lambda self, x, *a, **k: calls.append(len(x)) or encode(self, x, *a, **k)
+    )
+    return calls
+
+
+def flags(image_dir, tiny_config, output_dir, cache_dir, *extra):
+    return [
+        "--train_data_dir", str(image_dir), "--resolution", "16", "--train_batch_size", "4", "--max_train_steps", "2",
+        "--num_validation_images", "1", "--validation_inference_steps", "1", "--report_to", "none",
+        "--num_cpu_threads", "1", "--latents_cache_dir", str(cache_dir), "--output_dir", str(output_dir), *extra,
+    ]  # fmt: skip
+
+
+def test_both_stages_train_on_cached_latents(image_dir, tiny_config, vae_dir, encoder_calls, tmp_path):
+    cache = tmp_path / "latents"
+    pretrain = tmp_path / "pretrain"
+    args = ["--model_config", str(tiny_config), "--vae_name_or_path", str(vae_dir), "--random_flip"]
+    run_training(config_from_flags(flags(image_dir, tiny_config, pretrain, cache, *args, "--mask_rate", "0.5")))
+    # The 8 images were encoded once per flip, in one batch each; the training steps never ran the encoder.
+    assert encoder_calls == [8, 8]
+    assert len(list(cache.glob("*.safetensors"))) == 1
+    transformer = json.loads((pretrain / "transformer" / "config.json").read_text())
+    assert (transformer["sample_size"], transformer["in_channels"]) == (8, 4)
+    assert (pretrain / "vae" / "config.json").is_file()
+
+    # Fine-tuning takes the pre-trained pipeline's VAE and finds the same latents in the cache.
+    finetune = tmp_path / "finetune"
+    run_training(config_from_flags(flags(image_dir, tiny_config, finetune, cache, "--pretrained_model_name_or_path",
+                                         str(pretrain), "--random_flip")))  # fmt: skip
+    assert encoder_calls == [8, 8]
+    pipe = MaskedDDPMPipeline.from_pretrained(finetune)
+    images = pipe(batch_size=2, num_inference_steps=2, output_type="np", generator=torch.manual_seed(0)).images
+    assert images.shape == (2, 16, 16, 3)
+
+
+def test_latent_items_are_seeded_and_scaled_as_diffusers_scales_latents(image_dir, tmp_path):
+    images = build_train_dataset(train_data_dir=image_dir, resolution=16, verify_images=True)
+    plain = LatentDataset(images, make_tiny_vae(), "data", random_flip=True, cache_dir=tmp_path)
+    scaled_vae = make_tiny_vae()
+    scaled_vae.register_to_config(scaling_factor=0.5, shift_factor=0.25)
+    scaled = LatentDataset(images, scaled_vae, "data", random_flip=True, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.safetensors"))) == 2  # the config is part of the key
+
+    first, again = plain[(3, 5)]["latents"], plain[(3, 5)]["latents"]
+    assert torch.equal(first, again)
+    assert not torch.equal(first, plain[(4, 5)]["latents"])
+    assert first.shape == (4, 8, 8)
+    # The same draw z, scaled as (z - shift) * scale with each VAE's config (the tiny VAE's: no shift, 0.18215).
+    z = first / make_tiny_vae().config.scaling_factor
+    torch.testing.assert_close(scaled[(3, 5)]["latents"], (z - 0.25) * 0.5)
+    # Over epochs an image is served in both flips: mirrored moments differ from the plain ones.
+    assert not torch.equal(plain.mean[:, 0], plain.mean[:, 1])
+
+
+def test_cache_is_keyed_by_the_vae_weights(image_dir, tmp_path, encoder_calls):
+    images = build_train_dataset(train_data_dir=image_dir, resolution=16, verify_images=True)
+    LatentDataset(images, make_tiny_vae(seed=0), "data", cache_dir=tmp_path)
+    LatentDataset(images, make_tiny_vae(seed=0), "data", cache_dir=tmp_path)
+    assert len(encoder_calls) == 1  # the second found the first's latents
+    LatentDataset(images, make_tiny_vae(seed=1), "data", cache_dir=tmp_path)
+    assert len(encoder_calls) == 2 and len(list(tmp_path.glob("*.safetensors"))) == 2

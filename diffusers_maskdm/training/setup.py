@@ -118,7 +118,8 @@ def setup(config: TrainingConfig) -> Run:
         try:
             model_config = preset_config(config.model_preset or "small", size)
         except ValueError as error:
-            raise ValueError(f"--resolution={config.resolution} fits no model preset: {error}") from None
+            latents = f" (latents of side {size} with the VAE)" if vae else ""
+            raise ValueError(f"--resolution={config.resolution}{latents} fits no model preset: {error}") from None
     noise_scheduler = build_noise_scheduler(config, scheduler_config)
     mask_generator, checkpoint_bytes = _check_model_plan(config, model_config, accelerator.device, size)
 

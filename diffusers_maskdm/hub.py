@@ -39,7 +39,7 @@ from safetensors import safe_open
 
 SAMPLE_GRID_FILENAME = "samples.png"
 # What of a folder makes up the pipeline on the Hub: not checkpoints, logs or validation grids.
-PIPELINE_PATTERNS = ["model_index.json", "scheduler/*", "transformer/*", "README.md", SAMPLE_GRID_FILENAME]
+PIPELINE_PATTERNS = ["model_index.json", "scheduler/*", "transformer/*", "vae/*", "README.md", SAMPLE_GRID_FILENAME]
 # The diffusers schedulers (of those compatible with DDPMScheduler) whose `step` refuses a prediction type, measured
 # with diffusers 0.42 by tests/test_hub.py (DPMSolverSDE and LMS need torchsde / scipy and are not measured).
 UNSUPPORTED_SCHEDULERS = {
@@ -90,6 +90,11 @@ _ARCHITECTURE_KEYS = (
 )
 
 
+def _hub_repo_id(name: str | None) -> str | None:
+    """`name` if it is a repo id, not a local folder that looks like one: a local path is never written into a card."""
+    return name if name and re.fullmatch(r"\w[\w.-]*/[\w.-]+", name) and not os.path.exists(name) else None
+
+
 def build_model_card(
     repo_id: str,
     *,
@@ -103,6 +108,7 @@ def build_model_card(
     title: str | None = None,
     prediction_type: str | None = None,
     num_parameters: int | None = None,
+    vae: str | None = None,
 ) -> ModelCard:
     """
     The model card (`README.md`) of a MaskDM repo, `CARD_TEMPLATE` rendered by `huggingface_hub.ModelCard` (its
@@ -126,15 +132,19 @@ def build_model_card(
         prediction_type (`str`, *optional*): The scheduler's; defaults to `training["prediction_type"]`, else
             `"epsilon"`.
         num_parameters (`int`, *optional*): The transformer's parameter count, for the limitations.
+        vae (`str`, *optional*): For a latent-space model, the VAE that decodes its samples: a Hub repo id (linked),
+            or words that follow "decoded by", e.g. "a local AutoencoderKL"; a path is only called a local folder.
     """
     training = {key: value for key, value in (training or {}).items() if value is not None}
     model_config, metrics = model_config or {}, metrics or {}
     num_classes = model_config.get("num_class_embeds")
     prediction_type = prediction_type or training.get("prediction_type") or "epsilon"
     data = training.get("data") or training.get("dataset_name") or training.get("train_data_dir")
-    # A repo id, not a local folder that looks like one: a local path is never written into a card.
-    is_hub_id = base_model and re.fullmatch(r"\w[\w.-]*/[\w.-]+", base_model) and not os.path.exists(base_model)
-    hub_base = base_model if is_hub_id else None
+    hub_base = _hub_repo_id(base_model)
+    if vae and _hub_repo_id(vae):
+        vae = f"the VAE [{vae}](https://huggingface.co/{vae})"
+    elif vae and (os.path.exists(vae) or " " not in vae):  # a path, not words
+        vae = "a VAE from a local folder (not on the Hub)"
 
     rows = []
     for key, value in training.items():
@@ -142,7 +152,8 @@ def build_model_card(
         value = f"{value:.0%}" if key == "mask_rate" and isinstance(value, float) else value
         value = f"{value}x{value}" if key == "resolution" and isinstance(value, int) else value
         rows.append((_LABELS.get(key, key.replace("_", " ").capitalize()), value))
-    resolution = training.get("resolution") or model_config.get("sample_size")
+    # A latent model's `sample_size` is the latent's side, not the images'.
+    resolution = training.get("resolution") or (None if vae else model_config.get("sample_size"))
     card = ModelCard.from_template(
         ModelCardData(
             license=license,
@@ -173,6 +184,7 @@ def build_model_card(
         size=(f"{num_parameters / 1e6:.1f} M parameters, " if num_parameters else "")
         + (f"{resolution}x{resolution} px, " if resolution else ""),
         twemoji="twemoji" in str(data).lower(),
+        vae=vae,
     )
     task = "class-conditional-image-generation" if num_classes else "unconditional-image-generation"
     tags = ["diffusers", "diffusers-maskdm", "maskdm", "diffusers-training", task]
@@ -189,7 +201,8 @@ def save_model_card(
 ) -> ModelCard:
     """
     Write `README.md` (and `samples.png` when `sample_grid` is an image) into `output_dir`, created if needed. A saved
-    pipeline there supplies the `model_config`, `prediction_type` and `num_parameters` that `card_kwargs` leave out.
+    pipeline there supplies the `model_config`, `prediction_type`, `num_parameters` and (its `vae/`) `vae` that
+    `card_kwargs` leave out.
 
     Args:
         output_dir (`str` or `os.PathLike`): The folder to write into, e.g. the training script's output folder.
@@ -213,6 +226,10 @@ def save_model_card(
     scheduler_config = output_dir / "scheduler/scheduler_config.json"
     if model_config.is_file():
         card_kwargs.setdefault("model_config", json.loads(model_config.read_text(encoding="utf-8")))
+    vae_config = output_dir / "vae/config.json"
+    if vae_config.is_file() and not card_kwargs.get("vae"):
+        vae_class = json.loads(vae_config.read_text(encoding="utf-8")).get("_class_name", "AutoencoderKL")
+        card_kwargs["vae"] = f"the pipeline's `{vae_class}` (in `vae/`)"
     if scheduler_config.is_file():
         card_kwargs.setdefault("prediction_type", json.loads(scheduler_config.read_text()).get("prediction_type"))
     weights = output_dir / "transformer" / "diffusion_pytorch_model.safetensors"

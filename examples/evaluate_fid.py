@@ -82,7 +82,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--interpolation", type=str, default="bilinear", help="Resize filter of the data.")
     parser.add_argument("--cache_dir", type=str, default=None, help="The datasets cache.")
     parser.add_argument(
-        "--resolution", type=int, default=None, help="Reference resolution (default: the model's sample_size)."
+        "--resolution", type=int, default=None, help="Reference resolution (default: the pipeline's image size)."
     )
     parser.add_argument(
         "--num_reference_samples", type=int, default=None, help="Reference subset size (default: all images)."
@@ -119,7 +119,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.scheduler is not None:
         swap_scheduler(pipeline, args.scheduler)
     denoiser = pipeline.transformer if hasattr(pipeline, "transformer") else pipeline.unet
-    resolution = args.resolution or int(denoiser.config.sample_size)
+    # A latent model's images are `vae_scale_factor` times its samples' side.
+    resolution = args.resolution or int(denoiser.config.sample_size) * getattr(pipeline, "vae_scale_factor", 1)
 
     extractors = [load_feature_extractor(spec, device=args.device) for spec in args.feature_extractor]
     references = [

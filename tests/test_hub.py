@@ -203,6 +203,25 @@ def test_a_local_base_model_is_never_named_as_a_hub_id(base_model):
     assert build_model_card("me/ft", base_model="me/maskdm-pt").data.base_model == "me/maskdm-pt"
 
 
+def test_a_latent_model_card_names_its_vae_and_never_a_local_path(tmp_path):
+    from diffusers_maskdm.hub import build_model_card
+
+    config = {"sample_size": 32, "in_channels": 4, "patch_size": 2}
+    card = build_model_card("me/latent", model_config=config, vae="stabilityai/sd-vae-ft-mse").text
+    assert "An unconditional latent-space diffusion transformer" in card
+    link = "[stabilityai/sd-vae-ft-mse](https://huggingface.co/stabilityai/sd-vae-ft-mse)"
+    assert f"Its samples are latents, decoded to images by the VAE {link}." in card
+    assert "latent space, no text conditioning" in card and "pixel" not in card
+    assert "32x32 px" not in card  # the latent side is not the image size
+    assert "256x256 px" in build_model_card("me/l", training={"resolution": 256}, vae="a/b").text
+    for path in (str(tmp_path), "./my-vae", "/abs/vae", "org/vae/subfolder"):
+        card = build_model_card("me/latent", vae=path).text
+        assert path not in card and "decoded to images by a VAE from a local folder (not on the Hub)." in card
+    assert "decoded to images by a local AutoencoderKL." in build_model_card("me/l", vae="a local AutoencoderKL").text
+    pixel = build_model_card("me/pixel").text
+    assert "pixel-space diffusion transformer" in pixel and "pixel space, no text" in pixel and "latent" not in pixel
+
+
 def _scheduler_fails(scheduler_class, prediction_type: str) -> bool:
     import torch
     from diffusers import DDPMScheduler

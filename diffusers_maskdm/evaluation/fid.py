@@ -554,7 +554,7 @@ def reference_statistics_for_training_data(
 
     Args:
         extractor (`ModuleFeatures`): the feature network.
-        resolution (`int`): the image size (the model's `sample_size`).
+        resolution (`int`): the image size in pixels (the model's `sample_size`; a latent model's decoded images').
         dataset_name, dataset_config_name, train_data_dir, image_column, split, num_channels, interpolation:
             as for training; neither `dataset_name` nor `train_data_dir` means the embedded Twemoji default.
         num_samples (`int`, *optional*): a subset of this many images drawn with `seed`; all images when `None`.

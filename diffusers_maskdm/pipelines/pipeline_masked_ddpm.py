@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
-from diffusers import DiffusionPipeline, ImagePipelineOutput, PNDMScheduler
+from diffusers import AutoencoderKL, DiffusionPipeline, ImagePipelineOutput, PNDMScheduler
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import replace_example_docstring
@@ -90,8 +90,9 @@ class MaskedDDPMPipeline(DiffusionPipeline):
     r"""
     Pipeline for (class-conditional) image generation with a masked-pre-trained diffusion transformer (MaskDM).
 
-    The model denoises in pixel space, so there is no VAE: the pipeline runs the scheduler's loop on the transformer
-    and maps the result from `[-1, 1]` to images. Swap the sampler as with any diffusers pipeline:
+    The pipeline runs the scheduler's loop on the transformer and maps the result from `[-1, 1]` to images: in pixel
+    space without a VAE; with one (as diffusers' `DiTPipeline`), the loop runs on latents, which the VAE decodes to
+    images of its pixel size. Swap the sampler as with any diffusers pipeline:
     `pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)` (DDPM, DDIM, DPM-Solver++, Euler,
     Euler ancestral, UniPC, PNDM, ...); the scheduler's `prediction_type`, `clip_sample`, `thresholding` settings apply.
 
@@ -108,14 +109,33 @@ class MaskedDDPMPipeline(DiffusionPipeline):
         id2label (`dict[int, str]`, *optional*):
             Class names of a class-conditional model, as in [`DiTPipeline`]: `{0: "cat", 1: "dog, puppy"}` (comma
             separated synonyms). Saved in `model_index.json`; `get_label_ids` maps names to class ids.
+        vae ([`AutoencoderKL`], *optional*):
+            For a latent-space model: the VAE whose latents (`latent_channels == transformer.config.in_channels`) the
+            transformer denoises. The samples are decoded as `vae.decode(latents / scaling_factor + shift_factor)`
+            (the VAE config's, as diffusers' pipelines do). Saved in `vae/`; `None` (a pixel-space model) by default.
     """
 
-    model_cpu_offload_seq = "transformer"
+    model_cpu_offload_seq = "transformer->vae"
+    _optional_components = ["vae"]
     _callback_tensor_inputs = ["latents"]
 
-    def __init__(self, transformer: MaskedDiTModel, scheduler: SchedulerMixin, id2label: dict | None = None):
+    def __init__(
+        self,
+        transformer: MaskedDiTModel,
+        scheduler: SchedulerMixin,
+        id2label: dict | None = None,
+        vae: AutoencoderKL | None = None,
+    ):
         super().__init__()
-        self.register_modules(transformer=transformer, scheduler=scheduler)
+        if vae is not None and vae.config.latent_channels != transformer.config.in_channels:
+            raise ValueError(
+                f"`vae` makes latents of {vae.config.latent_channels} channels (vae.config.latent_channels) but the "
+                f"transformer takes {transformer.config.in_channels} (transformer.config.in_channels): pass the VAE "
+                "the model was trained with."
+            )
+        self.register_modules(transformer=transformer, scheduler=scheduler, vae=vae)
+        # Image side / sample side, named as in diffusers' latent pipelines.
+        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 1
         self.labels = {}
         if id2label is not None:
             num_classes = transformer.config.num_class_embeds or 0
@@ -241,8 +261,9 @@ class MaskedDDPMPipeline(DiffusionPipeline):
                 Corresponds to parameter eta (η) from the [DDIM](https://huggingface.co/papers/2010.02502) paper. Only
                 applies to schedulers whose `step` takes it ([`DDIMScheduler`]); ignored by the others.
             latents (`torch.Tensor`, *optional*):
-                The starting noise, (batch, channels, sample_size, sample_size), from a standard normal (scaled by the
-                scheduler's `init_noise_sigma`, as drawn noise is). Drawn with `generator` if not given.
+                The starting noise, (batch, in_channels, sample_size, sample_size) of the transformer's config (with a
+                VAE: the latent shape), from a standard normal (scaled by the scheduler's `init_noise_sigma`, as drawn
+                noise is). Drawn with `generator` if not given.
             callback_on_step_end (`Callable`, `PipelineCallback` or `MultiPipelineCallbacks`, *optional*):
                 Called after every step as `callback_on_step_end(self, step, timestep, callback_kwargs)` with the
                 tensors named in `callback_on_step_end_tensor_inputs`; a `"latents"` entry of its result replaces them.
@@ -306,7 +327,10 @@ class MaskedDDPMPipeline(DiffusionPipeline):
                 callback_kwargs = {name: step_tensors[name] for name in callback_on_step_end_tensor_inputs}
                 latents = callback_on_step_end(self, i, t, callback_kwargs).pop("latents", latents)
 
-        # 4. Post-process
+        # 4. Post-process: latents are decoded to images with the VAE's scaling and shift, as diffusers' pipelines do
+        if self.vae is not None:
+            latents = latents / self.vae.config.scaling_factor + (self.vae.config.get("shift_factor") or 0)
+            latents = self.vae.decode(latents.to(self.vae.dtype)).sample
         image = (latents / 2 + 0.5).clamp(0, 1)
         if output_type != "pt":
             image = image.cpu().permute(0, 2, 3, 1).float().numpy()

@@ -25,6 +25,7 @@ from diffusers import DDPMScheduler
 from evaluation_testing import make_shape_images
 from PIL import Image
 from torch import nn
+from vae_testing import make_tiny_vae
 
 import diffusers_maskdm.pipelines as pipelines
 from diffusers_maskdm.evaluation import (
@@ -42,12 +43,17 @@ pytestmark = pytest.mark.skipif(
 RESOLUTION = 16
 
 
-def _tiny_pipeline():
+def _tiny_pipeline(latent: bool = False):
+    """A 16 px pipeline: in pixel space, or on 8x8x4 latents that a tiny random VAE decodes to 16 px."""
     from diffusers_maskdm import MaskedDiTModel
 
     torch.manual_seed(0)
-    model = MaskedDiTModel(sample_size=RESOLUTION, patch_size=4, hidden_size=32, num_layers=1, num_attention_heads=2)
-    pipeline = pipelines.MaskedDDPMPipeline(transformer=model, scheduler=DDPMScheduler(num_train_timesteps=20))
+    size, channels = (RESOLUTION // 2, 4) if latent else (RESOLUTION, 3)
+    config = dict(patch_size=4, hidden_size=32, num_layers=1, num_attention_heads=2)
+    model = MaskedDiTModel(sample_size=size, in_channels=channels, **config)
+    vae = make_tiny_vae(sample_size=RESOLUTION) if latent else None
+    scheduler = DDPMScheduler(num_train_timesteps=20)
+    pipeline = pipelines.MaskedDDPMPipeline(transformer=model, scheduler=scheduler, vae=vae)
     pipeline.set_progress_bar_config(disable=False, leave=True)
     return pipeline
 
@@ -76,6 +82,20 @@ def test_generate_and_score_is_seeded_and_keeps_grid_images(texture_extractor, t
     assert again == pytest.approx(score.value, rel=1e-6)
     other_seed = compute_fid_for_pipeline(pipeline, reference, texture_extractor, seed=4, **options)
     assert other_seed != pytest.approx(score.value, rel=1e-6)
+
+
+def test_fid_of_a_latent_pipeline_scores_its_decoded_images(texture_extractor, tmp_path):
+    pipeline = _tiny_pipeline(latent=True)
+    decode, decoded = pipeline.vae.decode, []
+    pipeline.vae.decode = lambda z, **kw: decoded.append(tuple(z.shape)) or decode(z, **kw)
+    reference = _reference(texture_extractor, tmp_path)  # at the pixel size, RESOLUTION
+    options = {"num_samples": 5, "batch_size": 3, "num_inference_steps": 2, "progress": False}
+    fid = compute_fid_for_pipeline(pipeline, reference, texture_extractor, **options)
+    assert np.isfinite(fid) and fid > 0
+    assert decoded == [(3, 4, RESOLUTION // 2, RESOLUTION // 2), (2, 4, RESOLUTION // 2, RESOLUTION // 2)]
+    reference.metadata["resolution"] = str(RESOLUTION // 2)  # the latent side is not the images' size
+    with pytest.raises(ValueError, match=rf"makes \({RESOLUTION}, {RESOLUTION}\) images"):
+        compute_fid_for_pipeline(pipeline, reference, texture_extractor, **options)
 
 
 def test_fid_sampling_shows_one_progress_bar_over_images(texture_extractor, capsys, tmp_path):
@@ -138,9 +158,10 @@ def _load_script():
     return module
 
 
-def test_evaluate_fid_script_end_to_end(tmp_path):
+@pytest.mark.parametrize("latent", [False, True], ids=["pixel", "latent"])
+def test_evaluate_fid_script_end_to_end(tmp_path, latent):
     pipeline_dir = tmp_path / "pipeline"
-    _tiny_pipeline().save_pretrained(pipeline_dir)
+    _tiny_pipeline(latent).save_pretrained(pipeline_dir)
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     for i, image in enumerate(make_shape_images(10, size=RESOLUTION, seed=2)):

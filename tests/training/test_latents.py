@@ -101,3 +101,20 @@ def test_cache_is_keyed_by_the_vae_weights(image_dir, tmp_path, encoder_calls):
     assert len(encoder_calls) == 1  # the second found the first's latents
     LatentDataset(images, make_tiny_vae(seed=1), "data", cache_dir=tmp_path)
     assert len(encoder_calls) == 2 and len(list(tmp_path.glob("*.safetensors"))) == 2
+
+
+def test_fid_during_latent_training_scores_decoded_images(
+    image_dir, tiny_config, vae_dir, tmp_path, caplog, monkeypatch
+):
+    from diffusers_maskdm.evaluation import find_fid_helper_inception
+
+    try:
+        find_fid_helper_inception()
+    except Exception as error:  # the offline Inception is an optional download
+        pytest.skip(f"no offline Inception: {error}")
+    monkeypatch.setenv("DIFFUSERS_MASKDM_CACHE", str(tmp_path / "cache"))
+    args = ["--model_config", str(tiny_config), "--vae_name_or_path", str(vae_dir), "--max_train_steps", "1"]
+    args += ["--mask_rate", "0", "--eval_fid_steps", "1", "--eval_fid_num_images", "2"]
+    with caplog.at_level("INFO"):
+        run_training(config_from_flags(flags(image_dir, tiny_config, tmp_path / "out", tmp_path / "latents", *args)))
+    assert "Step 1: FID-2 = " in caplog.text

@@ -27,7 +27,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import nn
 from torch.utils.data import default_collate
 from torchmetrics.image.fid import FrechetInceptionDistance, NoTrainInceptionV3
@@ -293,10 +292,11 @@ class FeatureStatistics:
         return (self.state["real_features_cov_sum"] - n * torch.outer(self.mean, self.mean)) / (n - 1)
 
     def save(self, path: str | Path) -> None:
-        """Writes the state as a safetensors file (no pickle), `extractor` and `metadata` in its metadata."""
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        tensors = {key: value.detach().cpu().contiguous() for key, value in self.state.items()}
-        save_file(tensors, str(path), metadata={**self.metadata, "extractor": self.extractor})
+        """Writes the state as a safetensors file (no pickle), `extractor` and `metadata` in its metadata; atomically
+        (a temporary file renamed), so that a kill never leaves a half-written file where a cache looks."""
+        from ..training.data import save_cache_file
+
+        save_cache_file(self.state, path, metadata={**self.metadata, "extractor": self.extractor})
 
     @classmethod
     def load(cls, path: str | Path) -> "FeatureStatistics":

@@ -98,19 +98,25 @@ def find_latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
     return None
 
 
+def named_checkpoint(output_dir: str | os.PathLike, name: str) -> Path:
+    """The folder of checkpoint `name` (as given, or in `output_dir`); a `ValueError` if there is none."""
+    path = Path(name)
+    if not path.exists() and not path.is_absolute():
+        path = Path(output_dir) / name
+    if not path.is_dir():
+        raise ValueError(
+            f"--resume_from_checkpoint={name!r} does not exist (also looked in --output_dir). Fix: pass a "
+            "`checkpoint-<step>` folder, or `latest` for the newest intact one."
+        )
+    return path
+
+
 def resolve_resume_checkpoint(output_dir: str | os.PathLike, resume_from_checkpoint: str | None) -> Path | None:
     """The checkpoint `--resume_from_checkpoint` names: `None`, `"latest"` (the newest intact one, or `None`) or a
     folder (also looked for in `output_dir`); a `ValueError` if a named one does not exist or is damaged."""
     if resume_from_checkpoint in (None, "latest"):
         return find_latest_checkpoint(output_dir) if resume_from_checkpoint else None
-    path = Path(resume_from_checkpoint)
-    if not path.exists() and not path.is_absolute():
-        path = Path(output_dir) / resume_from_checkpoint
-    if not path.is_dir():
-        raise ValueError(
-            f"--resume_from_checkpoint={resume_from_checkpoint!r} does not exist (also looked in --output_dir). "
-            "Fix: pass a `checkpoint-<step>` folder, or `latest` for the newest intact one."
-        )
+    path = named_checkpoint(output_dir, resume_from_checkpoint)
     problem = check_checkpoint(path)
     if problem is not None:
         raise ValueError(

@@ -33,6 +33,7 @@ import torch
 from accelerate.data_loader import SeedableRandomSampler
 from huggingface_hub.constants import HF_HOME
 from PIL import Image
+from safetensors.torch import save_file
 
 
 logger = logging.getLogger(__name__)
@@ -92,6 +93,16 @@ def cache_path(kind: str, key: dict, cache_dir: str | os.PathLike | None = None)
     `$DIFFUSERS_MASKDM_CACHE/<kind>`, else `$HF_HOME/diffusers_maskdm/<kind>`."""
     cache_dir = cache_dir or Path(os.environ.get("DIFFUSERS_MASKDM_CACHE", Path(HF_HOME) / "diffusers_maskdm")) / kind
     return Path(cache_dir) / f"{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]}.safetensors"
+
+
+def save_cache_file(tensors: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str]) -> None:
+    """Writes a safetensors cache file atomically (a temporary file renamed): a kill never leaves half a file where a
+    cache looks."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    save_file({key: value.detach().cpu().contiguous() for key, value in tensors.items()}, str(temporary), metadata)
+    os.replace(temporary, path)
 
 
 def check_data_source(dataset_name: str | None, train_data_dir: str | os.PathLike | None) -> None:

@@ -21,10 +21,9 @@ import os
 import torch
 from diffusers import AutoencoderKL
 from safetensors import safe_open
-from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from .data import _SAMPLE_STREAM, ImageTransform, TrainImageDataset, cache_path, derive_seed
+from .data import _SAMPLE_STREAM, ImageTransform, TrainImageDataset, cache_path, derive_seed, save_cache_file
 
 
 logger = logging.getLogger(__name__)
@@ -103,10 +102,7 @@ class LatentDataset(torch.utils.data.Dataset):
                     logger.info("Latents of %s from the cache: %s", images.description, path)
         if moments is None:
             moments = self._encode(images, vae, random_flip, batch_size)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-            save_file(moments, str(temporary), metadata=key)
-            os.replace(temporary, path)  # a kill never leaves a half-written entry
+            save_cache_file(moments, path, key)
             logger.info("Latents of %d images (%d flips) cached at %s", len(images), 1 + random_flip, path)
         self.mean, self.std, self.random_flip = moments["mean"], moments["std"], random_flip
         config = vae.config

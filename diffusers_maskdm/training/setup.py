@@ -40,7 +40,7 @@ except ImportError:  # Windows: no advisory locks, one run per folder is then th
 from ..masking import MaskGenerator
 from ..models import MaskedDiTModel
 from .args import BETA_SCHEDULES, PREDICTION_TYPES, TrainingConfig
-from .checkpointing import list_checkpoints, register_checkpoint_hooks
+from .checkpointing import list_checkpoints, named_checkpoint, register_checkpoint_hooks
 from .data import build_train_dataloader, build_train_dataset, data_source_id
 from .latents import LatentDataset, load_vae, vae_scale_factor
 from .model_source import new_model_config, read_model_config_file, resolve_pretrained_transformer
@@ -423,6 +423,8 @@ def claim_output_dir(config: TrainingConfig, required_bytes: int = 0) -> IO | No
             f"{name} has {free / 2**20:.0f} MiB free, but a checkpoint and the final pipeline need about "
             f"{required_bytes / 2**20:.0f} MiB. Fix: free space or choose another folder."
         )
+    if config.resume_from_checkpoint not in (None, "latest"):
+        named_checkpoint(output_dir, config.resume_from_checkpoint)  # nothing to resume: refused before any write
     output_dir.mkdir(parents=True, exist_ok=True)
     lock = open(output_dir / LOCK_FILENAME, "a")
     try:

@@ -129,6 +129,17 @@ def test_push_to_hub_is_checked_before_training_and_leaves_nothing(image_dir, ti
     assert not output_dir.exists()  # a refused run leaves nothing behind
 
 
+def test_resuming_a_missing_checkpoint_into_a_new_folder_leaves_nothing(image_dir, tiny_config, tmp_path):
+    from diffusers_maskdm.training import config_from_flags
+    from diffusers_maskdm.training.setup import setup
+
+    output_dir = tmp_path / "out"
+    flags = base_args(image_dir, tiny_config, output_dir) + ["--resume_from_checkpoint", "checkpoint-9"]
+    with pytest.raises(ValueError, match="'checkpoint-9' does not exist"):
+        setup(config_from_flags(flags))
+    assert not output_dir.exists()  # no folder, no lock file
+
+
 def test_python_m_entry_point_trains_and_shows_defaults_and_progress(image_dir, tiny_config, tmp_path):
     command = [sys.executable, "-m", "diffusers_maskdm.train"]
     help_text = subprocess.run([*command, "--help"], capture_output=True, text=True, cwd=REPO).stdout

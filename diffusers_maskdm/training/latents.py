@@ -106,14 +106,11 @@ class LatentDataset(torch.utils.data.Dataset):
             logger.info("Latents of %d images (%d flips) cached at %s", len(images), 1 + random_flip, path)
         self.mean, self.std, self.random_flip = moments["mean"], moments["std"], random_flip
         config = vae.config
-        self.scaling_factor, self.shift_factor = config.scaling_factor, getattr(config, "shift_factor", None) or 0.0
+        self.scaling_factor, self.shift_factor = config.scaling_factor, config.get("shift_factor") or 0.0
         self.num_channels, self.resolution = config.latent_channels, self.mean.shape[-1]
         self.seed, self.epoch, self.num_skipped = images.seed, 0, images.num_skipped
-        self.num_classes, self.class_names, self.description = (
-            images.num_classes,
-            images.class_names,
-            images.description,
-        )
+        self.num_classes, self.class_names = images.num_classes, images.class_names
+        self.description = images.description
         self.labels = None if images.label_column is None else images.hf_dataset[images.label_column]
 
     @staticmethod

@@ -118,3 +118,12 @@ def test_fid_during_latent_training_scores_decoded_images(
     with caplog.at_level("INFO"):
         run_training(config_from_flags(flags(image_dir, tiny_config, tmp_path / "out", tmp_path / "latents", *args)))
     assert "Step 1: FID-2 = " in caplog.text
+
+
+def test_latent_items_keep_the_class_labels(labelled_dir, tmp_path):
+    images = build_train_dataset(train_data_dir=labelled_dir, resolution=16, verify_images=True)
+    latents = LatentDataset(images, make_tiny_vae(), "labelled", cache_dir=tmp_path)
+    assert latents.num_classes == images.num_classes == 2
+    assert [int(latents[i]["class_labels"]) for i in range(len(latents))] == [
+        int(images[i]["class_labels"]) for i in range(len(images))
+    ]

@@ -495,10 +495,13 @@ def _saved_config(folder: Path) -> dict:
 
 
 def fingerprint_weights(folder: str | os.PathLike) -> None:
-    """Record the model config of `folder/config.json` in the metadata of each of its safetensors weights files."""
+    """Record the model config of `folder/config.json` in the metadata of each of its safetensors weights files,
+    each rewritten to a temporary file renamed into place: a kill never leaves a weights file half written."""
     config = json.dumps(_saved_config(Path(folder)), sort_keys=True)
     for path in sorted(Path(folder).glob("*.safetensors")):
-        save_file(load_file(path), path, metadata={"format": "pt", CONFIG_METADATA_KEY: config})
+        temporary = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+        save_file(load_file(path), temporary, metadata={"format": "pt", CONFIG_METADATA_KEY: config})
+        os.replace(temporary, path)
 
 
 def check_config_fingerprint(folder: str | os.PathLike) -> None:

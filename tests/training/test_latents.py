@@ -127,3 +127,21 @@ def test_latent_items_keep_the_class_labels(labelled_dir, tmp_path):
     assert [int(latents[i]["class_labels"]) for i in range(len(latents))] == [
         int(images[i]["class_labels"]) for i in range(len(images))
     ]
+
+
+def test_a_resumed_latent_run_draws_what_the_straight_run_drew(image_dir, tiny_config, vae_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    args = ["--model_config", str(tiny_config), "--vae_name_or_path", str(vae_dir), "--random_flip"]
+    args += ["--mask_rate", "0.5", "--checkpointing_steps", "2", "--train_batch_size", "3"]
+    cache = tmp_path / "latents"
+    run_training(
+        config_from_flags(flags(image_dir, tiny_config, tmp_path / "straight", cache, *args, "--max_train_steps", "4"))
+    )
+    resumed = tmp_path / "resumed"
+    run_training(config_from_flags(flags(image_dir, tiny_config, resumed, cache, *args, "--max_train_steps", "2")))
+    run_training(config_from_flags(flags(image_dir, tiny_config, resumed, cache, *args, "--max_train_steps", "4",
+                                         "--resume_from_checkpoint", "latest")))  # fmt: skip
+    weights = "transformer/diffusion_pytorch_model.safetensors"
+    straight, again = load_file(tmp_path / "straight" / weights), load_file(resumed / weights)
+    assert all(torch.equal(straight[name], again[name]) for name in straight)

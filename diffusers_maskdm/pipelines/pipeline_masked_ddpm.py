@@ -52,6 +52,11 @@ OUTPUT_TYPES = ("pil", "np", "pt")
 HUB_DOWNLOAD_OPTIONS = ("revision", "cache_dir", "token", "local_files_only", "force_download")
 
 
+def vae_scale_factor(vae: AutoencoderKL) -> int:
+    """How many pixels one latent side covers, as diffusers' pipelines compute it (8 for Stable Diffusion's VAE)."""
+    return 2 ** (len(vae.config.block_out_channels) - 1)
+
+
 def check_pipeline_folder(folder: str | os.PathLike, expected_class: str) -> None:
     """Raises a `ValueError` saying what `folder` holds when it is not a saved `expected_class` pipeline (no
     `model_index.json`, another pipeline class, or a `transformer` component that is missing or not ours)."""
@@ -135,7 +140,7 @@ class MaskedDDPMPipeline(DiffusionPipeline):
             )
         self.register_modules(transformer=transformer, scheduler=scheduler, vae=vae)
         # Image side / sample side, named as in diffusers' latent pipelines.
-        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 1
+        self.vae_scale_factor = vae_scale_factor(vae) if vae is not None else 1
         self.labels = {}
         if id2label is not None:
             num_classes = transformer.config.num_class_embeds or 0

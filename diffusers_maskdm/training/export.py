@@ -36,13 +36,8 @@ from .setup import Run
 
 logger = get_logger(__name__)
 
-PIPELINE_FILES = (
-    "scheduler",
-    "transformer",
-    "vae",
-    "README.md",
-    "samples.png",
-)  # and `model_index.json`, moved in last
+# What a pipeline folder holds besides `model_index.json`, which is moved in last.
+PIPELINE_FILES = ("scheduler", "transformer", "vae", "README.md", "samples.png")
 # The samplers of the sample grids (`--validation_scheduler`; docs/training.md says which shows what): a class and its
 # settings. DDIM runs without `clip_sample`, which leaves a young noise-predicting model's samples as noise.
 GRID_SCHEDULERS = {

@@ -46,11 +46,6 @@ def load_vae(name_or_path: str, subfolder: str | None = None, **hub_options) -> 
     return vae.requires_grad_(False).eval()
 
 
-def vae_scale_factor(vae: AutoencoderKL) -> int:
-    """How many pixels one latent side covers, as diffusers' pipelines compute it (8 for Stable Diffusion's VAE)."""
-    return 2 ** (len(vae.config.block_out_channels) - 1)
-
-
 def _weights_digest(vae: AutoencoderKL) -> str:
     """A hash of the VAE's config and weights: the cache is keyed by what encodes, not by what it is called."""
     config = {key: value for key, value in vae.config.items() if not key.startswith("_")}  # not its name or version

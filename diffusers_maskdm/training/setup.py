@@ -39,10 +39,11 @@ except ImportError:  # Windows: no advisory locks, one run per folder is then th
 
 from ..masking import MaskGenerator
 from ..models import MaskedDiTModel
+from ..pipelines.pipeline_masked_ddpm import vae_scale_factor
 from .args import BETA_SCHEDULES, PREDICTION_TYPES, TrainingConfig
 from .checkpointing import list_checkpoints, named_checkpoint, register_checkpoint_hooks
 from .data import build_train_dataloader, build_train_dataset, data_source_id
-from .latents import LatentDataset, load_vae, vae_scale_factor
+from .latents import LatentDataset, load_vae
 from .model_source import new_model_config, read_model_config_file, resolve_pretrained_transformer
 from .presets import preset_config, recipe_summary
 
@@ -73,10 +74,8 @@ class Run:
     mask_generator: MaskGenerator | None
     max_train_steps: int
     repo_id: str | None = None
-    lock: IO | None = None
-    vae: AutoencoderKL | None = (
-        None  # latent-space training: the frozen VAE, which decodes samples  # held by the main process until the run ends; the OS drops it if the process dies
-    )
+    lock: IO | None = None  # held by the main process until the run ends; the OS drops it if the process dies
+    vae: AutoencoderKL | None = None  # latent-space training: the frozen VAE, which decodes the samples
 
     @property
     def transformer(self) -> MaskedDiTModel:

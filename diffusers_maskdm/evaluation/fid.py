@@ -18,6 +18,7 @@ import hashlib
 import importlib.util
 import logging
 import os
+import time
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -373,14 +374,16 @@ class FrechetScore:
 @dataclass
 class EvaluationResult:
     """What `generate_and_score` measured: `scores` (one `FrechetScore` per extractor), `num_samples`, `seed`,
-    `num_inference_steps` (`None`: the pipeline's default) and `sample_images` (the first generated images, float
-    in [0, 1], for a grid). `result["fid"]` is the value of the first score of that name."""
+    `num_inference_steps` (`None`: the pipeline's default), `sample_images` (the first generated images, float in
+    [0, 1], for a grid) and `sampling_seconds` (in the pipeline's calls: sampling and, with a VAE, decoding; not the
+    feature extraction). `result["fid"]` is the value of the first score of that name."""
 
     scores: list[FrechetScore]
     num_samples: int
     seed: int
     num_inference_steps: int | None
     sample_images: torch.Tensor | None = None
+    sampling_seconds: float = 0.0
 
     def __getitem__(self, metric: str) -> float:
         return {score.metric: score.value for score in reversed(self.scores)}[metric]  # the first of that name
@@ -428,12 +431,14 @@ def generate_and_score(
     generator = torch.Generator(device="cpu").manual_seed(seed)
     saved_config = dict(getattr(pipeline, "_progress_bar_config", {}))
     pipeline.set_progress_bar_config(**{**saved_config, "disable": True})
-    kept = []
+    kept, seconds = [], 0.0
     try:
         with tqdm(total=num_samples, desc="sampling for FID", unit="img", disable=not progress) as bar:
             for start in range(0, num_samples, batch_size):
                 n = min(batch_size, num_samples - start)
+                start_time = time.perf_counter()
                 images = pipeline(batch_size=n, generator=generator, output_type="np", **pipeline_kwargs).images
+                seconds += time.perf_counter() - start_time
                 batch = torch.from_numpy(images).permute(0, 3, 1, 2).float()
                 shape = tuple(batch.shape[-2:])
                 if wrong := [size for size in sizes if shape != (size, size)]:
@@ -450,7 +455,7 @@ def generate_and_score(
         for e, r, m in zip(extractors, references, metrics)
     ]
     sample_images = torch.cat(kept)[:num_grid_images] if kept else None
-    return EvaluationResult(scores, num_samples, seed, num_inference_steps, sample_images)
+    return EvaluationResult(scores, num_samples, seed, num_inference_steps, sample_images, seconds)
 
 
 def compute_fid_for_pipeline(

@@ -192,6 +192,7 @@ def test_evaluate_fid_script_end_to_end(tmp_path, latent):
     assert score["num_samples"] == 5 and score["num_reference_samples"] == 10
     assert written["scheduler"] == "DDIMScheduler" and written["num_inference_steps"] == 2
     assert written["pipeline_class"] == "MaskedDDPMPipeline" and written["resolution"] == RESOLUTION
+    assert written["sampling_seconds"] > 0  # the pipeline calls were timed (with a VAE: decoding included)
     assert Image.open(tmp_path / "out" / "samples.png").size == (2 * RESOLUTION, 2 * RESOLUTION)
     assert len(list((tmp_path / "stats").glob("*.safetensors"))) == 1
 

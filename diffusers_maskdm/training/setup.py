@@ -37,12 +37,13 @@ try:
 except ImportError:  # Windows: no advisory locks, one run per folder is then the user's to keep.
     fcntl = None
 
+from ..caching import data_source_id
 from ..masking import MaskGenerator
 from ..models import MaskedDiTModel
 from ..pipelines.pipeline_masked_ddpm import vae_scale_factor
 from .args import BETA_SCHEDULES, PREDICTION_TYPES, TrainingConfig
 from .checkpointing import list_checkpoints, named_checkpoint, register_checkpoint_hooks
-from .data import build_train_dataloader, build_train_dataset, data_source_id
+from .data import build_train_dataloader, build_train_dataset
 from .latents import LatentDataset, load_vae
 from .model_source import new_model_config, read_model_config_file, resolve_pretrained_transformer
 from .presets import preset_config, recipe_summary

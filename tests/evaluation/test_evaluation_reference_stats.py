@@ -145,14 +145,14 @@ def test_computing_statistics_shows_progress_over_the_images(shape_images, textu
 
 
 def test_a_write_killed_midway_leaves_no_cache_entry(shape_images, texture_extractor, tmp_path, monkeypatch):
-    import diffusers_maskdm.training.data as data
+    import diffusers_maskdm.caching as caching
 
     def half_written(tensors, filename, metadata):
         with open(filename, "wb") as file:
             file.write(b"\x00" * 64)  # the start of a file, then the process dies
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(data, "save_file", half_written)
+    monkeypatch.setattr(caching, "save_file", half_written)
     with pytest.raises(KeyboardInterrupt):
         _cached(shape_images, texture_extractor, tmp_path)
     assert not list(tmp_path.glob("*.safetensors"))  # where the cache looks, there is nothing to misread

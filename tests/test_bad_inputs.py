@@ -378,6 +378,11 @@ CASES = [
         "--resolution 14",
     ),
     (
+        "setup-vae-channels",
+        lambda p: run_setup(p, "--vae_name_or_path", tiny_vae_folder(p), "--resolution", "16", "--num_channels", "1"),
+        "--num_channels=1 but the VAE encodes 3-channel images",
+    ),
+    (
         "setup-latent-model-without-vae",
         lambda p: run_setup(p, "--pretrained_model_name_or_path", pretrained(p, in_channels=4), "--resolution", "16"),
         "--vae_name_or_path",

@@ -286,9 +286,15 @@ def build_mask_generator(
 
 
 def _model_sample_size(config: TrainingConfig, vae: AutoencoderKL | None) -> int:
-    """The side of the model's input: `--resolution`, or the latent side the VAE makes of it."""
+    """The side of the model's input: `--resolution`, or the latent side the VAE makes of it (the flags checked
+    against the VAE)."""
     if vae is None:
         return config.resolution
+    if config.num_channels not in (None, vae.config.in_channels):
+        raise ValueError(
+            f"--num_channels={config.num_channels} but the VAE encodes {vae.config.in_channels}-channel images: drop "
+            "--num_channels (the images are converted to what the VAE takes)."
+        )
     factor = vae_scale_factor(vae)
     if config.resolution % factor:
         raise ValueError(

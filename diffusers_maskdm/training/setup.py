@@ -136,6 +136,10 @@ def setup(config: TrainingConfig) -> Run:
             **({"verify_images": True} if vae else {}),
         )
         if vae is not None:
+            if not config.center_crop:  # a crop drawn per step cannot be cached
+                logger.info(
+                    "Latent space: the centre crop of each image is encoded (cached latents have no random crop)."
+                )
             vae.to(accelerator.device)
             data_id = f"{data_source_id(config.dataset_name, config.dataset_config_name, config.train_data_dir)}:"
             data_id += f"{config.image_column or ''}|subset={config.max_train_samples or 'all'}:{config.seed}"

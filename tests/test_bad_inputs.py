@@ -383,6 +383,19 @@ CASES = [
         "--num_channels=1 but the VAE encodes 3-channel images",
     ),
     (
+        "setup-pixel-model-with-vae",
+        lambda p: run_setup(
+            p,
+            "--pretrained_model_name_or_path",
+            pretrained(p),
+            "--vae_name_or_path",
+            tiny_vae_folder(p),
+            "--resolution",
+            "32",
+        ),
+        "or none for a pixel-space model",
+    ),
+    (
         "setup-latent-model-without-vae",
         lambda p: run_setup(p, "--pretrained_model_name_or_path", pretrained(p, in_channels=4), "--resolution", "16"),
         "--vae_name_or_path",

@@ -148,7 +148,7 @@ def setup(config: TrainingConfig) -> Run:
     if source is None:
         file_config = model_config if config.model_config else None  # read once, above
         model_config = new_model_config(size, dataset.num_channels, num_classes, file_config, config.model_preset)
-    _check_model_fits_data(config, model_config, dataset.num_channels, num_classes)
+    _check_model_fits_data(config, model_config, dataset.num_channels, num_classes, latent=vae is not None)
     if source is not None:
         logger.info("Starting from the %s weights of %s", "EMA" if source.is_ema else "raw", source.name)
     model = source.load() if source is not None else MaskedDiTModel.from_config(model_config)
@@ -366,12 +366,16 @@ def _check_model_plan(config: TrainingConfig, model_config: dict, device: torch.
     return mask_generator, weights * (3 + config.use_ema)  # weights, AdamW's two moments, EMA
 
 
-def _check_model_fits_data(config: TrainingConfig, model_config: dict, channels: int, classes: int | None) -> None:
+def _check_model_fits_data(
+    config: TrainingConfig, model_config: dict, channels: int, classes: int | None, latent: bool = False
+) -> None:
     """Raise a `ValueError` naming the flag when the (pre-trained) transformer cannot be trained on this data."""
     source = f"the transformer of --pretrained_model_name_or_path={config.pretrained_model_name_or_path!r}"
     in_channels, model_classes = model_config["in_channels"], model_config.get("num_class_embeds")
     if in_channels != channels:
-        fix = "use its VAE" if config.vae_name_or_path else f"pass --num_channels {in_channels}"
+        fix = f"pass --num_channels {in_channels}"
+        if latent:  # the data are the VAE's latents
+            fix = "pass the --vae_name_or_path it was trained with, or none for a pixel-space model"
         raise ValueError(f"{source} takes in_channels={in_channels} but the data has {channels} channel(s): {fix}.")
     if (model_config.get("out_channels") or in_channels) != in_channels:
         raise ValueError(

@@ -125,3 +125,16 @@ def test_the_commands_to_rerun_the_paper_parse(tmp_path, monkeypatch):
     for argv in commands:
         config = parse_args([*argv, "--report_to", "none"])
         assert config.recipe_values and config.train_data_dir.rstrip("/") in ("celeba", "celebahq", "vggface2")
+
+
+def test_the_latent_recipe_in_the_docs_parses(tmp_path, monkeypatch):
+    """The commands of docs/training.md's "Latent space" use flags that exist, in values they take."""
+    text = (Path(__file__).parents[2] / "docs" / "training.md").read_text()
+    block = text[text.index("## Latent space") :].split("```bash\n")[1].split("```")[0]
+    commands = block.replace("\\\n", " ").split("accelerate launch examples/train_masked_pretrain.py")[1:]
+    assert len(commands) == 2
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "faces_256").mkdir()
+    configs = [parse_args([*shlex.split(command), "--report_to", "none"]) for command in commands]
+    assert {config.stage for config in configs} == {"pretrain", "finetune"}
+    assert configs[0].vae_name_or_path == "stabilityai/sd-vae-ft-mse" and configs[0].resolution == 256

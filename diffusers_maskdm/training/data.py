@@ -206,7 +206,25 @@ def _scan(hf_dataset, image_column, rows, wanted, description=None) -> tuple[lis
     return kept, modes, num_skipped
 
 
-class TrainImageDataset(torch.utils.data.Dataset):
+class SeededItems(torch.utils.data.Dataset):
+    """A dataset whose items are asked for by `(epoch, position)` (what [`SeededEpochSampler`] yields) or by position
+    (the epoch from `set_epoch`), each drawing its randomness from a generator of `(seed, epoch, position)` alone: the
+    promise behind exact resume, in any DataLoader worker."""
+
+    seed, epoch = 0, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Sets the epoch of items requested by a plain position."""
+        self.epoch = epoch
+
+    def item_generator(self, item: int | tuple[int, int]) -> tuple[int, torch.Generator]:
+        """The position of `item` and the generator of its random draws."""
+        epoch, position = item if isinstance(item, (tuple, list)) else (self.epoch, item)
+        seed = derive_seed(self.seed, _SAMPLE_STREAM, int(epoch), int(position))
+        return int(position), torch.Generator().manual_seed(seed)
+
+
+class TrainImageDataset(SeededItems):
     r"""
     The training images of a map-style `datasets.Dataset`, documented as `dataset_from_hf` ([`build_train_dataset`]
     builds one from the training script's data options). Items are dicts: `"pixel_values"` (C, H, W) in [-1, 1] and,
@@ -311,15 +329,11 @@ class TrainImageDataset(torch.utils.data.Dataset):
     resolution = property(lambda self: self.transform.resolution)
     num_skipped = property(lambda self: self._skipped + int(self._unreadable.sum()))  # up front + later
 
-    def set_epoch(self, epoch: int) -> None:
-        """Sets the epoch of items requested by a plain position."""
-        self.epoch = epoch
-
     def __len__(self) -> int:
         return len(self.hf_dataset)
 
     def __getitem__(self, item: int | tuple[int, int]) -> dict[str, torch.Tensor]:
-        epoch, position = item if isinstance(item, (tuple, list)) else (self.epoch, item)
+        position, generator = self.item_generator(item)
         if not 0 <= position < len(self):
             raise IndexError(f"position {position} is out of range for a dataset of {len(self)} images")
         # Promise: a lazily decoded (Hub) dataset skips an unreadable file, once, counted; the next readable stands in.
@@ -340,8 +354,6 @@ class TrainImageDataset(torch.utils.data.Dataset):
                 f"Found no readable image near position {position} of {self.description} ({self.num_skipped} "
                 "unreadable so far). Fix: check `image_column`, or pass `verify_images=True` to check them up front."
             )
-        # Promise: the augmentations of a sample are a pure function of (seed, epoch, position), in any worker.
-        generator = torch.Generator().manual_seed(derive_seed(self.seed, _SAMPLE_STREAM, int(epoch), int(position)))
         example = {"pixel_values": self.transform(row[self.image_column], generator)}
         if self.label_column is not None:
             example["class_labels"] = torch.tensor(row[self.label_column], dtype=torch.long)

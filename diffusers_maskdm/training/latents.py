@@ -24,7 +24,7 @@ from safetensors import safe_open
 from tqdm.auto import tqdm
 
 from ..caching import cache_path, save_cache_file, weights_digest
-from .data import _SAMPLE_STREAM, ImageTransform, TrainImageDataset, derive_seed
+from .data import ImageTransform, SeededItems, TrainImageDataset
 
 
 logger = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ def load_vae(name_or_path: str, subfolder: str | None = None, **hub_options) -> 
     return vae.requires_grad_(False).eval()
 
 
-class LatentDataset(torch.utils.data.Dataset):
+class LatentDataset(SeededItems):
     r"""
     The images of a [`TrainImageDataset`] as latents of a frozen `vae`, encoded once (the centre crop, and its mirror
     image with `random_flip`) and cached as a safetensors file keyed by the data (`data_id`), its preparation and the
@@ -118,16 +118,11 @@ class LatentDataset(torch.utils.data.Dataset):
             stds.append(torch.stack([d.std.float().cpu() for d in encoded], dim=1))
         return {"mean": torch.cat(means).contiguous(), "std": torch.cat(stds).contiguous()}
 
-    def set_epoch(self, epoch: int) -> None:
-        """Sets the epoch of items requested by a plain position."""
-        self.epoch = epoch
-
     def __len__(self) -> int:
         return len(self.mean)
 
     def __getitem__(self, item: int | tuple[int, int]) -> dict[str, torch.Tensor]:
-        epoch, position = item if isinstance(item, (tuple, list)) else (self.epoch, item)
-        generator = torch.Generator().manual_seed(derive_seed(self.seed, _SAMPLE_STREAM, int(epoch), int(position)))
+        position, generator = self.item_generator(item)
         flip = int(self.random_flip and float(torch.rand((), generator=generator)) < 0.5)
         mean, std = self.mean[position, flip], self.std[position, flip]
         latents = mean + std * torch.randn(mean.shape, generator=generator)

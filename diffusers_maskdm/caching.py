@@ -50,9 +50,9 @@ def cache_path(kind: str, key: dict, cache_dir: str | os.PathLike | None = None)
     return Path(cache_dir) / f"{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]}.safetensors"
 
 
-def save_cache_file(tensors: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str]) -> None:
-    """Writes a safetensors cache file atomically (a temporary file renamed): a kill never leaves half a file where a
-    cache looks."""
+def save_file_atomically(tensors: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str]) -> None:
+    """Writes a safetensors file atomically (a temporary file renamed): a kill never leaves half a file where a cache,
+    or a loader, looks."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f"{path.name}.tmp-{os.getpid()}")

@@ -32,7 +32,7 @@ from torch.utils.data import default_collate
 from torchmetrics.image.fid import FrechetInceptionDistance, NoTrainInceptionV3
 from tqdm.auto import tqdm
 
-from ..caching import cache_path, data_source_id, save_cache_file, weights_digest
+from ..caching import cache_path, data_source_id, save_file_atomically, weights_digest
 
 
 logger = logging.getLogger(__name__)
@@ -292,7 +292,7 @@ class FeatureStatistics:
     def save(self, path: str | Path) -> None:
         """Writes the state as a safetensors file (no pickle), `extractor` and `metadata` in its metadata; atomically
         (a temporary file renamed), so that a kill never leaves a half-written file where a cache looks."""
-        save_cache_file(self.state, path, metadata={**self.metadata, "extractor": self.extractor})
+        save_file_atomically(self.state, path, metadata={**self.metadata, "extractor": self.extractor})
 
     @classmethod
     def load(cls, path: str | Path) -> "FeatureStatistics":

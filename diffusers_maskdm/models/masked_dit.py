@@ -29,9 +29,10 @@ from diffusers.models.embeddings import TimestepEmbedding, Timesteps, get_2d_sin
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
 from diffusers.models.normalization import AdaLayerNormZero
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
+from ..caching import save_file_atomically
 from ..masking import visible_indices
 
 
@@ -499,9 +500,7 @@ def fingerprint_weights(folder: str | os.PathLike) -> None:
     each rewritten to a temporary file renamed into place: a kill never leaves a weights file half written."""
     config = json.dumps(_saved_config(Path(folder)), sort_keys=True)
     for path in sorted(Path(folder).glob("*.safetensors")):
-        temporary = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-        save_file(load_file(path), temporary, metadata={"format": "pt", CONFIG_METADATA_KEY: config})
-        os.replace(temporary, path)
+        save_file_atomically(load_file(path), path, metadata={"format": "pt", CONFIG_METADATA_KEY: config})
 
 
 def check_config_fingerprint(folder: str | os.PathLike) -> None:

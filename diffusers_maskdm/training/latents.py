@@ -23,7 +23,7 @@ from diffusers import AutoencoderKL
 from safetensors import safe_open
 from tqdm.auto import tqdm
 
-from ..caching import cache_path, save_cache_file, weights_digest
+from ..caching import cache_path, save_file_atomically, weights_digest
 from .data import ImageTransform, SeededItems, TrainImageDataset
 
 
@@ -91,7 +91,7 @@ class LatentDataset(SeededItems):
                     logger.info("Latents of %s from the cache: %s", images.description, path)
         if moments is None:
             moments = self._encode(images, vae, random_flip, batch_size)
-            save_cache_file(moments, path, key)
+            save_file_atomically(moments, path, key)
             logger.info("Latents of %d images (%d flips) cached at %s", len(images), 1 + random_flip, path)
         self.mean, self.std, self.random_flip = moments["mean"], moments["std"], random_flip
         config = vae.config

@@ -17,6 +17,8 @@
 
 from pathlib import Path
 
+import torch
+
 # The phases as modules (`training.setup.setup`), so that `training.setup` stays the module of that name.
 from . import export, resume, setup, train
 from .args import TrainingConfig, config_from_flags, parse_args
@@ -36,16 +38,37 @@ def run_training(config: TrainingConfig) -> Path:
         `CheckpointWriteError`: when a checkpoint cannot be written (earlier ones are untouched).
     """
     run = setup.setup(config)
+    last_barrier = None
     try:
         state = resume.resume(run)
         train.train(run, state)
         export.export(run, state)
-        run.accelerator.wait_for_everyone()  # no process tears the process group down while another still uses it
+        last_barrier = _wait_for_every_process(run.accelerator)
     finally:
         run.accelerator.end_training()
+        run.model = None
+        run.accelerator.free_memory()  # the wrapped model goes, and with it the process group (see below)
+        del last_barrier
         if run.lock is not None:
             run.lock.close()  # Lets the next run into this folder.
     return run.output_dir
+
+
+def _wait_for_every_process(accelerator):
+    """
+    Wait until every process is done, so that none tears down what another still uses; return the barrier's handle.
+
+    Hold the handle until the process group is gone. torch's gloo backend joins its worker threads when the group is
+    destroyed (when the DDP-wrapped model goes), while this thread holds the GIL; a worker still freeing the tensors of
+    a finished collective needs the GIL, and the process hung at exit (4 two-process runs in 115 on a loaded 2-core
+    machine). The barrier's handle keeps the collectives before it alive, so that they are freed on this thread, after
+    the workers have stopped.
+    """
+    if accelerator.num_processes == 1:
+        return None
+    barrier = torch.distributed.barrier(async_op=True)
+    barrier.wait()
+    return barrier
 
 
 __all__ = [

@@ -1,0 +1,105 @@
+# Copyright 2026 The diffusers-maskdm Authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Start many short two-process CPU trainings (`accelerate launch`, gloo) and count those that do not end.
+
+Each run trains a 2-block model for 3 steps on eight random 16 px images, as the test
+`test_two_processes_train_one_model` does. A run that has not ended after `--timeout` seconds is counted as hung, its
+processes' Python stacks are written to its log (faulthandler, SIGABRT) and it is killed. A hang at exit is a race,
+so run it on a loaded machine (e.g. two copies at once) to see one.
+
+    python benchmarks/stress_two_processes.py --runs 70 --work_dir /tmp/stress-a
+"""
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "train_masked_pretrain.py"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def command(data_dir: Path, config: Path, output_dir: Path) -> list[str]:
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1", "--mixed_precision", "no"]
+    launch += [
+        "--dynamo_backend",
+        "no",
+        "--num_processes",
+        "2",
+        "--multi_gpu",
+        "--main_process_port",
+        str(free_port()),
+    ]
+    flags = ["--train_data_dir", str(data_dir), "--resolution", "16", "--model_config", str(config)]
+    flags += ["--train_batch_size", "3", "--num_validation_images", "2", "--validation_inference_steps", "1"]
+    flags += ["--report_to", "none", "--num_cpu_threads", "1", "--use_ema", "--max_train_steps", "3"]
+    return [*launch, str(SCRIPT), *flags, "--output_dir", str(output_dir)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--timeout", type=float, default=90.0, help="seconds after which a run counts as hung")
+    parser.add_argument("--work_dir", type=Path, required=True)
+    args = parser.parse_args()
+
+    data_dir, config = args.work_dir / "images", args.work_dir / "tiny.json"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for index in range(8):
+        Image.fromarray(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(data_dir / f"{index}.png")
+    config.write_text(json.dumps({"hidden_size": 32, "num_layers": 2, "num_attention_heads": 2, "patch_size": 2}))
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONFAULTHANDLER="1")
+
+    hung = []
+    for run in range(args.runs):
+        log_path = args.work_dir / f"run-{run}.log"
+        with open(log_path, "w") as log:
+            start = time.perf_counter()
+            process = subprocess.Popen(
+                command(data_dir, config, args.work_dir / f"run-{run}"),
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            try:
+                status = process.wait(timeout=args.timeout)
+                print(f"run {run}: exit {status} after {time.perf_counter() - start:.1f} s", flush=True)
+            except subprocess.TimeoutExpired:
+                hung.append(run)
+                print(f"run {run}: HUNG (stacks in {log_path})", flush=True)
+                os.killpg(process.pid, signal.SIGABRT)  # the workers' faulthandler writes their stacks
+                time.sleep(5)
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+    print(f"{len(hung)} of {args.runs} runs hung: {hung}")
+
+
+if __name__ == "__main__":
+    main()

@@ -90,7 +90,7 @@ _ARCHITECTURE_KEYS = (
 )
 
 
-def _hub_repo_id(name: str | None) -> str | None:
+def hub_repo_id(name: str | None) -> str | None:
     """`name` if it is a repo id, not a local folder that looks like one: a local path is never written into a card."""
     return name if name and re.fullmatch(r"\w[\w.-]*/[\w.-]+", name) and not os.path.exists(name) else None
 
@@ -140,8 +140,8 @@ def build_model_card(
     num_classes = model_config.get("num_class_embeds")
     prediction_type = prediction_type or training.get("prediction_type") or "epsilon"
     data = training.get("data") or training.get("dataset_name") or training.get("train_data_dir")
-    hub_base = _hub_repo_id(base_model)
-    if vae and _hub_repo_id(vae):
+    hub_base = hub_repo_id(base_model)
+    if vae and hub_repo_id(vae):
         vae = f"the VAE [{vae}](https://huggingface.co/{vae})"
     elif vae and (os.path.exists(vae) or " " not in vae):  # a path, not words
         vae = "a VAE from a local folder (not on the Hub)"

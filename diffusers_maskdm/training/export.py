@@ -26,7 +26,7 @@ import torch
 from accelerate.logging import get_logger
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
-from ..hub import make_sample_grid, save_model_card, upload_pipeline_folder
+from ..hub import hub_repo_id, make_sample_grid, save_model_card, upload_pipeline_folder
 from ..pipelines import MaskedDDPMPipeline
 from .checkpointing import TEMP_PREFIX, publish_folder
 from .model_source import NON_EMA_VARIANT
@@ -61,7 +61,7 @@ def export(run: Run, state: TrainingState) -> Path:
         logger.info("The weights are identical on all %d processes.", accelerator.num_processes)
     if accelerator.is_main_process:
         name = config.pretrained_model_name_or_path
-        hub_id = name if name and not os.path.isdir(name) else None  # a card names a Hub id, never a local path
+        hub_id = hub_repo_id(name)  # a card names a Hub id, never a local path
         training = {
             "stage": config.stage,
             "mask_kind": config.mask_type if run.mask_generator else None,

@@ -576,7 +576,7 @@ def write_report(args, results: dict) -> str:
             axes.axhline(target, color="gray", linestyle="--", linewidth=0.8, label="baseline's final mean FID")
         axes.set_xlabel(label)
         axes.set_ylabel(f"FID-{args.fid_samples}")
-        axes.set_title("MaskDM at reduced scale (Twemoji 32x32, noise prediction): mean and min-max over seeds")
+        axes.set_title("MaskDM at reduced scale (Twemoji 32x32, noise prediction)\nmean and min-max over training seeds")
         axes.grid(alpha=0.3)
         axes.legend(fontsize=8)
         figure.tight_layout()

@@ -463,18 +463,28 @@ def run_one(args, arm: Arm, seed: int, results: dict, save, fid: FidMeter) -> No
         )
 
 
-def compute_to_reach(evals: list[dict], target: float, key: str) -> float | None:
-    """The compute (`key`) at which the FID curve first reaches `target`, interpolated between evaluations."""
+def crossing(evals: list[dict], target: float) -> tuple[dict | None, dict] | None:
+    """The first evaluation at or below `target` FID and the one before it (`None` if it is the first); `None` when
+    no evaluation reaches `target`."""
     previous = None
     for entry in evals:
         if entry["fid"] <= target:
-            if previous is None:
-                return entry[key]
-            span = previous["fid"] - entry["fid"]
-            weight = (previous["fid"] - target) / span if span > 0 else 1.0
-            return previous[key] + weight * (entry[key] - previous[key])
+            return previous, entry
         previous = entry
     return None
+
+
+def compute_to_reach(evals: list[dict], target: float, key: str) -> float | None:
+    """The compute (`key`) at which the FID curve first reaches `target`, interpolated between evaluations."""
+    found = crossing(evals, target)
+    if found is None:
+        return None
+    previous, entry = found
+    if previous is None:
+        return entry[key]
+    span = previous["fid"] - entry["fid"]
+    weight = (previous["fid"] - target) / span if span > 0 else 1.0
+    return previous[key] + weight * (entry[key] - previous[key])
 
 
 def spread(values: list[float], digits: int = 1) -> str:
@@ -525,20 +535,25 @@ def write_report(args, results: dict) -> str:
         )
         reach = ""
         if target is not None and name != "baseline" and not fewshot:
-            ratios, missed = [], 0
+            ratios, missed, lowest, highest = [], 0, [], []
             for evals in record["seeds"].values():
                 if not evals or fraction_key(evals[-1]["fraction"]) != fraction_key(1.0):
                     continue  # unfinished
                 budget = evals[-1]["gflops"] / evals[-1]["fraction"]
-                flops = compute_to_reach(evals, target, "gflops")
-                if flops is None:
+                found = crossing(evals, target)
+                if found is None:
                     missed += 1
-                else:
-                    bound = evals[0]["fid"] <= target  # already below at its first point: a lower bound
-                    ratios.append((budget / flops, bound))
+                    continue
+                # Interpolated, and what the evaluations alone prove: reached at `after`, not yet at `before`.
+                before, after = found
+                ratios.append((budget / compute_to_reach(evals, target, "gflops"), before is None))
+                lowest.append(budget / after["gflops"])
+                highest.append(budget / before["gflops"] if before else float("inf"))
             if ratios:
                 values = [r for r, _ in ratios]
                 reach = ("≥ " if any(b for _, b in ratios) else "") + spread(values, 2) + "x"
+                upper = f"-{max(highest):.2f}x" if max(highest) < float("inf") else "x or more"
+                reach += f"; between evaluations: {min(lowest):.2f}{upper}"
             if missed:
                 reach += f"{'; ' if reach else ''}not reached by {missed} seed(s)"
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {other} | {reach} |")
@@ -576,7 +591,9 @@ def write_report(args, results: dict) -> str:
             axes.axhline(target, color="gray", linestyle="--", linewidth=0.8, label="baseline's final mean FID")
         axes.set_xlabel(label)
         axes.set_ylabel(f"FID-{args.fid_samples}")
-        axes.set_title("MaskDM at reduced scale (Twemoji 32x32, noise prediction)\nmean and min-max over training seeds")
+        axes.set_title(
+            "MaskDM at reduced scale (Twemoji 32x32, noise prediction)\nmean and min-max over training seeds"
+        )
         axes.grid(alpha=0.3)
         axes.legend(fontsize=8)
         figure.tight_layout()

@@ -79,6 +79,9 @@ def test_compute_to_reach_interpolates_between_evaluations(reproduce):
     assert reproduce.compute_to_reach(evals, 150.0, "gflops") == pytest.approx(30.0)
     assert reproduce.compute_to_reach(evals, 400.0, "gflops") == pytest.approx(10.0)
     assert reproduce.compute_to_reach(evals, 50.0, "gflops") is None
+    # What the evaluations alone show: the one before the target and the first at or below it.
+    assert reproduce.crossing(evals, 150.0) == (evals[1], evals[2])
+    assert reproduce.crossing(evals, 400.0) == (None, evals[0]) and reproduce.crossing(evals, 50.0) is None
 
 
 def test_the_full_run_measures_every_arm_with_its_seeds(reproduce):

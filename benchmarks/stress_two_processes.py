@@ -25,40 +25,16 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
 
-
-SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "train_masked_pretrain.py"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def command(data_dir: Path, config: Path, output_dir: Path) -> list[str]:
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1", "--mixed_precision", "no"]
-    launch += [
-        "--dynamo_backend",
-        "no",
-        "--num_processes",
-        "2",
-        "--multi_gpu",
-        "--main_process_port",
-        str(free_port()),
-    ]
-    flags = ["--train_data_dir", str(data_dir), "--resolution", "16", "--model_config", str(config)]
-    flags += ["--train_batch_size", "3", "--num_validation_images", "2", "--validation_inference_steps", "1"]
-    flags += ["--report_to", "none", "--num_cpu_threads", "1", "--use_ema", "--max_train_steps", "3"]
-    return [*launch, str(SCRIPT), *flags, "--output_dir", str(output_dir)]
+# The test's own helpers, so that each run is exactly the test's command.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "training"))
+from conftest import TINY_MODEL, _write_images  # noqa: E402
+from script_runner import SCRIPT, base_args, launch_command, script_env  # noqa: E402
 
 
 def main() -> None:
@@ -68,13 +44,10 @@ def main() -> None:
     parser.add_argument("--work_dir", type=Path, required=True)
     args = parser.parse_args()
 
-    data_dir, config = args.work_dir / "images", args.work_dir / "tiny.json"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    for index in range(8):
-        Image.fromarray(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(data_dir / f"{index}.png")
-    config.write_text(json.dumps({"hidden_size": 32, "num_layers": 2, "num_attention_heads": 2, "patch_size": 2}))
-    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONFAULTHANDLER="1")
+    data_dir = _write_images(args.work_dir / "images", 8, "RGB", seed=0)
+    config = args.work_dir / "tiny.json"
+    config.write_text(json.dumps(TINY_MODEL))
+    env = script_env(PYTHONFAULTHANDLER="1")
 
     hung = []
     for run in range(args.runs):
@@ -82,7 +55,8 @@ def main() -> None:
         with open(log_path, "w") as log:
             start = time.perf_counter()
             process = subprocess.Popen(
-                command(data_dir, config, args.work_dir / f"run-{run}"),
+                [*launch_command(2), str(SCRIPT), *base_args(data_dir, config, args.work_dir / f"run-{run}")]
+                + ["--use_ema", "--max_train_steps", "3"],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -546,14 +546,13 @@ def write_report(args, results: dict) -> str:
                     continue
                 # Interpolated, and what the evaluations alone prove: reached at `after`, not yet at `before`.
                 before, after = found
-                ratios.append((budget / compute_to_reach(evals, target, "gflops"), before is None))
+                ratios.append(budget / compute_to_reach(evals, target, "gflops"))
                 lowest.append(budget / after["gflops"])
-                highest.append(budget / before["gflops"] if before else float("inf"))
+                highest.append(budget / before["gflops"] if before else float("inf"))  # below at its first point
             if ratios:
-                values = [r for r, _ in ratios]
-                reach = ("≥ " if any(b for _, b in ratios) else "") + spread(values, 2) + "x"
-                upper = f"-{max(highest):.2f}x" if max(highest) < float("inf") else "x or more"
-                reach += f"; between evaluations: {min(lowest):.2f}{upper}"
+                unbounded = max(highest) == float("inf")
+                reach = ("≥ " if unbounded else "") + spread(ratios, 2) + "x; between evaluations: "
+                reach += f"{min(lowest):.2f}" + ("x or more" if unbounded else f"-{max(highest):.2f}x")
             if missed:
                 reach += f"{'; ' if reach else ''}not reached by {missed} seed(s)"
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {other} | {reach} |")

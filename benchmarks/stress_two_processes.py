@@ -34,7 +34,7 @@ from pathlib import Path
 # The test's own helpers, so that each run is exactly the test's command.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "training"))
 from conftest import TINY_MODEL, _write_images  # noqa: E402
-from script_runner import SCRIPT, base_args, launch_command, script_env  # noqa: E402
+from script_runner import SCRIPT, TWO_PROCESS_FLAGS, base_args, launch_command, script_env  # noqa: E402
 
 
 def main() -> None:
@@ -56,7 +56,7 @@ def main() -> None:
             start = time.perf_counter()
             process = subprocess.Popen(
                 [*launch_command(2), str(SCRIPT), *base_args(data_dir, config, args.work_dir / f"run-{run}")]
-                + ["--use_ema", "--max_train_steps", "3"],
+                + TWO_PROCESS_FLAGS,
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

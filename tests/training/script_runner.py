@@ -59,6 +59,10 @@ def base_args(data_dir: Path, model_config: Path, output_dir: Path) -> list[str]
     ]
 
 
+# The two-process run of `test_two_processes_train_one_model` (and of `benchmarks/stress_two_processes.py`).
+TWO_PROCESS_FLAGS = ["--use_ema", "--max_train_steps", "3"]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

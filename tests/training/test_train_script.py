@@ -25,7 +25,15 @@ from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
-from script_runner import assert_ok, base_args, run_faulty_script, run_script, script_env, start_script
+from script_runner import (
+    TWO_PROCESS_FLAGS,
+    assert_ok,
+    base_args,
+    run_faulty_script,
+    run_script,
+    script_env,
+    start_script,
+)
 
 
 # A run that exercises everything resuming must restore: accumulation across epoch ends (8 images, batches of 3),
@@ -184,9 +192,7 @@ def test_corrupt_file_is_skipped_and_reported(corrupt_dir, tiny_config, tmp_path
 
 
 def test_two_processes_train_one_model(image_dir, tiny_config, tmp_path):
-    result = run_script(
-        base_args(image_dir, tiny_config, tmp_path) + ["--use_ema", "--max_train_steps", "3"], num_processes=2
-    )
+    result = run_script(base_args(image_dir, tiny_config, tmp_path) + TWO_PROCESS_FLAGS, num_processes=2)
     assert_ok(result)
     log = result.stdout + result.stderr
     assert "Num processes: 2" in log

@@ -58,13 +58,14 @@ lane() {  # lane NAME CORE RUN...: each ARM:SEED in turn on one core; a run that
   done >> "$LOGS/$name.log" 2>&1
 }
 
-# Lane a: the baselines (they give the target), then the single-stage ablation, the control and few-shot.
+# Lane a: the baselines (they give the target), then the single-stage ablation, a control seed and few-shot.
 # Lane b: MaskDM's pre-training (seed 0), the fine-tuning learning-rate sweep, the other MaskDM seeds, the no-position
-# ablation. Without FINETUNE_LR the two-stage runs pre-train and stop where fine-tuning starts.
-LANE_A=(baseline:0 baseline:1 baseline:2 single_stage_block90:0 control_small_batch:0 control_small_batch:1
+# ablation, the other control seed. The two lanes hold about the same hours of training. Without FINETUNE_LR the
+# two-stage runs pre-train and stop where fine-tuning starts.
+LANE_A=(baseline:0 baseline:1 baseline:2 single_stage_block90:0 control_small_batch:0
         fewshot_scratch:0 fewshot_baseline:0 fewshot_maskdm:0)
 LANE_B=(maskdm_block90:0 finetune_lr_0.0003:0 finetune_lr_0.0001:0 finetune_lr_3e-05:0 maskdm_block90:1
-        maskdm_block90:2 maskdm_block90_nopos:0)
+        maskdm_block90:2 maskdm_block90_nopos:0 control_small_batch:1)
 for which in "${@:-a b}"; do
   for one in $which; do
     case "$one" in

@@ -98,6 +98,38 @@ def test_the_full_run_measures_every_arm_with_its_seeds(reproduce):
     assert runs.index(("baseline", 0)) < runs.index(("fewshot_baseline", 0))
 
 
+def arm_results(*seeds: list[tuple[float, float]]) -> dict:
+    """An arm's results record: one list of (budget fraction, FID) per seed."""
+    return {"seeds": {str(i): [{"fraction": f, "fid": fid} for f, fid in evals] for i, evals in enumerate(seeds)}}
+
+
+def test_verdicts_follow_the_seed_spread(reproduce):
+    results = {
+        "baseline": arm_results([(0.5, 300.0), (1.0, 280.0)], [(0.5, 310.0), (1.0, 276.0)]),
+        "maskdm_block90": arm_results([(0.5, 200.0), (1.0, 180.0)], [(0.5, 205.0), (1.0, 170.0)]),
+        "control_small_batch": arm_results([(0.5, 210.0), (1.0, 175.0)], [(0.5, 220.0), (1.0, 190.0)]),
+        "maskdm_block90_nopos": arm_results([(1.0, 250.0)]),
+        "single_stage_block90": arm_results([(1.0, 160.0)]),
+        "fewshot_maskdm": arm_results([(0.1, 100.0)]),
+    }
+    # Widest relative spread of the main arms at 50 % and 100 %: MaskDM at the end, 10 / 175.
+    assert reproduce.main_arm_spread(results) == pytest.approx(10 / 175)
+    rows = {claim: (verdict, evidence) for claim, verdict, evidence in reproduce.verdicts(results)}
+    first = rows["MaskDM reaches the baseline's final FID with less compute"]
+    assert first[0] == "holds" and "2 of 2 seeds" in first[1] and "all by 50 %" in first[1]
+    assert rows["... beyond the update-matched control"][0] == "cannot be told at this scale"  # 170-180 vs 175-190
+    assert rows["no positions during pre-training hurts"][0] == "holds"  # 250 +- 2.9 % lies above 170-180
+    assert rows["single-stage masked training falls short of two stages"][0] == "does not hold"
+    assert rows["few-shot: pre-trained beats scratch"][0] == "not measured yet"
+
+    results["fewshot_scratch"] = arm_results([(0.1, 200.0)])
+    fewshot = dict((c, (v, e)) for c, v, e in reproduce.verdicts(results))["few-shot: pre-trained beats scratch"]
+    assert fewshot[0] == "holds" and "50 % lower FID" in fewshot[1]
+    # Lower at the end, but reached the baseline's final mean only at the end: not shown with less compute.
+    results["maskdm_block90"] = arm_results([(0.5, 290.0), (1.0, 200.0)], [(0.5, 300.0), (1.0, 210.0)])
+    assert reproduce.verdicts(results)[0][1] == "cannot be told at this scale"
+
+
 def test_spread_is_mean_and_range(reproduce):
     assert reproduce.spread([1.0, 2.0, 6.0]) == "3.0 (1.0-6.0, n=3)"
     assert reproduce.spread([2.5]) == "2.5" and reproduce.spread([]) == ""

@@ -43,9 +43,12 @@ PIPELINE_PATTERNS = ["model_index.json", "scheduler/*", "transformer/*", "vae/*"
 # The diffusers schedulers (of those compatible with DDPMScheduler) whose `step` refuses a prediction type, measured
 # with diffusers 0.42 by tests/test_hub.py (DPMSolverSDE and LMS need torchsde / scipy and are not measured).
 UNSUPPORTED_SCHEDULERS = {
-    "sample": tuple(
-        "EDMEulerScheduler EulerAncestralDiscreteScheduler KDPM2AncestralDiscreteScheduler KDPM2DiscreteScheduler "
-        "PNDMScheduler".split()
+    "sample": (
+        "EDMEulerScheduler",
+        "EulerAncestralDiscreteScheduler",
+        "KDPM2AncestralDiscreteScheduler",
+        "KDPM2DiscreteScheduler",
+        "PNDMScheduler",
     )
 }
 

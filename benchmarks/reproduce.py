@@ -505,6 +505,11 @@ def fid_by_fraction(record: dict) -> dict[float, list[float]]:
     return by_fraction
 
 
+def arm_fids(results: dict, name: str) -> dict[float, list[float]]:
+    """`fid_by_fraction` of arm `name`; empty when the arm has no results yet."""
+    return fid_by_fraction(results[name]) if name in results else {}
+
+
 def seed_interval(values: list[float], floor: float) -> tuple[float, float]:
     """The min-max of an arm's seeds at one point. One seed gives no spread of its own: it gets `floor`, the widest
     spread (relative to the mean) of the main arms, centred on its value."""
@@ -525,7 +530,7 @@ def main_arm_spread(results: dict) -> float:
     fine-tuned (50 % and 100 % of the budget): the seed noise a one-seed arm is judged with."""
     widest = 0.0
     for name in ("baseline", "maskdm_block90"):
-        for f, values in fid_by_fraction(results.get(name, {"seeds": {}})).items():
+        for f, values in arm_fids(results, name).items():
             if f >= 0.5 and len(values) > 1:
                 widest = max(widest, (max(values) - min(values)) / (sum(values) / len(values)))
     return widest
@@ -540,10 +545,10 @@ def verdicts(results: dict) -> list[tuple[str, str, str]]:
     they lie above; it cannot be told otherwise. A claim with an arm not finished yet is "not measured yet"."""
 
     def finals(name: str) -> list[float]:
-        return fid_by_fraction(results.get(name, {"seeds": {}})).get(fraction_key(1.0), [])
+        return arm_fids(results, name).get(fraction_key(1.0), [])
 
     def fewshot(name: str) -> list[float]:
-        return [fid for values in fid_by_fraction(results.get(name, {"seeds": {}})).values() for fid in values]
+        return [fid for values in arm_fids(results, name).values() for fid in values]
 
     floor = main_arm_spread(results)
     rows = []

@@ -40,6 +40,7 @@ import math
 import os
 import platform
 import shutil
+import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -491,7 +492,7 @@ def spread(values: list[float], digits: int = 1) -> str:
     """`mean (min-max, n)` of `values`; the value alone for one."""
     if not values:
         return ""
-    mean = sum(values) / len(values)
+    mean = statistics.mean(values)
     if len(values) == 1:
         return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f}, n={len(values)})"
@@ -532,7 +533,7 @@ def main_arm_spread(results: dict) -> float:
     for name in ("baseline", "maskdm_block90"):
         for f, values in arm_fids(results, name).items():
             if f >= 0.5 and len(values) > 1:
-                widest = max(widest, (max(values) - min(values)) / (sum(values) / len(values)))
+                widest = max(widest, (max(values) - min(values)) / statistics.mean(values))
     return widest
 
 
@@ -566,7 +567,7 @@ def verdicts(results: dict) -> list[tuple[str, str, str]]:
     maskdm, baseline = finals("maskdm_block90"), finals("baseline")
     note, early = "", False
     if maskdm and baseline:
-        target = sum(baseline) / len(baseline)
+        target = statistics.mean(baseline)
         finished = [e for e in results["maskdm_block90"]["seeds"].values() if fraction_key(e[-1]["fraction"]) == 1.0]
         found = [crossing(evals, target) for evals in finished]
         reached = [f[1]["fraction"] for f in found if f is not None and f[1]["fraction"] < 1.0]
@@ -580,12 +581,15 @@ def verdicts(results: dict) -> list[tuple[str, str, str]]:
     judge("no positions during pre-training hurts", maskdm, nopos, ("MaskDM", "no positions"))
     single = finals("single_stage_block90")
     judge("single-stage masked training falls short of two stages", maskdm, single, ("MaskDM", "single stage"))
-    pretrained, scratch = fewshot("fewshot_maskdm"), fewshot("fewshot_scratch")
-    gain = ""
-    if pretrained and scratch:
-        mean = lambda values: sum(values) / len(values)  # noqa: E731
-        gain = f"; {(1 - mean(pretrained) / mean(scratch)) * 100:.0f} % lower FID (the paper: 46 %)"
-    judge("few-shot: pre-trained beats scratch", pretrained, scratch, ("from MaskDM", "from scratch"), gain)
+    pretrained = fewshot("fewshot_maskdm")
+    for other, claim, name, paper in (
+        ("fewshot_scratch", "few-shot: pre-trained beats scratch", "from scratch", " (the paper: 46 %)"),
+        ("fewshot_baseline", "... and the baseline at the same FLOPs", "from the baseline", ""),
+    ):
+        worse, gain = fewshot(other), ""
+        if pretrained and worse:
+            gain = f"; {(1 - statistics.mean(pretrained) / statistics.mean(worse)) * 100:.0f} % lower FID{paper}"
+        judge(claim, pretrained, worse, ("from MaskDM", name), gain)
     return rows
 
 
@@ -608,7 +612,7 @@ def write_report(args, results: dict) -> str:
     target = None
     if baseline is not None:
         finals = fid_by_fraction(baseline).get(fraction_key(1.0))
-        target = sum(finals) / len(finals) if finals else None
+        target = statistics.mean(finals) if finals else None
     for name, record in results.items():
         by_fraction = fid_by_fraction(record)
         fewshot = name.startswith("fewshot")
@@ -673,9 +677,9 @@ def write_report(args, results: dict) -> str:
                     points.setdefault(fraction_key(entry["fraction"]), []).append((entry[key], entry["fid"]))
             if not points:
                 continue
-            xs = [sum(x for x, _ in p) / len(p) for _, p in sorted(points.items())]
+            xs = [statistics.mean(x for x, _ in p) for _, p in sorted(points.items())]
             fids = [[y for _, y in p] for _, p in sorted(points.items())]
-            (line,) = axes.plot(xs, [sum(f) / len(f) for f in fids], marker="o", label=name)
+            (line,) = axes.plot(xs, [statistics.mean(f) for f in fids], marker="o", label=name)
             if any(len(f) > 1 for f in fids):
                 axes.fill_between(
                     xs, [min(f) for f in fids], [max(f) for f in fids], alpha=0.2, color=line.get_color()

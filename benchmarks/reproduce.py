@@ -305,7 +305,7 @@ def start_folder(args, arm: Arm, index: int, run_folder: Path, seed: int) -> Pat
     over a copy with a fresh learned position table (the "no positional information" ablation)."""
     stage = arm.stages[index]
     if index == 0:
-        return None if stage.start_from is None else Path(args.run_dir) / stage.start_from.format(seed=seed)
+        return first_stage_source(args, arm, seed)
     previous_stage = arm.stages[index - 1]
     previous = run_folder / previous_stage.name
     if previous_stage.position_embedding_type == stage.position_embedding_type:
@@ -329,14 +329,23 @@ def prepare_stage_from_copy(args, arm: Arm, run_folder: Path, seed: int) -> None
     reuses MaskDM's pre-training): copy it instead of training it again."""
     if not arm.copies_first_stage:
         return
-    stage = arm.stages[0]
-    source = Path(args.run_dir) / stage.start_from.format(seed=seed)
-    target = run_folder / stage.name
-    if (target / "model_index.json").exists():
-        return
+    target = run_folder / arm.stages[0].name
+    if not (target / "model_index.json").exists():
+        shutil.copytree(first_stage_source(args, arm, seed), target, dirs_exist_ok=True)
+
+
+def first_stage_source(args, arm: Arm, seed: int) -> Path | None:
+    """The saved pipeline of another run that `arm`'s first stage starts from (None: a new model)."""
+    if arm.stages[0].start_from is None:
+        return None
+    source = Path(args.run_dir) / arm.stages[0].start_from.format(seed=seed)
     if not (source / "model_index.json").exists():
-        raise SystemExit(f"[{arm.name}] needs {source} finished first: run its arm and seed before this one.")
-    shutil.copytree(source, target, dirs_exist_ok=True)
+        raise SystemExit(
+            f"[{arm.name}] needs {source} finished first: run its arm and seed before this one. Where results.json "
+            "already holds that evaluation but the folder is gone (a new machine), train it again in another "
+            "--run_dir whose results.json lacks that evaluation, and copy the folder here."
+        )
+    return source
 
 
 def train_seconds(stage_dir: Path) -> float:

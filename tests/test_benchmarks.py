@@ -98,6 +98,18 @@ def test_the_full_run_measures_every_arm_with_its_seeds(reproduce):
     assert runs.index(("baseline", 0)) < runs.index(("fewshot_baseline", 0))
 
 
+def test_a_missing_start_folder_says_which_run_makes_it(reproduce, tmp_path):
+    arms = reproduce.build_arms(plan_args())
+    args = plan_args(run_dir=str(tmp_path))
+    assert reproduce.first_stage_source(args, arms["fewshot_scratch"], 0) is None
+    for name, needed in (("fewshot_baseline", "baseline/seed1/at_0.25"), ("finetune_lr_0.0001", "maskdm_block90")):
+        with pytest.raises(SystemExit, match=f"{name}.*needs .*{needed}.* finished first"):
+            reproduce.first_stage_source(args, arms[name], 1)
+    (tmp_path / "baseline/seed1/at_0.25").mkdir(parents=True)
+    (tmp_path / "baseline/seed1/at_0.25/model_index.json").write_text("{}")
+    assert reproduce.first_stage_source(args, arms["fewshot_baseline"], 1) == tmp_path / "baseline/seed1/at_0.25"
+
+
 def arm_results(*seeds: list[tuple[float, float]]) -> dict:
     """An arm's results record: one list of (budget fraction, FID) per seed."""
     return {"seeds": {str(i): [{"fraction": f, "fid": fid} for f, fid in evals] for i, evals in enumerate(seeds)}}

@@ -617,11 +617,8 @@ def write_report(args, results: dict) -> str:
         "| arm | " + " | ".join(f"{f * 100:g} %" for f in main) + " | other points | FLOPs to reach the baseline's final mean FID (ratio to the baseline's) |",
         "| --- | " + " | ".join("---" for _ in main) + " | --- | --- |",
     ]  # fmt: skip
-    baseline = results.get("baseline")
-    target = None
-    if baseline is not None:
-        finals = fid_by_fraction(baseline).get(fraction_key(1.0))
-        target = statistics.mean(finals) if finals else None
+    finals = arm_fids(results, "baseline").get(fraction_key(1.0))
+    target = statistics.mean(finals) if finals else None
     for name, record in results.items():
         by_fraction = fid_by_fraction(record)
         fewshot = name.startswith("fewshot")

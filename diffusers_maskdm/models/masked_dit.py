@@ -64,14 +64,17 @@ class MaskedDiTBlock(nn.Module):
         adaln: bool,
         attention_bias: bool = True,
         activation_fn: str = "gelu-approximate",
+        norm_eps: float = 1e-6,
     ):
         super().__init__()
         self.adaln = adaln
-        self.norm1 = AdaLayerNormZero(dim) if adaln else nn.LayerNorm(dim, eps=1e-6)
+        self.norm1 = AdaLayerNormZero(dim) if adaln else nn.LayerNorm(dim, eps=norm_eps)
+        if adaln:
+            self.norm1.norm.eps = norm_eps  # diffusers' AdaLayerNormZero takes no eps argument
         self.attn = Attention(
             query_dim=dim, heads=num_heads, dim_head=dim // num_heads, bias=attention_bias, out_bias=True
         )
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6, elementwise_affine=not adaln)
+        self.norm2 = nn.LayerNorm(dim, eps=norm_eps, elementwise_affine=not adaln)
         self.ff = FeedForward(dim, mult=mlp_ratio, activation_fn=activation_fn)
 
     def forward(self, hidden_states: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
@@ -94,9 +97,10 @@ class MaskedDiTModel(ModelMixin, AttentionMixin, ConfigMixin):
     weights run on full images (no mask) for fine-tuning and sampling.
 
     The defaults differ from the official MaskDM network in small ways (a time MLP, q/k/v biases, tanh-approximated
-    GELU, no position for the time token, xavier initialisation); `use_time_mlp=False, attention_bias=False,
-    activation_fn="gelu", condition_token_positions=True, weight_init="trunc_normal"` and an odd `num_layers` build
-    it exactly (the named configurations of `diffusers_maskdm.training.presets` do).
+    GELU, no position for the time token, xavier initialisation, LayerNorm eps 1e-6); `use_time_mlp=False,
+    attention_bias=False, activation_fn="gelu", condition_token_positions=True, weight_init="trunc_normal",
+    norm_eps=1e-5` and an odd `num_layers` build it exactly (the named configurations of
+    `diffusers_maskdm.training.presets` do; `diffusers_maskdm.official_checkpoints` loads the official weights).
 
     Attention layers are diffusers' `Attention`, so the attention processor API applies: `attn_processors`,
     `set_attn_processor`, `set_default_attn_processor`, `fuse_qkv_projections` / `unfuse_qkv_projections` and
@@ -136,6 +140,9 @@ class MaskedDiTModel(ModelMixin, AttentionMixin, ConfigMixin):
         weight_init (`str`, *optional*, defaults to `"xavier"`):
             `"xavier"` (U-ViT/DiT style) or `"trunc_normal"` (linear weights from a normal of std 0.02 truncated at
             +-2, the patch embedding left at PyTorch's default, as the official code initialises).
+        norm_eps (`float`, *optional*, defaults to 1e-6):
+            The epsilon of every LayerNorm: 1e-6 as in DiT; the official MaskDM network uses PyTorch's default, 1e-5
+            (with 1e-6 its converted weights give outputs 3-5e-5 away from the official ones).
     """
 
     _supports_gradient_checkpointing = True
@@ -161,6 +168,7 @@ class MaskedDiTModel(ModelMixin, AttentionMixin, ConfigMixin):
         activation_fn: str = "gelu-approximate",
         condition_token_positions: bool = False,
         weight_init: str = "xavier",
+        norm_eps: float = 1e-6,
     ):
         super().__init__()
         _validate_config(self.config)
@@ -189,7 +197,9 @@ class MaskedDiTModel(ModelMixin, AttentionMixin, ConfigMixin):
         # Blocks, with U-ViT long skips from the first half into the second.
         self.transformer_blocks = nn.ModuleList(
             [
-                MaskedDiTBlock(hidden_size, num_attention_heads, mlp_ratio, adaln, attention_bias, activation_fn)
+                MaskedDiTBlock(
+                    hidden_size, num_attention_heads, mlp_ratio, adaln, attention_bias, activation_fn, norm_eps
+                )
                 for _ in range(num_layers)
             ]
         )
@@ -197,7 +207,7 @@ class MaskedDiTModel(ModelMixin, AttentionMixin, ConfigMixin):
         self.skip_projections = nn.ModuleList([nn.Linear(2 * hidden_size, hidden_size) for _ in range(num_skips)])
 
         # Output: a (modulated) norm and a linear map from each token to its patch of pixels.
-        self.norm_out = nn.LayerNorm(hidden_size, eps=1e-6, elementwise_affine=not adaln)
+        self.norm_out = nn.LayerNorm(hidden_size, eps=norm_eps, elementwise_affine=not adaln)
         self.norm_out_modulation = nn.Linear(hidden_size, 2 * hidden_size) if adaln else None
         self.proj_out = nn.Linear(hidden_size, patch_size * patch_size * out_channels)
 
@@ -469,6 +479,7 @@ def _validate_config(config) -> None:
         lambda v: _is_positive_int(v) or isinstance(v, float) and math.isfinite(v) and v > 0,
         "a positive number",
     )
+    rules["norm_eps"] = (lambda v: isinstance(v, float) and 0 < v < 1, "a number between 0 and 1 (e.g. 1e-6)")
     for key, (valid, expected) in rules.items():
         if not valid(config[key]):
             raise ValueError(f"config {key}={config[key]!r} must be {expected}.")

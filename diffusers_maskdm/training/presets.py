@@ -24,10 +24,11 @@ from typing import Any
 
 
 # The official network (`models/mask_uvit.py`): 13 blocks with U-ViT's long skips and middle block, patch 4,
-# `mlp_time_embed: False`, `qkv_bias: False`, `nn.GELU`, a position for the time token, truncated-normal init.
-_OFFICIAL_NETWORK = {
+# `mlp_time_embed: False`, `qkv_bias: False`, `nn.GELU`, a position for the time token, truncated-normal init,
+# `nn.LayerNorm` with PyTorch's default eps. `diffusers_maskdm.official_checkpoints` reads official checkpoints into it.
+OFFICIAL_NETWORK = {
     "patch_size": 4, "num_layers": 13, "mlp_ratio": 4.0, "use_time_mlp": False, "attention_bias": False,
-    "activation_fn": "gelu", "condition_token_positions": True, "weight_init": "trunc_normal",
+    "activation_fn": "gelu", "condition_token_positions": True, "weight_init": "trunc_normal", "norm_eps": 1e-5,
 }  # fmt: skip
 
 MODEL_PRESETS: dict[str, dict[str, Any]] = {
@@ -38,9 +39,9 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
     "base": {"hidden_size": 768, "num_layers": 17, "num_attention_heads": 12, "mlp_ratio": 4.0},
     # The official networks: CelebA 64 (the mask ablations), CelebA-HQ 256, and the 512-wide one at 256 px of the
     # VGGFace2 pre-training and few-shot transfer configs.
-    "maskdm-celeba-64": {"sample_size": 64, "hidden_size": 512, "num_attention_heads": 8, **_OFFICIAL_NETWORK},
-    "maskdm-celebahq-256": {"sample_size": 256, "hidden_size": 768, "num_attention_heads": 12, **_OFFICIAL_NETWORK},
-    "maskdm-small-256": {"sample_size": 256, "hidden_size": 512, "num_attention_heads": 8, **_OFFICIAL_NETWORK},
+    "maskdm-celeba-64": {"sample_size": 64, "hidden_size": 512, "num_attention_heads": 8, **OFFICIAL_NETWORK},
+    "maskdm-celebahq-256": {"sample_size": 256, "hidden_size": 768, "num_attention_heads": 12, **OFFICIAL_NETWORK},
+    "maskdm-small-256": {"sample_size": 256, "hidden_size": 512, "num_attention_heads": 8, **OFFICIAL_NETWORK},
 }
 """`MaskedDiTModel` arguments by preset name; size presets take the patch size from the resolution."""
 

@@ -71,6 +71,7 @@ def test_a_config_saved_before_the_switches_loads_as_before(tmp_path):
     loaded = MaskedDiTModel.from_pretrained(tmp_path)
     assert loaded.config.use_time_mlp and loaded.config.attention_bias and not loaded.config.condition_token_positions
     assert loaded.config.activation_fn == "gelu-approximate" and loaded.config.weight_init == "xavier"
+    assert loaded.config.norm_eps == 1e-6
     assert loaded.state_dict().keys() == model.state_dict().keys()
     sample = torch.randn(2, 3, 8, 8)
     assert torch.equal(loaded(sample, 5).sample, model(sample, 5).sample)
@@ -134,3 +135,18 @@ def test_official_configurations_take_only_their_resolution():
         preset_config("maskdm-celebahq-256", 64)
     assert preset_config("maskdm-celeba-64", 64, in_channels=1)["in_channels"] == 1
     assert {name for name in MODEL_PRESETS if name.startswith("maskdm-")} == set(OFFICIAL_PRESETS)
+
+
+@pytest.mark.parametrize("time_conditioning", ["token", "adaln"])
+def test_norm_eps_reaches_every_layer_norm_and_survives_saving(tmp_path, time_conditioning):
+    config = {"sample_size": 8, "patch_size": 2, "hidden_size": 16, "num_layers": 3, "num_attention_heads": 2}
+    model = MaskedDiTModel(**config, time_conditioning=time_conditioning, norm_eps=1e-5)
+    norms = [module for module in model.modules() if isinstance(module, torch.nn.LayerNorm)]
+    assert len(norms) == 2 * 3 + 1 and all(norm.eps == 1e-5 for norm in norms)
+    model.save_pretrained(tmp_path)
+    loaded = MaskedDiTModel.from_pretrained(tmp_path)
+    assert all(module.eps == 1e-5 for module in loaded.modules() if isinstance(module, torch.nn.LayerNorm))
+    assert MaskedDiTModel(**config).norm_out.eps == 1e-6  # the default, as before
+    assert all(preset_config(name, size)["norm_eps"] == 1e-5 for name, size in OFFICIAL_PRESETS.items())
+    with pytest.raises(ValueError, match="norm_eps"):
+        MaskedDiTModel(**config, norm_eps=0.0)

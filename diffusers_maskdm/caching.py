@@ -57,6 +57,10 @@ def save_file_atomically(tensors: dict[str, torch.Tensor], path: str | os.PathLi
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     save_file({key: value.detach().cpu().contiguous() for key, value in tensors.items()}, str(temporary), metadata)
+    # safetensors creates its files 0600; a cache or model shared by a team must be readable as the umask allows.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temporary, 0o666 & ~umask)
     os.replace(temporary, path)
 
 

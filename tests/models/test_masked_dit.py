@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 import torch
@@ -271,3 +272,29 @@ def test_a_tampered_config_file_is_refused_naming_the_key(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match="hidden_size"):
         MaskedDiTModel.from_pretrained(tmp_path)
+
+
+def test_weights_that_lack_a_tensor_are_refused_naming_it(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    tiny_model().save_pretrained(tmp_path)
+    path = tmp_path / "diffusion_pytorch_model.safetensors"
+    with safe_open(str(path), framework="pt") as weights:
+        metadata = weights.metadata()
+    tensors = load_file(path)
+    del tensors["proj_out.weight"]
+    save_file(tensors, str(path), metadata)
+    # diffusers would leave it on the `meta` device, saying only "newly initialized".
+    with pytest.raises(ValueError, match=r"lack proj_out\.weight .*Fix: load the complete folder"):
+        MaskedDiTModel.from_pretrained(tmp_path)
+
+
+def test_saved_weights_are_readable_as_the_umask_allows(tmp_path):
+    # safetensors creates its files 0600: a model or cache shared by a team would be unreadable to all but its writer.
+    previous = os.umask(0o022)
+    try:
+        tiny_model().save_pretrained(tmp_path)
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "diffusion_pytorch_model.safetensors").stat().st_mode & 0o777 == 0o644

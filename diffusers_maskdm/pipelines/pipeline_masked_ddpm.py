@@ -48,7 +48,7 @@ EXAMPLE_DOC_STRING = """
         ```
 """
 
-OUTPUT_TYPES = ("pil", "np", "pt")
+OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 HUB_DOWNLOAD_OPTIONS = ("revision", "cache_dir", "token", "local_files_only", "force_download")
 
 
@@ -259,7 +259,8 @@ class MaskedDDPMPipeline(DiffusionPipeline):
             num_inference_steps (`int`, *optional*, defaults to 1000):
                 The number of denoising steps; fast schedulers (DDIM, DPM-Solver++, UniPC) need 20-50.
             output_type (`str`, *optional*, defaults to `"pil"`):
-                `"pil"` (`PIL.Image`), `"np"` (`np.ndarray`, NHWC in [0, 1]) or `"pt"` (`torch.Tensor`, NCHW in [0, 1]).
+                `"pil"` (`PIL.Image`), `"np"` (`np.ndarray`, NHWC in [0, 1]), `"pt"` (`torch.Tensor`, NCHW in [0, 1])
+                or `"latent"` (what the transformer produced: latents before the VAE, or pixels in [-1, 1], unclamped).
             return_dict (`bool`, *optional*, defaults to `True`):
                 Whether or not to return a [`~pipelines.ImagePipelineOutput`] instead of a plain tuple.
             eta (`float`, *optional*, defaults to 0.0):
@@ -332,15 +333,19 @@ class MaskedDDPMPipeline(DiffusionPipeline):
                 callback_kwargs = {name: step_tensors[name] for name in callback_on_step_end_tensor_inputs}
                 latents = callback_on_step_end(self, i, t, callback_kwargs).pop("latents", latents)
 
-        # 4. Post-process: latents are decoded to images with the VAE's scaling and shift, as diffusers' pipelines do
-        if self.vae is not None:
-            latents = latents / self.vae.config.scaling_factor + (self.vae.config.get("shift_factor") or 0)
-            latents = self.vae.decode(latents.to(self.vae.dtype)).sample
-        image = (latents / 2 + 0.5).clamp(0, 1)
-        if output_type != "pt":
-            image = image.cpu().permute(0, 2, 3, 1).float().numpy()
-            if output_type == "pil":
-                image = self.numpy_to_pil(image)
+        # 4. Post-process: latents are decoded to images with the VAE's scaling and shift, as diffusers' pipelines do;
+        # `output_type="latent"` returns what the transformer produced, undecoded and unclamped, as they do too.
+        if output_type == "latent":
+            image = latents
+        else:
+            if self.vae is not None:
+                latents = latents / self.vae.config.scaling_factor + (self.vae.config.get("shift_factor") or 0)
+                latents = self.vae.decode(latents.to(self.vae.dtype)).sample
+            image = (latents / 2 + 0.5).clamp(0, 1)
+            if output_type != "pt":
+                image = image.cpu().permute(0, 2, 3, 1).float().numpy()
+                if output_type == "pil":
+                    image = self.numpy_to_pil(image)
 
         self.maybe_free_model_hooks()
 

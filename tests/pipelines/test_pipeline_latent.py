@@ -65,6 +65,21 @@ def test_latents_are_unscaled_and_shifted_before_decoding(shift_factor):
     torch.testing.assert_close(images, (decode(decoded[0]).sample / 2 + 0.5).clamp(0, 1))
 
 
+def test_output_type_latent_returns_the_transformers_latents_undecoded():
+    # As diffusers' pipelines do (their `test_callback_inputs` samples with `output_type="latent"`).
+    pipe = make_latent_pipeline()
+    final, decoded = [], []
+    pipe.vae.decode = lambda z, **kw: decoded.append(z)
+
+    def keep_latents(pipe, step, timestep, tensors):
+        final[:] = [tensors["latents"]]
+        return tensors
+
+    latents = sample(pipe, output_type="latent", callback_on_step_end=keep_latents)
+    assert not decoded and latents.shape[1] == pipe.transformer.config.in_channels
+    torch.testing.assert_close(latents, final[0])
+
+
 def test_a_vae_of_other_latent_channels_is_refused():
     pipe = make_pipeline(sample_size=16, in_channels=4)
     with pytest.raises(ValueError, match="`vae` makes latents of 8 channels.*takes 4"):

@@ -13,6 +13,7 @@
 # limitations under the License.
 """`MaskedDiTModel`: a pixel-space diffusion transformer that drops masked tokens (MaskDM, arXiv 2306.11363)."""
 
+import itertools
 import json
 import math
 import os
@@ -308,11 +309,22 @@ class MaskedDiTModel(ModelMixin, AttentionMixin, ConfigMixin):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> "MaskedDiTModel":
         """`ModelMixin.from_pretrained`; a local folder whose `config.json` disagrees with the config its weights
-        were saved with is refused with the difference (diffusers would load the weights into another network)."""
+        were saved with is refused with the difference (diffusers would load the weights into another network), and
+        weights that lack a tensor of the model are refused, naming it."""
         folder = Path(pretrained_model_name_or_path, kwargs.get("subfolder") or "")
         if folder.is_dir():
             check_config_fingerprint(folder)
-        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        model = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        # diffusers leaves a tensor the weights file lacks on the `meta` device and only says "newly initialized".
+        missing = [
+            name for name, tensor in itertools.chain(model.named_parameters(), model.named_buffers()) if tensor.is_meta
+        ]
+        if missing:
+            raise ValueError(
+                f"the weights of {folder} lack {', '.join(missing)} (the file is incomplete or of another network). "
+                "Fix: load the complete folder that save_pretrained wrote."
+            )
+        return model
 
     @property
     def null_class_label(self) -> int | None:

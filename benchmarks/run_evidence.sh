@@ -13,14 +13,15 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 #
-# The evidence run of docs/reproduction.md, resumable: start it again after any stop and it goes on where it was.
-# It trains from a clone of this repository at a fixed package commit (PACKAGE_COMMIT, with this checkout's
-# benchmarks/reproduce.py on top), so that later changes to the package cannot change a running experiment. Two
-# lanes, one per core; every finished evaluation is merged into RUN_DIR/results.json and copied to
-# docs/reproduction_results.json of this checkout.
+# The evidence runs of docs/reproduction.md, resumable: start it again after any stop and it goes on where it was.
+# It trains from a git worktree of this repository at a fixed package commit (PACKAGE_COMMIT, the commit every
+# published run was trained with, with this checkout's benchmarks/reproduce.py on top), so that later changes to the
+# package cannot change a running experiment. Two lanes, one per core; every finished evaluation is merged into
+# RUN_DIR/results.json and copied to docs/reproduction_results.json of this checkout.
 #
-#   bash benchmarks/run_evidence.sh [lane...]      lanes: a b (default: both, in the background)
-#   FINETUNE_LR=1e-4 bash benchmarks/run_evidence.sh   once the fine-tuning sweep has chosen the rate
+#   bash benchmarks/run_evidence.sh [lane...]                      lanes: a b (default: both, in the background)
+#   BEST_SCRATCH=scratch_b8_lr0.001 bash benchmarks/run_evidence.sh   once the scratch_* sweep has chosen the tuned
+#                                                                  baseline: its other seeds and its few-shot start
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -28,10 +29,10 @@ PACKAGE_COMMIT="${PACKAGE_COMMIT:-9b2bd28}"
 CLONE="${CLONE:-$HOME/maskdm-evidence}"
 RUN_DIR="${RUN_DIR:-$HOME/evidence-run}"
 LOGS="${LOGS:-$HOME/evidence-logs}"
+FINETUNE_LR="${FINETUNE_LR:-0.0003}"  # chosen by the finetune_lr_* sweep
 
-if [ ! -d "$CLONE/.git" ]; then
-  git clone -q "$HERE" "$CLONE"
-  git -C "$CLONE" checkout -q -b evidence "$PACKAGE_COMMIT"
+if [ ! -e "$CLONE/.git" ]; then
+  git -C "$HERE" worktree add -q --detach "$CLONE" "$PACKAGE_COMMIT"
 fi
 cp "$HERE/benchmarks/reproduce.py" "$CLONE/benchmarks/reproduce.py"
 if [ ! -x "$CLONE/.venv/bin/python" ]; then
@@ -46,26 +47,29 @@ if [ ! -f "$RUN_DIR/results.json" ] && [ -f "$HERE/docs/reproduction_results.jso
   mkdir -p "$RUN_DIR" && cp "$HERE/docs/reproduction_results.json" "$RUN_DIR/results.json"
 fi
 
-lane() {  # lane NAME CORE RUN...: each ARM:SEED in turn on one core; a run that needs the fine-tuning rate stops there
+lane() {  # lane NAME CORE RUN...: each ARM:SEED in turn on one core; a finished one is skipped in seconds
   local name=$1 core=$2
   shift 2
   local flags=(--run_dir "$RUN_DIR" --reference_stats_dir "$RUN_DIR/reference_stats" --plots_dir "$RUN_DIR/plots"
-               --results_copy "$HERE/docs/reproduction_results.json")
-  [ -n "${FINETUNE_LR:-}" ] && flags+=(--finetune_learning_rate "$FINETUNE_LR")
+               --results_copy "$HERE/docs/reproduction_results.json" --finetune_learning_rate "$FINETUNE_LR")
+  [ -n "${BEST_SCRATCH:-}" ] && flags+=(--best_scratch "$BEST_SCRATCH")
   for run in "$@"; do
     (cd "$CLONE" && OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 HF_HUB_OFFLINE=1 \
       taskset -c "$core" "$CLONE/.venv/bin/python" benchmarks/reproduce.py "${flags[@]}" --runs "$run") || true
   done >> "$LOGS/$name.log" 2>&1
 }
 
-# Lane a: the baselines (they give the target), then the single-stage ablation, a control seed and few-shot.
-# Lane b: MaskDM's pre-training (seed 0), the fine-tuning learning-rate sweep, the other MaskDM seeds, the no-position
-# ablation, the other control seed. The two lanes hold about the same hours of training. Without FINETUNE_LR the
-# two-stage runs pre-train and stop where fine-tuning starts.
-LANE_A=(baseline:0 baseline:1 baseline:2 single_stage_block90:0 control_small_batch:0
-        fewshot_scratch:0 fewshot_baseline:0 fewshot_maskdm:0)
-LANE_B=(maskdm_block90:0 finetune_lr_0.0003:0 finetune_lr_0.0001:0 finetune_lr_3e-05:0 maskdm_block90:1
-        maskdm_block90:2 maskdm_block90_nopos:0 control_small_batch:1)
+# The tuned baseline: seed 0 of each scratch_* setting; the fine-tuning rate 1e-3 (it trains MaskDM's seed-0
+# pre-training again first: this machine may not have it); the control at the end of its batch-2 stage; few-shot on
+# the unseen domain (each trains its start, without the flags, first). The two lanes hold about the same hours.
+LANE_A=(scratch_b8_lr0.001:0 scratch_b4_lr0.001:0 scratch_b2_lr0.0003:0 control_small_batch:0
+        fewshot_unseen_control:0 scratch_b4_lr0.0003:0)
+LANE_B=(finetune_lr_0.001:0 scratch_b32_lr0.001:0 scratch_b8_lr0.0003:0 control_small_batch:1
+        fewshot_unseen_maskdm:0 fewshot_unseen_scratch:0)
+if [ -n "${BEST_SCRATCH:-}" ]; then  # then: the tuned baseline's other seeds and its few-shot start
+  LANE_A+=("$BEST_SCRATCH:1" fewshot_unseen_best:0 fewshot_unseen_control:1 fewshot_unseen_scratch:1)
+  LANE_B+=("$BEST_SCRATCH:2" fewshot_unseen_maskdm:1 fewshot_unseen_best:1)
+fi
 for which in "${@:-a b}"; do
   for one in $which; do
     case "$one" in

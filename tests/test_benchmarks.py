@@ -2,6 +2,8 @@
 
 import argparse
 import json
+import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +35,7 @@ def plan_args(**overrides):
         "fewshot_steps": 10,
         "control_batch_size": 1,
         "eval_fractions": [0.25, 0.5, 1.0],
+        "best_scratch": None,
     }
     return argparse.Namespace(**{**args, **overrides})
 
@@ -45,15 +48,17 @@ def test_every_arm_gets_the_same_counted_compute(reproduce):
     for arm in arms.values():
         plan = reproduce.make_plan(args, arm)
         spent = sum(steps * flops for steps, flops in zip(plan.stage_steps, plan.stage_step_flops))
-        if arm.name.startswith(("fewshot", "finetune_lr")):
+        if arm.name.startswith(("fewshot", "finetune_lr", "unseen_start")):
             continue  # their own, shorter budgets
         budget = budget or spent  # the baseline comes first
         # Step counts are whole: each arm is within half a step of its last stage of the baseline's budget.
         assert abs(spent - budget) <= plan.stage_step_flops[-1] / 2 + 1, arm.name
         if arm.name == "control_small_batch":
-            # As many updates as MaskDM's pre-training, at a batch whose step costs about a masked step.
+            # As many updates as MaskDM's pre-training, at a batch whose step costs about a masked step; measured at
+            # the end of that stage too.
             assert plan.stage_steps[0] == masked_steps
             assert plan.stage_step_flops[0] < 0.5 * plan.stage_step_flops[1]
+            assert plan.evals[0] == (masked_steps * plan.stage_step_flops[0] / budget, 0, masked_steps)
         elif len(arm.stages) == 2:
             # A masked step is cheaper, so the pre-training stage takes more steps than its share of full steps.
             assert plan.stage_steps[0] > 0.25 * args.budget_steps, arm.name
@@ -85,67 +90,167 @@ def test_compute_to_reach_interpolates_between_evaluations(reproduce):
 
 
 def test_the_full_run_measures_every_arm_with_its_seeds(reproduce):
-    arms = reproduce.build_arms(plan_args())
+    arms = reproduce.build_arms(plan_args(best_scratch="scratch_b4_lr0.001"))
     runs = reproduce.default_runs(arms)
     assert len(set(runs)) == len(runs)
+    # Every seed of every arm, but the few-shot starts on the unseen domain: the few-shot runs train them.
     assert {(name, seed) for name, seed in runs} == {
-        (name, seed) for name, arm in arms.items() for seed in range(arm.seeds)
+        (name, seed) for name, arm in arms.items() for seed in range(arm.seeds) if not name.startswith("unseen_start")
     }
     seeds = {name: sum(1 for n, _ in runs if n == name) for name in arms}
     assert seeds["baseline"] == seeds["maskdm_block90"] == 3 and seeds["control_small_batch"] == 2
+    # The tuned baseline gets three seeds and the sampling seeds, the rest of the sweep one.
+    assert seeds["scratch_b4_lr0.001"] == 3 and arms["scratch_b4_lr0.001"].sampling_seeds == 3
+    assert seeds["scratch_b8_lr0.001"] == 1 and arms["scratch_b8_lr0.001"].sampling_seeds == 1
     # The sweep needs MaskDM's seed-0 pre-training, few-shot the baseline's 25 % model: both come first.
     assert runs.index(("maskdm_block90", 0)) < runs.index(("finetune_lr_0.0001", 0))
     assert runs.index(("baseline", 0)) < runs.index(("fewshot_baseline", 0))
 
 
-def test_a_missing_start_folder_says_which_run_makes_it(reproduce, tmp_path):
-    arms = reproduce.build_arms(plan_args())
+def test_the_unseen_domain_is_every_flag_and_no_training_split_of_its_starts_holds_one(reproduce, tmp_path):
+    assert reproduce.is_flag("1f1eb-1f1f7.png")  # France: two regional indicators
+    assert reproduce.is_flag("1f3f4-e0067-e0062-e0073-e0063-e0074-e007f.png")  # Scotland: a black flag and tags
+    assert reproduce.is_flag("1f3f3-fe0f-200d-1f308.png") and reproduce.is_flag("1f3c1.png")  # rainbow, chequered
+    assert not reproduce.is_flag("1f4eb.png") and not reproduce.is_flag("26f3.png")  # a mailbox's flag, golf
+    assert not reproduce.is_flag("1f1e6.png")  # one regional indicator: a letter, not a flag
+    args = plan_args(run_dir=str(tmp_path), quick=True)
+    reproduce.split_data(args)
+    names = {
+        split: set(os.listdir(tmp_path / "data" / split)) for split in ("train", "heldout", "unseen", "train_unseen")
+    }
+    assert names["unseen"] and all(map(reproduce.is_flag, names["unseen"]))
+    assert names["train"] | names["heldout"] == names["train_unseen"] | names["unseen"] | names["heldout"]
+    assert not names["train_unseen"] & names["unseen"] and not names["train"] & names["heldout"]
+    for arm in reproduce.build_arms(plan_args(best_scratch="scratch_b8_lr0.001")).values():
+        start = arm.name.startswith("unseen_start")
+        assert all(stage.data == "train_unseen" for stage in arm.stages) == start, arm.name
+        if arm.name.startswith("fewshot_unseen"):
+            assert arm.stages[0].data == "unseen"
+            assert arm.stages[0].start_from in (
+                None,
+                (
+                    f"unseen_start_{arm.name.split('_')[-1]}",
+                    arm.stages[0].start_from[1] if arm.stages[0].start_from else None,
+                ),
+            )
+
+
+def test_a_missing_start_is_trained_again_from_its_seed(reproduce, tmp_path, monkeypatch):
     args = plan_args(run_dir=str(tmp_path))
+    arms = reproduce.build_arms(args)
     assert reproduce.first_stage_source(args, arms["fewshot_scratch"], 0) is None
-    for name, needed in (("fewshot_baseline", "baseline/seed1/at_0.25"), ("finetune_lr_0.0001", "maskdm_block90")):
-        with pytest.raises(SystemExit, match=f"{name}.*needs .*{needed}.* finished first"):
-            reproduce.first_stage_source(args, arms[name], 1)
-    (tmp_path / "baseline/seed1/at_0.25").mkdir(parents=True)
-    (tmp_path / "baseline/seed1/at_0.25/model_index.json").write_text("{}")
-    assert reproduce.first_stage_source(args, arms["fewshot_baseline"], 1) == tmp_path / "baseline/seed1/at_0.25"
+    trained = []
+
+    def train_to(args, arm, seed, index, step):
+        stage_dir = tmp_path / arm.name / f"seed{seed}" / arm.stages[index].name
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        (stage_dir / "model_index.json").write_text("{}")
+        (stage_dir / "checkpoint-4").mkdir(exist_ok=True)
+        trained.append((arm.name, seed, index, step))
+        return stage_dir
+
+    monkeypatch.setattr(reproduce, "train_to", train_to)
+    # The baseline's model at 25 % of the budget: trained to that step, kept as its own folder without checkpoints.
+    source = reproduce.first_stage_source(args, arms["fewshot_baseline"], 1)
+    assert source == tmp_path / "baseline/seed1/at_0.25" and (source / "model_index.json").exists()
+    assert not (source / "checkpoint-4").exists()
+    assert trained == [("baseline", 1, 0, 25)]
+    # MaskDM's pre-training: to the end of that stage; found without training the next time.
+    masked_steps = reproduce.make_plan(args, arms["maskdm_block90"]).stage_steps[0]
+    assert (
+        reproduce.first_stage_source(args, arms["finetune_lr_0.0001"], 2) == tmp_path / "maskdm_block90/seed2/pretrain"
+    )
+    assert reproduce.first_stage_source(args, arms["fewshot_maskdm"], 2) == tmp_path / "maskdm_block90/seed2/pretrain"
+    assert trained[1:] == [("maskdm_block90", 2, 0, masked_steps)]
+
+
+def test_t_quantiles(reproduce):
+    # Student's t at 97.5 %, from printed tables.
+    for df, expected in ((1, 12.706), (2, 4.303), (5, 2.571), (10, 2.228), (30, 2.042)):
+        assert reproduce.t_quantile(0.975, df) == pytest.approx(expected, abs=2e-3)
 
 
 def arm_results(*seeds: list[tuple[float, float]]) -> dict:
-    """An arm's results record: one list of (budget fraction, FID) per seed."""
-    return {"seeds": {str(i): [{"fraction": f, "fid": fid} for f, fid in evals] for i, evals in enumerate(seeds)}}
+    """An arm's results record: one list of (budget fraction, FID) per seed; a budget of 100 GFLOPs."""
+    return {
+        "seeds": {
+            str(i): [{"fraction": f, "fid": fid, "gflops": 100 * f} for f, fid in evals]
+            for i, evals in enumerate(seeds)
+        }
+    }
 
 
-def test_verdicts_follow_the_seed_spread(reproduce):
+def test_verdicts_follow_a_pooled_t_test_over_training_seeds(reproduce):
     results = {
         "baseline": arm_results([(0.5, 300.0), (1.0, 280.0)], [(0.5, 310.0), (1.0, 276.0)]),
         "maskdm_block90": arm_results([(0.5, 200.0), (1.0, 180.0)], [(0.5, 205.0), (1.0, 170.0)]),
         "control_small_batch": arm_results([(0.5, 210.0), (1.0, 175.0)], [(0.5, 220.0), (1.0, 190.0)]),
         "maskdm_block90_nopos": arm_results([(1.0, 250.0)]),
-        "single_stage_block90": arm_results([(1.0, 160.0)]),
+        "single_stage_block90": arm_results([(1.0, 140.0)]),
         "fewshot_maskdm": arm_results([(0.1, 100.0)]),
     }
-    # Widest relative spread of the main arms at 50 % and 100 %: MaskDM at the end, 10 / 175.
-    assert reproduce.main_arm_spread(results) == pytest.approx(10 / 175)
+    # Pooled relative SD over the 8 points at 50 % and 100 % with two seeds: one degree of freedom each.
+    relative = [(a - b) / (a + b) for a, b in ((300, 310), (280, 276), (200, 205), (180, 170), (210, 220), (175, 190))]
+    sd, df = reproduce.seed_noise(results)
+    assert df == 6 and sd == pytest.approx(math.sqrt(sum(2 * r * r for r in relative) / 6))
+    t = reproduce.t_quantile(0.975, 6)
+    assert reproduce.margin([100.0], [100.0, 100.0], (0.01, 6)) == pytest.approx(t * 0.01 * 100 * math.sqrt(1.5))
     rows = {claim: (verdict, evidence) for claim, verdict, evidence in reproduce.verdicts(results)}
-    first = rows["MaskDM reaches the baseline's final FID with less compute"]
+    first = rows["MaskDM reaches the untuned baseline's final FID with less compute"]
     assert first[0] == "holds" and "2 of 2 seeds" in first[1] and "all by 50 %" in first[1]
-    assert rows["... beyond the update-matched control"][0] == "cannot be told at this scale"  # 170-180 vs 175-190
-    assert rows["no positions during pre-training hurts"][0] == "holds"  # 250 +- 2.9 % lies above 170-180
+    # 175 vs 182.5 with a margin of t(6) * 3.4 % * 178.75 * sqrt(1/2 + 1/2) = 15.0: within the noise.
+    assert rows["... beyond the update-matched control"][0] == "cannot be told at this scale"
+    assert rows["no positions during pre-training hurts"][0] == "holds"
     assert rows["single-stage masked training falls short of two stages"][0] == "does not hold"
-    assert rows["few-shot: pre-trained beats scratch"][0] == "not measured yet"
+    assert rows["few-shot on the held-out tenth: from MaskDM beats from scratch"][0] == "not measured yet"
+    assert rows["MaskDM beats the tuned baseline"][0] == "not measured yet"  # the sweep has not run
 
     results["fewshot_scratch"] = arm_results([(0.1, 200.0)])
-    fewshot = dict((c, (v, e)) for c, v, e in reproduce.verdicts(results))["few-shot: pre-trained beats scratch"]
-    assert fewshot[0] == "holds" and "50 % lower FID (the paper: 46 %)" in fewshot[1]
-    results["fewshot_baseline"] = arm_results([(0.1, 103.0)])  # 100 vs 103, inside 100 +- 5.7 %
-    rows = {claim: (verdict, evidence) for claim, verdict, evidence in reproduce.verdicts(results)}
-    assert rows["... and the baseline at the same FLOPs"] == (
-        "cannot be told at this scale",
-        "from MaskDM 100.0 vs from the baseline 103.0; 3 % lower FID",
+    fewshot = dict((c, (v, e)) for c, v, e in reproduce.verdicts(results))
+    assert fewshot["few-shot on the held-out tenth: from MaskDM beats from scratch"][0] == "holds"
+    assert (
+        "50 % lower FID (the paper: 46 %)"
+        in fewshot["few-shot on the held-out tenth: from MaskDM beats from scratch"][1]
     )
+
+    # The tuned baseline: the sweep's best final FID of seed 0 once every setting has finished, here batch 8 at 1e-3,
+    # which matches MaskDM.
+    for setting in reproduce.SCRATCH_SWEEP[:-1]:
+        assert reproduce.best_scratch(results) is None
+        results[reproduce.scratch_name(*setting)] = arm_results([(0.5, 280.0), (1.0, 260.0)])
+    results["scratch_b8_lr0.001"] = arm_results([(0.5, 190.0), (1.0, 176.0)])
+    assert reproduce.best_scratch(results) is None  # batch 32 at 1e-3 still runs
+    results["scratch_b32_lr0.001"] = arm_results([(0.5, 280.0), (1.0, 260.0)])
+    assert reproduce.best_scratch(results) == "scratch_b8_lr0.001"
+    assert reproduce.verdicts(results)[0][1] == "not measured yet"  # one seed of the tuned baseline so far
+    results["scratch_b8_lr0.001"] = arm_results([(0.5, 190.0), (1.0, 176.0)], [(0.5, 195.0), (1.0, 178.0)])
+    claim, verdict, evidence = reproduce.verdicts(results)[0]
+    assert claim == "MaskDM beats the tuned baseline (scratch_b8_lr0.001)" and verdict.startswith("does not hold")
+    assert "at most 4.00x can show with 25 % of the budget in pre-training" in evidence
+    # Lower beyond the noise, but at the tuned baseline's final FID only after half the budget: in between.
+    results["scratch_b8_lr0.001"] = arm_results([(0.5, 190.0), (1.0, 196.0)], [(0.5, 195.0), (1.0, 198.0)])
+    assert reproduce.verdicts(results)[0][1].startswith("in between")
+    results["scratch_b8_lr0.001"] = arm_results([(0.5, 230.0), (1.0, 216.0)], [(0.5, 235.0), (1.0, 218.0)])
+    assert reproduce.verdicts(results)[0][1].startswith("holds")
+    # MaskDM at the fine-tuning rate its sweep chose.
+    results["finetune_lr_0.0003"] = arm_results([(0.35, 220.0)])
+    results["finetune_lr_0.001"] = arm_results([(0.35, 210.0)])
+    assert reproduce.best_maskdm(results) == "maskdm_block90_ft0.001"
+    assert reproduce.verdicts(results)[0][1] == "not measured yet"
     # Lower at the end, but reached the baseline's final mean only at the end: not shown with less compute.
-    results["maskdm_block90"] = arm_results([(0.5, 290.0), (1.0, 200.0)], [(0.5, 300.0), (1.0, 210.0)])
-    assert reproduce.verdicts(results)[0][1] == "cannot be told at this scale"
+    results["maskdm_block90_ft0.001"] = arm_results([(0.5, 290.0), (1.0, 200.0)], [(0.5, 300.0), (1.0, 210.0)])
+    rows = {claim: verdict for claim, verdict, _ in reproduce.verdicts(results)}
+    assert rows["MaskDM reaches the untuned baseline's final FID with less compute"] == "cannot be told at this scale"
+
+
+def test_sampling_noise_is_pooled_over_models(reproduce):
+    results = {"baseline": arm_results([(1.0, 100.0)], [(1.0, 200.0)])}
+    results["baseline"]["seeds"]["0"][-1]["fid_sampling_seeds"] = {"0": 100.0, "1": 102.0, "2": 98.0}
+    results["baseline"]["seeds"]["1"][-1]["fid_sampling_seeds"] = {"0": 200.0, "1": 200.0, "2": 200.0}
+    sd, df, models = reproduce.sampling_noise(results)
+    assert df == 4 and sd == pytest.approx(math.sqrt((0.02**2 * 2) / 4))
+    assert models == ["baseline:0 100.0/102.0/98.0", "baseline:1 200.0/200.0/200.0"]
+    assert "pooled SD of 1.4 % of the mean (4 degrees of freedom)" in reproduce.rule_text(results)
 
 
 def test_spread_is_mean_and_range(reproduce):
@@ -162,20 +267,33 @@ def test_benchmark_smoke_run(script):
     assert "|" in result.stdout  # a markdown table was printed
 
 
-def test_reproduce_smoke_run_of_every_arm_resumes_without_redoing_work(tmp_path):
+def test_reproduce_smoke_run_of_each_kind_of_arm_resumes_without_redoing_work(tmp_path):
     command = [sys.executable, str(BENCHMARKS / "reproduce.py"), "--quick", "--run_dir", str(tmp_path)]
     first = subprocess.run(command, capture_output=True, text=True, timeout=1800)
     assert first.returncode == 0, first.stderr[-3000:]
     saved = json.loads((tmp_path / "results.json").read_text())
     results = saved["arms"]
     assert saved["settings"]["prediction_type"] == "epsilon"
-    # Every arm of the default plan, with its seeds of the full run.
+    # An arm of each kind and the tuned baseline; the few-shot starts on the unseen domain are trained, not measured.
     assert set(results) == {
         "baseline", "maskdm_block90", "control_small_batch", "maskdm_block90_nopos", "single_stage_block90",
-        "finetune_lr_0.0003", "finetune_lr_0.0001", "finetune_lr_3e-05",
-        "fewshot_maskdm", "fewshot_baseline", "fewshot_scratch",
+        "finetune_lr_0.001", "fewshot_maskdm", "fewshot_baseline", "maskdm_block90_ft0.001",
+        "fewshot_unseen_control", "fewshot_unseen_best", "scratch_b8_lr0.001",
     }  # fmt: skip
+    assert (tmp_path / "unseen_start_control/seed0/pretrain/model_index.json").exists()
+    assert (tmp_path / "unseen_start_best/seed0/train/model_index.json").exists()
     assert all(set(record["seeds"]) == {"0"} for record in results.values())  # --quick: seed 0 of each
+    # The final models of the baseline, the tuned baseline, MaskDM and the control at three sampling seeds.
+    for name, record in results.items():
+        sampling = record["seeds"]["0"][-1].get("fid_sampling_seeds", {})
+        measured = name in (
+            "baseline",
+            "scratch_b8_lr0.001",
+            "maskdm_block90",
+            "maskdm_block90_ft0.001",
+            "control_small_batch",
+        )
+        assert len(sampling) == (3 if measured else 0) and len(set(sampling.values())) == len(sampling), name
     # The baseline at every fraction; MaskDM at the end of pre-training (sampled as full images) and after it.
     assert [e["fraction"] for e in results["baseline"]["seeds"]["0"]] == [0.25, 0.5, 1.0]
     assert [(e["fraction"], e["stage"]) for e in results["maskdm_block90"]["seeds"]["0"]] == [
@@ -186,12 +304,14 @@ def test_reproduce_smoke_run_of_every_arm_resumes_without_redoing_work(tmp_path)
     entries = [e for arm in results.values() for evals in arm["seeds"].values() for e in evals]
     assert all(e["fid"] > 0 and e["train_seconds"] > 0 and e["updates"] > 0 for e in entries)
     # MaskDM's pre-training is trained once: the sweep copies it.
-    sweep = results["finetune_lr_0.0001"]["seeds"]["0"]
+    sweep = results["finetune_lr_0.001"]["seeds"]["0"]
     assert [e["stage"] for e in sweep] == ["finetune"] and sweep[0]["fraction"] == pytest.approx(0.35)
     report = (tmp_path / "report.md").read_text()
-    assert "| maskdm_block90 |" in report and "| fewshot_scratch |" in report
+    assert "| maskdm_block90 |" in report and "| fewshot_unseen_control |" in report
     assert "| baseline | " in report and "x |" not in report.split("| baseline |")[1].split("\n")[0]
-    assert "after 2 steps: " in report.split("| fewshot_scratch |")[1]
+    assert "after 2 steps: " in report.split("| fewshot_unseen_best |")[1]
+    # The control at the end of its batch-2 stage, before fine-tuning.
+    assert [e["stage"] for e in results["control_small_batch"]["seeds"]["0"]] == ["pretrain", "finetune", "finetune"]
     assert (tmp_path / "reproduction_fid_vs_flops.png").stat().st_size > 0
 
     second = subprocess.run(command, capture_output=True, text=True, timeout=900)

@@ -96,7 +96,8 @@ class Arm:
     seeds: int = 1  # how many training seeds the full run measures
     # Budget fractions at which FID is measured (None: `--eval_fractions`).
     eval_fractions: list[float] | None = None
-    # Sampling seeds at which the final model's FID is measured (the noise of sampling, beside that of training).
+    # Sampling seeds at which the final model of training seed 0 is measured (the noise of sampling, beside that of
+    # training between seeds).
     sampling_seeds: int = 1
 
     @property
@@ -618,7 +619,7 @@ def run_one(args, arm: Arm, seed: int, results: dict, save, fid: FidMeter) -> No
         print(
             f"[{arm.name} seed {seed}] {fraction:.3f} of the budget: FID-{args.fid_samples} = {value:.2f}", flush=True
         )
-    if arm.sampling_seeds > 1:
+    if arm.sampling_seeds > 1 and seed == 0:  # one final model of the arm
         measure_sampling_seeds(args, arm, seed, plan, evals[-1], fid)
         save(arm.name)
 

@@ -19,9 +19,10 @@
 # package cannot change a running experiment. Two lanes, one per core; every finished evaluation is merged into
 # RUN_DIR/results.json and copied to docs/reproduction_results.json of this checkout.
 #
-#   bash benchmarks/run_evidence.sh [lane...]                      lanes: a b (default: both, in the background)
-#   BEST_SCRATCH=scratch_b8_lr0.001 bash benchmarks/run_evidence.sh   once the scratch_* sweep has chosen the tuned
-#                                                                  baseline: its other seeds and its few-shot start
+#   bash benchmarks/run_evidence.sh [lane...]       lanes: a b (default: both, in the background); phase 1
+#   BEST_SCRATCH=scratch_b8_lr0.001 FINETUNE_LR=0.0003 bash benchmarks/run_evidence.sh
+#                                                   phase 2, with the tuned baseline and the fine-tuning rate that
+#                                                   `python benchmarks/reproduce.py --report` names
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -59,16 +60,28 @@ lane() {  # lane NAME CORE RUN...: each ARM:SEED in turn on one core; a finished
   done >> "$LOGS/$name.log" 2>&1
 }
 
-# The tuned baseline: seed 0 of each scratch_* setting; the fine-tuning rate 1e-3 (it trains MaskDM's seed-0
-# pre-training again first: this machine may not have it); the control at the end of its batch-2 stage; few-shot on
-# the unseen domain (each trains its start, without the flags, first). The two lanes hold about the same hours.
-LANE_A=(scratch_b8_lr0.001:0 scratch_b4_lr0.001:0 scratch_b2_lr0.0003:0 control_small_batch:0
-        fewshot_unseen_control:0 scratch_b4_lr0.0003:0)
-LANE_B=(finetune_lr_0.001:0 scratch_b32_lr0.001:0 scratch_b8_lr0.0003:0 control_small_batch:1
-        fewshot_unseen_maskdm:0 fewshot_unseen_scratch:0)
-if [ -n "${BEST_SCRATCH:-}" ]; then  # then: the tuned baseline's other seeds and its few-shot start
-  LANE_A+=("$BEST_SCRATCH:1" fewshot_unseen_best:0 fewshot_unseen_control:1 fewshot_unseen_scratch:1)
-  LANE_B+=("$BEST_SCRATCH:2" fewshot_unseen_maskdm:1 fewshot_unseen_best:1)
+# Phase 1: seed 0 of each scratch_* setting (the tuned baseline's sweep); the fine-tuning rate 1e-3 (it trains
+# MaskDM's seed-0 pre-training again first where this machine lacks it); the control at the end of its batch-2 stage
+# (seed 0 also at three sampling seeds: its final model is trained again); the few-shot starts on the unseen domain
+# that need no choice. The two lanes hold about the same hours.
+LANE_A=(scratch_b8_lr0.001:0 scratch_b4_lr0.001:0 scratch_b2_lr0.0003:0 control_small_batch:0)
+LANE_B=(finetune_lr_0.001:0 scratch_b32_lr0.001:0 scratch_b8_lr0.0003:0 control_small_batch:1 unseen_start_maskdm:0
+        scratch_b4_lr0.0003:0 unseen_start_control:0)
+# Phase 2, once `reproduce.py --report` has named the tuned baseline (BEST_SCRATCH) and the sweep the fine-tuning
+# rate (FINETUNE_LR): the tuned baseline's other seeds and its sampling seeds, the final models of the baseline and
+# MaskDM at three sampling seeds (trained again), MaskDM fine-tuned again at 1e-3 if that rate won, and few-shot on
+# the unseen domain from each start, two seeds.
+if [ -n "${BEST_SCRATCH:-}" ]; then
+  LANE_A+=("$BEST_SCRATCH:0" "$BEST_SCRATCH:1" baseline:0 fewshot_unseen_best:0 fewshot_unseen_control:0
+           fewshot_unseen_best:1 fewshot_unseen_control:1)
+  LANE_B+=("$BEST_SCRATCH:2" fewshot_unseen_maskdm:0 fewshot_unseen_scratch:0 fewshot_unseen_maskdm:1
+           fewshot_unseen_scratch:1)
+  if [ "$FINETUNE_LR" = "0.001" ]; then
+    LANE_A+=(maskdm_block90_ft0.001:1)
+    LANE_B+=(maskdm_block90_ft0.001:0 maskdm_block90_ft0.001:2)
+  else
+    LANE_B+=(maskdm_block90:0)
+  fi
 fi
 for which in "${@:-a b}"; do
   for one in $which; do

@@ -234,6 +234,12 @@ def validate_args(config: TrainingConfig) -> None:
             f"--output_dir={c.output_dir!r} {'is not writable' if existing == output_dir else 'cannot be created'} "
             f"({existing} is not a writable folder). Fix: choose a folder you can write to."
         )
+    source = c.pretrained_model_name_or_path
+    if source is not None and Path(source).is_dir() and Path(source).resolve() == output_dir.resolve():
+        raise ValueError(
+            f"--pretrained_model_name_or_path and --output_dir are the same folder ({c.output_dir!r}): the run would "
+            "overwrite the model it starts from. Fix: choose another --output_dir."
+        )
     if c.overwrite_output_dir and c.resume_from_checkpoint:
         raise ValueError(
             "--overwrite_output_dir deletes the checkpoints --resume_from_checkpoint would resume from: pass one."

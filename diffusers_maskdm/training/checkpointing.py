@@ -71,6 +71,11 @@ def _sha256(file: Path) -> str:
     return digest.hexdigest()
 
 
+def _state_digest(state: dict) -> str:
+    """The SHA-256 of a checkpoint's training state (step, data position, checksums), so the manifest covers itself."""
+    return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()
+
+
 # Verified: accelerate's `load_state` reads whatever is there; a damaged file must be named, not loaded.
 def check_checkpoint(path: str | os.PathLike) -> str | None:
     """Why checkpoint `path` cannot be resumed from (a file missing or changed since it was written), or `None`."""
@@ -80,6 +85,12 @@ def check_checkpoint(path: str | os.PathLike) -> str | None:
         expected = state.get("sha256") or dict(state["files"])  # Checkpoints of earlier versions list sizes.
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return f"it has no readable {STATE_FILENAME} with checksums (the write did not finish, or it is damaged)"
+    recorded = state.pop("state_sha256", None)  # absent in checkpoints of earlier versions
+    if recorded is not None and recorded != _state_digest(state):
+        return f"{STATE_FILENAME} was changed after it was written (its step or data position would be wrong)"
+    present = {file.relative_to(path).as_posix() for file in path.rglob("*") if file.is_file()}
+    for name in sorted(present - set(expected) - {STATE_FILENAME}):
+        return f"it holds {name}, which its checksums do not list (added after it was written; it could be loaded)"
     for name, digest in sorted(expected.items()):
         if not (path / name).is_file():
             return f"{name} is missing"
@@ -206,6 +217,7 @@ def write_checkpoint(
             manifest = {**training_state, "sha256": {}}
             for file in sorted(p for p in temp.rglob("*") if p.is_file()):
                 manifest["sha256"][file.relative_to(temp).as_posix()] = _sha256(file)
+            manifest["state_sha256"] = _state_digest(manifest)
             (temp / STATE_FILENAME).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
             publish_folder(temp, final)
         except Exception as caught:

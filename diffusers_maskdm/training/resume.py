@@ -15,7 +15,9 @@
 run computes what the uninterrupted run would have: the checkpoint holds the step and the data position, accelerate
 restores optimizer, schedule, scaler and RNG, and a step's random draws are `train.step_generator`'s."""
 
+import itertools
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from accelerate.logging import get_logger
 
 from .checkpointing import (
     TRANSFORMER_SUBFOLDER,
+    list_checkpoints,
     read_training_state,
     recover_interrupted_writes,
     resolve_resume_checkpoint,
@@ -45,6 +48,7 @@ class TrainingState:
     nonfinite_total_skipped: int = 0  # steps skipped for a NaN or inf loss or gradient norm
     nonfinite_consecutive: int = 0  # ... of them in a row, up to now
     nonfinite_first_step_of_run: int | None = None  # the first of those in a row
+    parent: str | None = None  # the checkpoint this run's branch last resumed from or wrote: a checkpoint's lineage
 
 
 def resume(run: Run) -> TrainingState:
@@ -55,7 +59,10 @@ def resume(run: Run) -> TrainingState:
 
     def find() -> Path | None:
         recover_interrupted_writes(run.output_dir)
-        return resolve_resume_checkpoint(run.output_dir, run.config.resume_from_checkpoint)
+        path = resolve_resume_checkpoint(run.output_dir, run.config.resume_from_checkpoint)
+        if path is not None:
+            abandon_later_checkpoints(run.output_dir, path)
+        return path
 
     path = _on_main(run.accelerator, find, share=True)  # Checksums are read once, by the main process.
     if path is None:
@@ -64,7 +71,8 @@ def resume(run: Run) -> TrainingState:
     check_same_model(path, dict(run.transformer.config))
     run.accelerator.load_state(str(path))
     saved = read_training_state(path)
-    state = TrainingState(**{key: saved[key] for key in asdict(TrainingState()) if key in saved})
+    saved_fields = {key: saved[key] for key in asdict(TrainingState()) if key in saved and key != "parent"}
+    state = TrainingState(**saved_fields, parent=path.name)
     for key, now in _run_shape(run).items():
         if saved.get(key) != now:
             message = "Resuming with %s=%s but %s was saved with %s: training goes on, not as the original run."
@@ -73,6 +81,28 @@ def resume(run: Run) -> TrainingState:
         "Resumed from %s at step %d (epoch %d, batch %d)", path, state.global_step, state.epoch, state.position
     )
     return state
+
+
+def abandon_later_checkpoints(output_dir: Path, resumed: Path) -> None:
+    """Resuming from a checkpoint starts a branch: the checkpoints of later steps (an abandoned branch, or damaged
+    ones `latest` skipped) are moved aside to `abandoned-checkpoint-<step>`, so that `latest` and
+    `--checkpoints_total_limit`, which go by step, follow this branch. Nothing is deleted."""
+    step = int(resumed.name.rpartition("-")[2])
+    later = [path for path in list_checkpoints(output_dir) if int(path.name.rpartition("-")[2]) > step]
+    for path in later:
+        target = path.with_name(f"abandoned-{path.name}")
+        for copy in itertools.count(2):
+            if not target.exists():
+                break
+            target = path.with_name(f"abandoned-{path.name}-{copy}")
+        os.rename(path, target)
+    if later:
+        logger.warning(
+            "Resuming from %s abandons the later checkpoints of the run it branches from (%s): moved aside to "
+            "abandoned-checkpoint-<step>; delete them when they are no longer needed.",
+            resumed.name,
+            ", ".join(path.name for path in later),
+        )
 
 
 def check_same_model(checkpoint: str | Path, model_config: dict) -> None:
@@ -105,6 +135,8 @@ def _run_shape(run: Run) -> dict:
 def save_training_checkpoint(run: Run, state: TrainingState) -> Path:
     """Checkpoint the run at `state.global_step` with what `resume` needs; call on every process."""
     training_state, limit = {**asdict(state), **_run_shape(run)}, run.config.checkpoints_total_limit
-    return write_checkpoint(
+    path = write_checkpoint(
         run.accelerator, run.output_dir, state.global_step, run.accelerator.save_state, training_state, limit
     )
+    state.parent = path.name
+    return path

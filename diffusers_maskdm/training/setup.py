@@ -451,13 +451,16 @@ def claim_output_dir(config: TrainingConfig, required_bytes: int = 0) -> IO | No
             "run to end, or choose another folder."
         ) from None
     checkpoints = list_checkpoints(output_dir)
-    if checkpoints and config.resume_from_checkpoint is None:
+    # A finished run whose checkpoints were deleted still holds its model: a fresh run would overwrite it.
+    models = [p.name for p in (output_dir / "model_index.json", output_dir / "config.json") if p.exists()]
+    if (checkpoints or models) and config.resume_from_checkpoint is None:
         if not config.overwrite_output_dir:
             lock.close()
+            held = ", ".join([*(p.name for p in checkpoints[-3:]), *models])
             raise ValueError(
-                f"{name} holds the checkpoints of another run ({', '.join(p.name for p in checkpoints[-3:])}). Fix: "
-                "pass --resume_from_checkpoint latest to continue it, --overwrite_output_dir to start afresh (they "
-                "are deleted), or choose another folder."
+                f"{name} holds another run's checkpoints or model ({held}). Fix: pass --resume_from_checkpoint latest "
+                "to continue it, --overwrite_output_dir to start afresh (its checkpoints are deleted and its model "
+                "replaced at the end), or choose another folder."
             )
         for path in checkpoints:
             logger.warning("--overwrite_output_dir: deleting %s", path)

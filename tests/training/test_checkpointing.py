@@ -96,6 +96,20 @@ def test_damage_of_any_kind_is_recognised(state, tmp_path):
     assert check_checkpoint(path) == "optimizer.bin does not match its checksum (damaged or replaced)"
     (path / "optimizer.bin").unlink()
     assert check_checkpoint(path) == "optimizer.bin is missing"
+    # The manifest covers itself: one changed digit of the step would resume elsewhere.
+    path = write(state, tmp_path, 4)
+    assert check_checkpoint(path) is None
+    manifest = path / "training_state.json"
+    original = manifest.read_text()
+    saved = json.loads(original)
+    manifest.write_text(json.dumps({**saved, "global_step": saved["global_step"] + 10}, indent=2, sort_keys=True))
+    assert "training_state.json was changed after it was written" in check_checkpoint(path)
+    manifest.write_text(original)
+    # A file it does not list (an index and shard beside the verified weights) would be loaded instead.
+    (path / "model.safetensors.index.json").write_text("{}")
+    assert "it holds model.safetensors.index.json, which its checksums do not list" in check_checkpoint(path)
+    (path / "model.safetensors.index.json").unlink()
+    assert check_checkpoint(path) is None
     (path / "training_state.json").unlink()
     assert "no readable training_state.json" in check_checkpoint(path)
 
@@ -171,6 +185,7 @@ def test_non_finite_weights_are_never_saved(state, tmp_path):
 def test_checkpoints_of_earlier_versions_are_checked_by_size(state, tmp_path):
     path = write(state, tmp_path, 2)
     manifest = json.loads((path / "training_state.json").read_text())
+    manifest.pop("state_sha256")  # earlier versions had neither the file checksums nor the manifest's own
     manifest["files"] = {name: (path / name).stat().st_size for name in manifest.pop("sha256")}
     (path / "training_state.json").write_text(json.dumps(manifest))
     assert check_checkpoint(path) is None and find_latest_checkpoint(tmp_path) == path

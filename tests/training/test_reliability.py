@@ -16,6 +16,7 @@ drift, the Hub checked before training, the `python -m` entry point."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -87,9 +88,49 @@ def test_resuming_with_other_model_flags_or_a_fresh_run_into_checkpoints_is_refu
     )
 
     message = one_line_error(run_script(args + ["--max_train_steps", "3"]))
-    assert "holds the checkpoints of another run (checkpoint-2)" in message and "--overwrite_output_dir" in message
+    assert "holds another run's checkpoints or model (checkpoint-2, model_index.json)" in message
+    assert "--overwrite_output_dir" in message
     assert_ok(run_script(args + ["--max_train_steps", "1", "--overwrite_output_dir", "--checkpointing_steps", "1"]))
     assert sorted(p.name for p in (tmp_path / "out").glob("checkpoint-*")) == ["checkpoint-1"]
+
+
+def test_a_finished_model_is_never_overwritten(image_dir, tiny_config, tmp_path):
+    # A finished run whose checkpoints were deleted to save space still holds its model.
+    args = base_args(image_dir, tiny_config, tmp_path / "out") + ["--max_train_steps", "1"]
+    assert_ok(run_script(args))
+    for checkpoint in (tmp_path / "out").glob("checkpoint-*"):
+        shutil.rmtree(checkpoint)
+    weights = (tmp_path / "out" / "transformer" / "diffusion_pytorch_model.safetensors").read_bytes()
+    message = one_line_error(run_script(args))
+    assert "holds another run's checkpoints or model (model_index.json)" in message
+    # Nor is the model a run fine-tunes from: the source is never the output.
+    source = ["--pretrained_model_name_or_path", str(tmp_path / "out")]
+    result = run_script(args[:4] + args[6:] + source)  # without --model_config: a flag error, exit status 2
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--pretrained_model_name_or_path and --output_dir are the same folder" in result.stderr
+    assert (tmp_path / "out" / "transformer" / "diffusion_pytorch_model.safetensors").read_bytes() == weights
+
+
+def test_resuming_an_earlier_checkpoint_starts_a_branch_that_latest_and_pruning_follow(
+    image_dir, tiny_config, tmp_path
+):
+    args = base_args(image_dir, tiny_config, tmp_path) + ["--checkpointing_steps", "2"]
+    assert_ok(run_script(args + ["--max_train_steps", "6"]))
+    # Back to step 2 (as after a bad turn), on to step 4: the old branch's checkpoint-4 and -6 are set aside.
+    result = run_script(args + ["--max_train_steps", "4", "--resume_from_checkpoint", "checkpoint-2"])
+    assert_ok(result)
+    assert "abandons the later checkpoints of the run it branches from (checkpoint-4, checkpoint-6)" in result.stderr
+    names = sorted(p.name for p in tmp_path.glob("*checkpoint-*"))
+    assert names == ["abandoned-checkpoint-4", "abandoned-checkpoint-6", "checkpoint-2", "checkpoint-4"]
+    assert json.loads((tmp_path / "checkpoint-4" / "training_state.json").read_text())["parent"] == "checkpoint-2"
+    # `latest` and --checkpoints_total_limit follow the new branch, not the highest step ever written.
+    result = run_script(
+        args + ["--max_train_steps", "6", "--resume_from_checkpoint", "latest", "--checkpoints_total_limit", "1"]
+    )
+    assert_ok(result)
+    assert "checkpoint-4 at step 4" in result.stdout + result.stderr
+    assert sorted(p.name for p in tmp_path.glob("checkpoint-*")) == ["checkpoint-6"]
+    assert json.loads((tmp_path / "checkpoint-6" / "training_state.json").read_text())["parent"] == "checkpoint-4"
 
 
 def test_a_saved_pipeline_records_its_config_with_its_weights(tmp_path):

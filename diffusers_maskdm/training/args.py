@@ -41,6 +41,11 @@ NON_NEGATIVE = (lambda value: value >= 0, "must be >= 0")
 FRACTION = (lambda value: 0 <= value < 1, "must be in [0, 1)")
 AT_LEAST_2 = (lambda value: value >= 2, "must be at least 2")
 UNIT_OPEN = (lambda value: 0 < value < 1, "must be in (0, 1), e.g. 0.9999")
+SEED = (lambda value: 0 <= value < 2**32, "must be in [0, 2**32) (NumPy seeds the data order with it)")
+# The schedule's tables hold a few floats per step: 100,000 steps are 100x the paper's and still a few MB.
+DIFFUSION_STEPS = (lambda value: 1 <= value <= 100_000, "must be an integer in [1, 100000] (the paper uses 1000)")
+# `piecewise_constant` needs step rules that no flag passes: diffusers' `get_scheduler` would fail deep inside.
+LR_SCHEDULERS = [s.value for s in SchedulerType if s.value != "piecewise_constant"]
 
 
 def flag(default: Any = None, help: str = "", check: tuple | None = None, **options) -> Any:
@@ -94,7 +99,7 @@ class TrainingConfig:
         choices=PREDICTION_TYPES,
         group="diffusion (default: pre-trained's, or epsilon/1000/linear)",
     )
-    ddpm_num_steps: int | None = flag(help="Diffusion steps.", check=POSITIVE_INT)
+    ddpm_num_steps: int | None = flag(help="Diffusion steps.", check=DIFFUSION_STEPS)
     ddpm_beta_schedule: str | None = flag(help="The noise schedule.", choices=BETA_SCHEDULES)
     recipe: str | None = flag(
         help="An official MaskDM recipe; flags given win.", choices=sorted(RECIPES), group="optimisation"
@@ -105,7 +110,7 @@ class TrainingConfig:
     max_train_steps: int | None = flag(help="Optimizer steps; overrides --num_epochs.", check=POSITIVE_INT)
     gradient_accumulation_steps: int = flag(1, "Micro-batches per step.", POSITIVE)
     learning_rate: float = flag(1e-4, "Peak learning rate.", POSITIVE)
-    lr_scheduler: str = flag("cosine", "diffusers' `get_scheduler`.", choices=[s.value for s in SchedulerType])
+    lr_scheduler: str = flag("cosine", "diffusers' `get_scheduler`.", choices=LR_SCHEDULERS)
     lr_warmup_steps: int = flag(500, "Linear warm-up steps.", NON_NEGATIVE)
     adam_beta1: float = flag(0.9, "AdamW beta1.", FRACTION)
     adam_beta2: float = flag(0.999, "AdamW beta2.", FRACTION)
@@ -118,7 +123,7 @@ class TrainingConfig:
     ema_power: float = flag(3 / 4, "EMA warm-up power.", POSITIVE)
     class_dropout_prob: float = flag(0.1, "Chance of the null label (classifier-free guidance).", FRACTION)
     max_consecutive_nonfinite_steps: int = flag(10, "Stop (saved) after N non-finite steps in a row.", POSITIVE)
-    seed: int = flag(0, "Seeds the model, data order, noise and masks.", NON_NEGATIVE)
+    seed: int = flag(0, "Seeds the model, data order, noise and masks.", SEED)
     output_dir: str = flag("maskdm-model", "Checkpoints, logs and the pipeline.", group="run")
     overwrite_output_dir: bool = flag(False, "Start afresh in a folder with another run's checkpoints (deleted).")
     logging_dir: str = flag("logs", "TensorBoard folder, inside --output_dir.")
@@ -225,6 +230,15 @@ def validate_args(config: TrainingConfig) -> None:
     # Run: the output folder must be a folder this process can create or write into (its lock, checkpoints and
     # free space are `setup.claim_output_dir`'s, the first write).
     output_dir = existing = Path(c.output_dir)
+    if any(len(part.encode()) > 255 for part in output_dir.parts):
+        raise ValueError(
+            f"--output_dir has a name of over 255 bytes, more than file systems allow ({c.output_dir[:60]!r}...). "
+            "Fix: choose a shorter name."
+        )
+    if output_dir.is_symlink() and not output_dir.exists():
+        raise ValueError(
+            f"--output_dir={c.output_dir!r} is a link to nothing. Fix: remove the link or choose a folder."
+        )
     while not existing.exists():
         existing = existing.parent
     if existing == output_dir and not output_dir.is_dir():

@@ -35,6 +35,7 @@ def folders(tmp_path_factory, image_dir) -> dict[str, Path]:
     not_maskdm = root / "not_maskdm"
     not_maskdm.mkdir()
     (not_maskdm / "config.json").write_text(json.dumps({"_class_name": "UNet2DModel"}))
+    (root / "dangling").symlink_to(root / "nowhere")
     incomplete = root / "out" / "checkpoint-4"
     incomplete.mkdir(parents=True)
     (incomplete / "optimizer.bin").write_bytes(b"half")
@@ -52,6 +53,7 @@ def folders(tmp_path_factory, image_dir) -> dict[str, Path]:
         "not_maskdm": not_maskdm,
         "incomplete": incomplete,
         "out": root / "out",
+        "dangling": root / "dangling",
         "bad_json": bad_json,
         "big_sample": big_sample,
         "odd_patch": odd_patch,
@@ -63,6 +65,16 @@ def folders(tmp_path_factory, image_dir) -> dict[str, Path]:
 # Wrong on their own or together: `parse_args` refuses them (exit 2), creating nothing.
 # (flags, the flag the message must name, words it must contain). Paths in {braces} come from `folders`.
 BAD_FLAGS = [
+    (["--seed", "4294967296"], "--seed", "must be in [0, 2**32)"),
+    (["--lr_scheduler", "piecewise_constant"], "--lr_scheduler", "invalid choice"),
+    (["--ddpm_num_steps", "300000000"], "--ddpm_num_steps", "in [1, 100000]"),
+    (["--output_dir", "{out}/" + "a" * 300], "--output_dir", "over 255 bytes"),
+    (["--output_dir", "{dangling}"], "--output_dir", "is a link to nothing"),
+    (
+        ["--pretrained_model_name_or_path", "{no_ema}", "--output_dir", "{no_ema}"],
+        "--output_dir",
+        "are the same folder",
+    ),
     (["--dataset_name", "x", "--train_data_dir", "{images}"], "--dataset_name", "both given"),
     (["--train_data_dir", "/no/such/folder"], "--train_data_dir", "not a directory"),
     (["--resolution", "1"], "--resolution", "at least 2"),
@@ -87,7 +99,7 @@ BAD_FLAGS = [
     (["--max_grad_norm", "0"], "--max_grad_norm", "positive"),
     (["--ema_decay", "1.5"], "--ema_decay", "(0, 1)"),
     (["--class_dropout_prob", "1.0"], "--class_dropout_prob", "[0, 1)"),
-    (["--ddpm_num_steps", "0"], "--ddpm_num_steps", "positive"),
+    (["--ddpm_num_steps", "0"], "--ddpm_num_steps", "in [1, 100000]"),
     (["--checkpointing_steps", "0"], "--checkpointing_steps", "positive"),
     (["--checkpoints_total_limit", "0"], "--checkpoints_total_limit", "positive"),
     (["--validation_steps", "0"], "--validation_steps", "positive"),

@@ -131,6 +131,7 @@ class TrainingConfig:
     mixed_precision: str | None = flag(help="Default: accelerate's.", choices=("no", "fp16", "bf16"))
     cpu: bool = flag(False, "Train on the CPU even when a GPU is there.")
     num_cpu_threads: int | None = flag(help="Threads per process (default: all cores).", check=POSITIVE_INT)
+    ddp_timeout: int = flag(1800, "Seconds a process waits for the others in a collective.", POSITIVE_INT)
     checkpointing_steps: int = flag(500, "Save a checkpoint every N steps.", POSITIVE)
     checkpoints_total_limit: int | None = flag(help="Keep at most N checkpoints.", check=POSITIVE_INT)
     resume_from_checkpoint: str | None = flag(help="A checkpoint folder, or `latest` (newest intact).")

@@ -14,18 +14,20 @@
 """The first phase of a run, `setup`: everything built, and everything checked, before the first step. Nothing is
 written before the output folder is claimed (the last check), so a refused run leaves nothing."""
 
+import errno
 import logging
 import math
 import os
 import shutil
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any
 
 import torch
 from accelerate import Accelerator
 from accelerate.logging import get_logger
-from accelerate.utils import ProjectConfiguration, broadcast_object_list, set_seed
+from accelerate.utils import InitProcessGroupKwargs, ProjectConfiguration, broadcast_object_list, set_seed
 from diffusers import AutoencoderKL, DDPMScheduler
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
@@ -194,7 +196,13 @@ def _build_accelerator(config: TrainingConfig) -> Accelerator:
         log_with=None if config.report_to == "none" else config.report_to,
         project_config=ProjectConfiguration(config.output_dir, os.path.join(config.output_dir, config.logging_dir)),
         step_scheduler_with_optimizer=False,  # One schedule step per optimizer step, whatever the process count.
+        # How long a process waits for the others in a collective before the run fails (NCCL's default is 10 min).
+        kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=config.ddp_timeout))],
     )
+    if accelerator.num_processes > 1:
+        logger.info(
+            "Process group: %d processes, timeout %d s (--ddp_timeout)", accelerator.num_processes, config.ddp_timeout
+        )
     if not accelerator.is_local_main_process:
         for name in ("diffusers", "datasets", "transformers"):  # Warnings of other processes still show.
             logging.getLogger(name).setLevel(logging.ERROR)
@@ -444,8 +452,14 @@ def claim_output_dir(config: TrainingConfig, required_bytes: int = 0) -> IO | No
     try:
         if fcntl is not None:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except OSError as error:
         lock.close()
+        if error.errno in (errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP):  # Lustre and some NFS mounts
+            raise ValueError(
+                f"{name} is on a file system without file locks ({os.strerror(error.errno)}), so one run per folder "
+                "cannot be made sure of. Fix: choose an --output_dir on a file system with locks (a local disk, or "
+                "NFS with its lock service), and copy the result where it should live afterwards."
+            ) from None
         raise ValueError(
             f"{name} is in use by another training run (it holds {output_dir / LOCK_FILENAME}). Fix: wait for that "
             "run to end, or choose another folder."

@@ -59,6 +59,20 @@ def flip_one_bit(path) -> None:
     path.write_bytes(bytes(data))
 
 
+def test_a_file_system_without_locks_is_named_with_the_way_out(tmp_path, image_dir, monkeypatch):
+    import errno
+
+    from diffusers_maskdm.training import parse_args, setup
+
+    def no_locks(*args):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(setup.fcntl, "flock", no_locks)  # as on Lustre and some NFS mounts
+    config = parse_args(["--train_data_dir", str(image_dir), "--output_dir", str(tmp_path / "out")])
+    with pytest.raises(ValueError, match="on a file system without file locks .*Fix: choose an --output_dir"):
+        setup.claim_output_dir(config)
+
+
 def test_a_flipped_bit_in_a_checkpoint_is_refused_and_latest_falls_back(image_dir, tiny_config, tmp_path):
     args = base_args(image_dir, tiny_config, tmp_path) + ["--checkpointing_steps", "2"]
     assert_ok(run_script(args + ["--max_train_steps", "4"]))

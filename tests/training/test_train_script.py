@@ -195,7 +195,7 @@ def test_two_processes_train_one_model(image_dir, tiny_config, tmp_path):
     result = run_script(base_args(image_dir, tiny_config, tmp_path) + TWO_PROCESS_FLAGS, num_processes=2)
     assert_ok(result)
     log = result.stdout + result.stderr
-    assert "Num processes: 2" in log
+    assert "Num processes: 2" in log and "Process group: 2 processes, timeout 1800 s (--ddp_timeout)" in log
     assert "The weights are identical on all 2 processes." in log
     assert log.count("Saved the MaskedDDPMPipeline") == 1
     assert (tmp_path / "checkpoint-3/random_states_1.pkl").is_file()

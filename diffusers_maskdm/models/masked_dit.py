@@ -143,7 +143,7 @@ class MaskedDiTModel(ModelMixin, AttentionMixin, ConfigMixin):
             +-2, the patch embedding left at PyTorch's default, as the official code initialises).
         norm_eps (`float`, *optional*, defaults to 1e-6):
             The epsilon of every LayerNorm: 1e-6 as in DiT; the official MaskDM network uses PyTorch's default, 1e-5
-            (with 1e-6 its converted weights give outputs 3-5e-5 away from the official ones).
+            (with 1e-6 its weights give outputs about 5e-5 away from the official ones).
     """
 
     _supports_gradient_checkpointing = True

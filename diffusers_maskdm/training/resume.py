@@ -69,8 +69,10 @@ def resume(run: Run) -> TrainingState:
         logger.info("--resume_from_checkpoint latest: no intact checkpoint in %s, starting afresh.", run.output_dir)
         return TrainingState()
     check_same_model(path, dict(run.transformer.config))
-    run.accelerator.load_state(str(path))
     saved = read_training_state(path)
+    check_fixed_settings(path, saved.get("fixed"), _fixed_settings(run))
+    run.accelerator.load_state(str(path))
+    _apply_changed_settings(run, path, saved.get("adjustable") or {})
     saved_fields = {key: saved[key] for key in asdict(TrainingState()) if key in saved and key != "parent"}
     state = TrainingState(**saved_fields, parent=path.name)
     for key, now in _run_shape(run).items():
@@ -122,6 +124,67 @@ def check_same_model(checkpoint: str | Path, model_config: dict) -> None:
         )
 
 
+def _fixed_settings(run: Run) -> dict:
+    """What a checkpoint fixes: a resume that changes one of them is refused (it would go on with another objective or
+    noise schedule, other latents, other data, or without the EMA it has)."""
+    config, schedule = run.config, run.noise_scheduler.config
+    data_dir = str(Path(config.train_data_dir).resolve()) if config.train_data_dir else None
+    return {
+        **{key: schedule[key] for key in ("prediction_type", "beta_schedule", "num_train_timesteps")},
+        **{key: schedule[key] for key in ("beta_start", "beta_end")},
+        "vae": [config.vae_name_or_path, config.vae_subfolder],
+        "data": [config.dataset_name, config.dataset_config_name, data_dir, config.image_column, config.resolution],
+        "images": len(run.dataloader.dataset),
+        "use_ema": run.ema_model is not None,
+    }
+
+
+def check_fixed_settings(checkpoint: Path, saved: dict | None, now: dict) -> None:
+    """Refuse (with a `ValueError` showing each difference) to resume `checkpoint` with settings it fixed changed;
+    checkpoints of earlier versions record none."""
+    now = json.loads(json.dumps(now))  # Tuples as lists, as in the file.
+    differences = [
+        f"{key}={saved[key]!r} in the checkpoint, {now[key]!r} now"
+        for key in now
+        if key in (saved or {}) and saved[key] != now[key]
+    ]
+    if differences:
+        raise ValueError(
+            f"--resume_from_checkpoint: {checkpoint} was trained with settings a run cannot change midway "
+            f"({'; '.join(differences)}). Fix: resume with the flags of the run that wrote it, or start afresh in "
+            "another --output_dir."
+        )
+
+
+def _adjustable_settings(run: Run) -> dict:
+    """Settings a resumed run may change: the checkpoint's optimizer and EMA state hold the old values, so the new
+    ones are applied after loading it, and said."""
+    config = run.config
+    keys = ("learning_rate", "adam_beta1", "adam_beta2", "adam_weight_decay", "ema_decay")
+    return {key: getattr(config, key) for key in keys}
+
+
+def _apply_changed_settings(run: Run, checkpoint: Path, saved: dict) -> None:
+    now = _adjustable_settings(run)
+    changed = {key: (saved[key], value) for key, value in now.items() if key in saved and saved[key] != value}
+    if not changed:
+        return
+    optimizer, scheduler = run.optimizer.optimizer, run.lr_scheduler.scheduler  # under accelerate's wrappers
+    config = run.config
+    scheduler.base_lrs = [config.learning_rate] * len(scheduler.base_lrs)
+    for group, factor in zip(optimizer.param_groups, scheduler.lr_lambdas):
+        group.update(initial_lr=config.learning_rate, lr=config.learning_rate * factor(scheduler.last_epoch))
+        group["betas"] = (config.adam_beta1, config.adam_beta2)
+        group["weight_decay"] = config.adam_weight_decay if group.get("decay") else 0.0
+    if run.ema_model is not None:
+        run.ema_model.decay = config.ema_decay
+    logger.warning(
+        "Resuming %s with %s: applied from this step on.",
+        checkpoint.name,
+        ", ".join(f"--{key}={new} (it had {old})" for key, (old, new) in changed.items()),
+    )
+
+
 def _run_shape(run: Run) -> dict:
     """Settings that change what a resumed run computes: a difference is allowed, and warned of."""
     return {
@@ -134,7 +197,8 @@ def _run_shape(run: Run) -> dict:
 
 def save_training_checkpoint(run: Run, state: TrainingState) -> Path:
     """Checkpoint the run at `state.global_step` with what `resume` needs; call on every process."""
-    training_state, limit = {**asdict(state), **_run_shape(run)}, run.config.checkpoints_total_limit
+    settings = {"fixed": _fixed_settings(run), "adjustable": _adjustable_settings(run)}
+    training_state, limit = {**asdict(state), **_run_shape(run), **settings}, run.config.checkpoints_total_limit
     path = write_checkpoint(
         run.accelerator, run.output_dir, state.global_step, run.accelerator.save_state, training_state, limit
     )

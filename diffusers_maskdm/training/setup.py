@@ -249,7 +249,11 @@ def build_optimizer(
         eps (`float`, *optional*, defaults to 1e-8): `--adam_epsilon`.
     """
     embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
-    groups = [{"params": [], "weight_decay": weight_decay}, {"params": [], "weight_decay": 0.0}]
+    # "decay" marks the group a resumed run may give another --adam_weight_decay (`resume`).
+    groups = [
+        {"params": [], "weight_decay": weight_decay, "decay": True},
+        {"params": [], "weight_decay": 0.0, "decay": False},
+    ]
     for name, param in model.named_parameters():
         if param.requires_grad:
             no_decay = param.ndim < 2 or id(param) in embeddings or name.endswith(NO_DECAY_NAME_SUFFIXES)

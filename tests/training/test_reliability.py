@@ -108,6 +108,29 @@ def test_resuming_with_other_model_flags_or_a_fresh_run_into_checkpoints_is_refu
     assert sorted(p.name for p in (tmp_path / "out").glob("checkpoint-*")) == ["checkpoint-1"]
 
 
+def test_a_resume_refuses_settings_a_run_cannot_change_and_applies_the_others(image_dir, tiny_config, tmp_path):
+    args = base_args(image_dir, tiny_config, tmp_path) + ["--checkpointing_steps", "2", "--use_ema"]
+    assert_ok(run_script(args + ["--max_train_steps", "2", "--learning_rate", "1e-4"]))
+    resume = ["--max_train_steps", "3", "--resume_from_checkpoint", "latest"]
+    for changed, words in (
+        (["--prediction_type", "sample"], "prediction_type='epsilon' in the checkpoint, 'sample' now"),
+        (["--ddpm_beta_schedule", "squaredcos_cap_v2"], "beta_schedule='linear' in the checkpoint"),
+    ):
+        message = one_line_error(run_script(args + resume + ["--learning_rate", "1e-4", *changed]))
+        assert "was trained with settings a run cannot change midway" in message and words in message
+    # Without --use_ema the EMA would be dropped without a word.
+    message = one_line_error(run_script([a for a in args if a != "--use_ema"] + resume + ["--learning_rate", "1e-4"]))
+    assert "use_ema=True in the checkpoint, False now" in message
+    # A new learning rate and EMA decay are applied (the checkpoint's optimizer and EMA hold the old ones), and said.
+    result = run_script(args + resume + ["--learning_rate", "3e-4", "--ema_decay", "0.99"])
+    assert_ok(result)
+    assert "--learning_rate=0.0003 (it had 0.0001), --ema_decay=0.99 (it had 0.9999)" in result.stderr
+    optimizer = torch.load(tmp_path / "checkpoint-3" / "optimizer.bin", weights_only=True)
+    assert {group["initial_lr"] for group in optimizer["param_groups"]} == {3e-4}
+    state = json.loads((tmp_path / "checkpoint-3" / "training_state.json").read_text())
+    assert state["adjustable"]["learning_rate"] == 3e-4 and state["fixed"]["use_ema"] is True
+
+
 def test_a_finished_model_is_never_overwritten(image_dir, tiny_config, tmp_path):
     # A finished run whose checkpoints were deleted to save space still holds its model.
     args = base_args(image_dir, tiny_config, tmp_path / "out") + ["--max_train_steps", "1"]

@@ -53,6 +53,13 @@ def scheduler_with(**config):
     return lambda: pipe(num_inference_steps=1)
 
 
+def pipeline_with_scheduler_steps(tmp_path, steps):
+    pipeline().save_pretrained(tmp_path)
+    path = tmp_path / "scheduler" / "scheduler_config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "num_train_timesteps": steps}))
+    return lambda: MaskedDDPMPipeline.from_pretrained(tmp_path)
+
+
 def non_maskdm_folder(tmp_path):
     (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
     return lambda: MaskedDDPMPipeline.from_pretrained(tmp_path)
@@ -452,6 +459,14 @@ CASES = [
         "pipeline-config-positions",
         lambda p: edited_pipeline_config(p, "position_embedding_type", "none"),
         "position_embedding_type",
+    ),
+    # Sizes that would be allocated before anything is compared: 40 GB of schedule tables, terabytes of weights
+    ("pipeline-scheduler-steps-huge", lambda p: pipeline_with_scheduler_steps(p, 10**10), "num_train_timesteps=1000"),
+    ("pipeline-config-width-huge", lambda p: saved_model_with(p, "hidden_size", 10**9), "hidden_size=1000000000"),
+    (
+        "pipeline-config-classes-huge",
+        lambda p: saved_model_with(p, "num_class_embeds", 10**10),
+        "num_class_embeds=10000000000",
     ),
     # Data loaders
     ("data-missing-dir", lambda p: data(train_data_dir=p / "nope"), "train_data_dir"),

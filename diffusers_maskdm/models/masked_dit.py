@@ -475,6 +475,10 @@ class MaskedDiTModel(ModelMixin, AttentionMixin, ConfigMixin):
         return timestep, class_labels.to(device).long().expand(batch_size)
 
 
+# The largest network a config may describe: 40 GB of fp32 weights alone, far beyond the paper's (about 100 M).
+MAX_PARAMETERS = 1e10
+
+
 def _is_positive_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
@@ -496,6 +500,17 @@ def _validate_config(config) -> None:
         if not valid(config[key]):
             raise ValueError(f"config {key}={config[key]!r} must be {expected}.")
     size, patch, width = config["sample_size"], config["patch_size"], config["hidden_size"]
+    # Bounded before anything is allocated: an edited config (hidden_size 1e9, num_class_embeds 1e10, sample_size
+    # 65536) would otherwise ask for gigabytes to terabytes before the weights are compared with it.
+    tokens = (size // patch) ** 2 + (config["num_class_embeds"] or 0)
+    estimate = config["num_layers"] * (4 + 2 * float(config["mlp_ratio"])) * width**2 + tokens * width
+    if estimate > MAX_PARAMETERS:
+        raise ValueError(
+            f"config describes a network of about {estimate:.2g} parameters (hidden_size={width}, num_layers="
+            f"{config['num_layers']}, mlp_ratio={config['mlp_ratio']}, sample_size={size} and patch_size={patch}: "
+            f"{(size // patch) ** 2} tokens, num_class_embeds={config['num_class_embeds']}), over the {MAX_PARAMETERS:.0e}"
+            " this package builds. Fix: check the config file (it may be damaged)."
+        )
     if size % patch:
         divisors = [d for d in range(1, size + 1) if size % d == 0]
         raise ValueError(f"config patch_size={patch} must divide `sample_size`={size}: use one of {divisors}.")

@@ -49,6 +49,7 @@ EXAMPLE_DOC_STRING = """
 """
 
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
+MAX_DIFFUSION_STEPS = 100_000  # 100x the paper's; the schedule's tables stay a few MB
 HUB_DOWNLOAD_OPTIONS = ("revision", "cache_dir", "token", "local_files_only", "force_download")
 
 
@@ -88,6 +89,18 @@ def check_pipeline_folder(folder: str | os.PathLike, expected_class: str) -> Non
         raise ValueError(
             f"{str(folder)!r} says it is a {expected_class} but its `transformer` component is {transformer!r} "
             "(expected [..., 'MaskedDiTModel'] with a transformer/config.json): the folder is incomplete or edited."
+        )
+    # A scheduler builds its tables of `num_train_timesteps` floats as it loads: 1e10 would be 40 GB.
+    scheduler_config = folder / "scheduler" / "scheduler_config.json"
+    steps = (
+        json.loads(scheduler_config.read_text(encoding="utf-8")).get("num_train_timesteps", 1000)
+        if scheduler_config.is_file()
+        else 1000
+    )
+    if not isinstance(steps, int) or not 1 <= steps <= MAX_DIFFUSION_STEPS:
+        raise ValueError(
+            f"{scheduler_config} sets num_train_timesteps={steps!r}: it must be an integer in [1, {MAX_DIFFUSION_STEPS}]"
+            " (the file is damaged or edited). Fix: restore it, or save the pipeline again."
         )
 
 

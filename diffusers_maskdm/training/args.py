@@ -28,6 +28,7 @@ import torch
 from diffusers.optimization import SchedulerType
 
 from ..masking import MASK_KINDS, MASK_ROUNDINGS
+from ..pipelines.pipeline_masked_ddpm import MAX_DIFFUSION_STEPS
 from .presets import MODEL_PRESETS, RECIPES, apply_recipe, explicit_flags
 
 
@@ -42,8 +43,10 @@ FRACTION = (lambda value: 0 <= value < 1, "must be in [0, 1)")
 AT_LEAST_2 = (lambda value: value >= 2, "must be at least 2")
 UNIT_OPEN = (lambda value: 0 < value < 1, "must be in (0, 1), e.g. 0.9999")
 SEED = (lambda value: 0 <= value < 2**32, "must be in [0, 2**32) (NumPy seeds the data order with it)")
-# The schedule's tables hold a few floats per step: 100,000 steps are 100x the paper's and still a few MB.
-DIFFUSION_STEPS = (lambda value: 1 <= value <= 100_000, "must be an integer in [1, 100000] (the paper uses 1000)")
+DIFFUSION_STEPS = (
+    lambda value: 1 <= value <= MAX_DIFFUSION_STEPS,
+    f"must be an integer in [1, {MAX_DIFFUSION_STEPS}]",
+)
 # `piecewise_constant` needs step rules that no flag passes: diffusers' `get_scheduler` would fail deep inside.
 LR_SCHEDULERS = [s.value for s in SchedulerType if s.value != "piecewise_constant"]
 

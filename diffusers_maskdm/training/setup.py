@@ -43,7 +43,7 @@ from ..caching import data_source_id
 from ..masking import MaskGenerator
 from ..models import MaskedDiTModel
 from ..pipelines.pipeline_masked_ddpm import vae_scale_factor
-from .args import BETA_SCHEDULES, PREDICTION_TYPES, TrainingConfig
+from .args import BETA_SCHEDULES, DIFFUSION_STEPS, PREDICTION_TYPES, TrainingConfig
 from .checkpointing import list_checkpoints, named_checkpoint, register_checkpoint_hooks
 from .data import build_train_dataloader, build_train_dataset
 from .latents import LatentDataset, load_vae
@@ -276,11 +276,13 @@ def build_noise_scheduler(config: TrainingConfig, pretrained: dict | None = None
     start, end, steps = settings["beta_start"], settings["beta_end"], settings["num_train_timesteps"]
     # The flags are checked by `validate_args`; a pre-trained pipeline's scheduler_config.json is checked here.
     known = settings["beta_schedule"] in BETA_SCHEDULES and settings["prediction_type"] in PREDICTION_TYPES
-    numbers = isinstance(steps, int) and steps >= 1 and all(isinstance(b, (int, float)) for b in (start, end))
+    numbers = (
+        isinstance(steps, int) and DIFFUSION_STEPS[0](steps) and all(isinstance(b, (int, float)) for b in (start, end))
+    )
     if not (known and numbers and 0 < start < end < 1):  # NaN fails every comparison
         raise ValueError(
             f"the scheduler of --pretrained_model_name_or_path set a schedule that cannot train: {settings} (the betas "
-            f"must be finite with 0 < beta_start < beta_end < 1, the steps a positive integer, the schedule one of "
+            f"must be finite with 0 < beta_start < beta_end < 1, the steps an integer in [1, 100000], the schedule one of "
             f"{BETA_SCHEDULES}, the prediction type one of {PREDICTION_TYPES}). Fix: pass --ddpm_num_steps, "
             "--ddpm_beta_schedule, --prediction_type."
         )

@@ -258,6 +258,11 @@ def test_bad_class_labels_are_refused(labels):
         ({"hidden_size": -32}, "hidden_size"),
         ({"mlp_ratio": "4"}, "mlp_ratio"),
         ({"num_class_embeds": 0}, "num_class_embeds"),
+        # Sizes that would allocate gigabytes to terabytes before any weight is read.
+        ({"hidden_size": 10**9, "num_attention_heads": 1}, "hidden_size"),
+        ({"num_class_embeds": 10**10}, "num_class_embeds"),
+        ({"sample_size": 65536, "patch_size": 1}, "sample_size"),
+        ({"mlp_ratio": 1e30}, "mlp_ratio"),
     ],
 )
 def test_bad_config_is_refused_naming_the_key(overrides, key):

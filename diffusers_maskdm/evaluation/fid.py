@@ -32,7 +32,7 @@ from torch.utils.data import default_collate
 from torchmetrics.image.fid import FrechetInceptionDistance, NoTrainInceptionV3
 from tqdm.auto import tqdm
 
-from ..caching import cache_path, data_source_id, save_file_atomically, weights_digest
+from ..caching import cache_path, data_source_id, read_cache_file, save_file_atomically, weights_digest
 
 
 logger = logging.getLogger(__name__)
@@ -507,12 +507,11 @@ def load_or_compute_reference_statistics(
     key = {"dataset": str(dataset_id), "resolution": str(resolution), "num_samples": str(num_samples or "all")}
     key.update(extractor=extractor.identifier, format=_CACHE_FORMAT)
     path = cache_path("fid_stats", key, cache_dir)
-    if path.is_file():
-        stats = FeatureStatistics.load(path)
-        if all(stats.metadata.get(name) == value for name, value in key.items()):
-            logger.info("Reference statistics from the cache: %s", path)
-            return FeatureStatistics(stats.state, stats.extractor, {**stats.metadata, "cache_path": str(path)})
-        logger.warning("Cache file %s holds another key; recomputing.", path)
+    cached = read_cache_file(path, key)
+    if cached and set(cached[0]) == set(_REAL_STATE):
+        logger.info("Reference statistics from the cache: %s", path)
+        state, metadata = cached
+        return FeatureStatistics(state, metadata["extractor"], {**metadata, "cache_path": str(path)})
 
     images = images() if callable(images) else images
     sized = getattr(images, "dataset", images)  # a DataLoader counts batches, its data set images

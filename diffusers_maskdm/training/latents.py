@@ -20,10 +20,9 @@ import os
 
 import torch
 from diffusers import AutoencoderKL
-from safetensors import safe_open
 from tqdm.auto import tqdm
 
-from ..caching import cache_path, save_file_atomically, weights_digest
+from ..caching import cache_path, read_cache_file, save_file_atomically, weights_digest
 from .data import ImageTransform, SeededItems, TrainImageDataset
 
 
@@ -83,13 +82,11 @@ class LatentDataset(SeededItems):
         key |= {"preparation": preparation, "vae": weights_digest(vae)[:24], "vae_config": json.dumps(settings)}
         key |= {"format": _CACHE_FORMAT}
         path = cache_path("latents", key, cache_dir)
-        moments = None
-        if path.is_file():
-            with safe_open(str(path), framework="pt") as file:
-                if file.metadata() == key:
-                    moments = {name: file.get_tensor(name) for name in ("mean", "std")}
-                    logger.info("Latents of %s from the cache: %s", images.description, path)
-        if moments is None:
+        cached = read_cache_file(path, key)
+        moments = cached and {name: cached[0][name] for name in ("mean", "std")}
+        if moments:
+            logger.info("Latents of %s from the cache: %s", images.description, path)
+        else:
             moments = self._encode(images, vae, random_flip, batch_size)
             save_file_atomically(moments, path, key)
             logger.info("Latents of %d images (%d flips) cached at %s", len(images), 1 + random_flip, path)

@@ -185,6 +185,17 @@ def setup(config: TrainingConfig) -> Run:
 
 
 def _build_accelerator(config: TrainingConfig) -> Accelerator:
+    # Before any work: accelerate would start FSDP or DeepSpeed and fail later (DeepSpeed's gradient norm is no tensor,
+    # FSDP's ranks hang on the main process's export of sharded weights).
+    for engine, variable in (("FSDP", "ACCELERATE_USE_FSDP"), ("DeepSpeed", "ACCELERATE_USE_DEEPSPEED")):
+        if os.environ.get(variable, "false").lower() in ("1", "true", "yes"):
+            raise ValueError(
+                f"this run was launched with {engine} ({variable} is set: `accelerate launch --use_"
+                f"{engine.lower()}` or a config with it), which this training does not support: it trains with DDP, "
+                "on one machine or many. Its models (up to a few hundred million parameters) fit one GPU, and its EMA, "
+                "checkpoints and export need whole weights on every process. Fix: launch with --multi_gpu (and "
+                "--num_machines, --machine_rank, --main_process_ip for several machines)."
+            )
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     xpu = getattr(torch, "xpu", None)  # Without a GPU, `cpu=True` makes launched processes one gloo group.
     gpu = torch.cuda.is_available() or torch.backends.mps.is_available() or bool(xpu and xpu.is_available())

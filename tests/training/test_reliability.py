@@ -59,6 +59,15 @@ def flip_one_bit(path) -> None:
     path.write_bytes(bytes(data))
 
 
+@pytest.mark.parametrize("variable", ["ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED"])
+def test_fsdp_and_deepspeed_are_refused_before_any_work(image_dir, tiny_config, tmp_path, variable):
+    # What `accelerate launch --use_fsdp` / `--use_deepspeed` set for the script.
+    args = base_args(image_dir, tiny_config, tmp_path / "out") + ["--max_train_steps", "1"]
+    message = one_line_error(run_script(args, env=script_env(**{variable: "true"})))
+    assert "which this training does not support: it trains with DDP" in message and "--multi_gpu" in message
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_file_system_without_locks_is_named_with_the_way_out(tmp_path, image_dir, monkeypatch):
     import errno
 

@@ -73,7 +73,10 @@ class TrainingConfig:
     num_channels: int | None = flag(help="1 (grayscale) or 3 (RGB); default: the data's.", choices=(1, 3))
     max_train_samples: int | None = flag(help="Train on this many images (few-shot).", check=POSITIVE_INT)
     ignore_labels: bool = flag(False, "Train unconditionally even on labelled data.")
-    dataloader_num_workers: int = flag(0, "DataLoader worker processes.", NON_NEGATIVE)
+    dataloader_num_workers: int | None = flag(
+        help="DataLoader worker processes per process (default: on a GPU a share of the CPUs, up to 8; none on CPU).",
+        check=(lambda value: value >= 0, "must be >= 0"),
+    )
     pretrained_model_name_or_path: str | None = flag(
         help="Start from this script's output folder or checkpoint, or a Hub repo id.", group="model"
     )
@@ -133,6 +136,7 @@ class TrainingConfig:
     report_to: str = flag("tensorboard", "Where to log.", choices=("tensorboard", "wandb", "all", "none"))
     mixed_precision: str | None = flag(help="Default: accelerate's.", choices=("no", "fp16", "bf16"))
     cpu: bool = flag(False, "Train on the CPU even when a GPU is there.")
+    no_tf32: bool = flag(False, "Full fp32 matmuls on CUDA (TF32 is on by default, as DiT trains).")
     num_cpu_threads: int | None = flag(help="Threads per process (default: all cores).", check=POSITIVE_INT)
     ddp_timeout: int = flag(1800, "Seconds a process waits for the others in a collective.", POSITIVE_INT)
     checkpointing_steps: int = flag(500, "Save a checkpoint every N steps.", POSITIVE)

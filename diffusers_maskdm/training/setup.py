@@ -164,8 +164,9 @@ def setup(config: TrainingConfig) -> Run:
     # 5. Optimizer, data loader, schedule, EMA
     betas = (config.adam_beta1, config.adam_beta2)
     optimizer = build_optimizer(model, config.learning_rate, betas, config.adam_weight_decay, config.adam_epsilon)
-    options = dict(seed=config.seed, num_workers=config.dataloader_num_workers)
-    loader = build_train_dataloader(dataset, config.train_batch_size, **options)
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes))
+    options = dataloader_options(config.dataloader_num_workers, accelerator.device, local_processes)
+    loader = build_train_dataloader(dataset, config.train_batch_size, seed=config.seed, **options)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     steps = config.max_train_steps or math.ceil(config.num_epochs * len(loader) / config.gradient_accumulation_steps)
     options = dict(num_warmup_steps=config.lr_warmup_steps, num_training_steps=steps)
@@ -217,6 +218,8 @@ def _build_accelerator(config: TrainingConfig) -> Accelerator:
     if not accelerator.is_local_main_process:
         for name in ("diffusers", "datasets", "transformers"):  # Warnings of other processes still show.
             logging.getLogger(name).setLevel(logging.ERROR)
+    if accelerator.device.type == "cuda":  # TF32 matmuls and convolutions, as DiT trains, unless --no_tf32
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = not config.no_tf32
     if accelerator.device.type == "cpu":  # Each process gets its share of the cores (or `--num_cpu_threads`).
         local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes))
         torch.set_num_threads(config.num_cpu_threads or cpu_threads_per_process(local_processes))
@@ -228,6 +231,16 @@ def _build_accelerator(config: TrainingConfig) -> Accelerator:
             main_process_only=False,
         )
     return accelerator
+
+
+def dataloader_options(num_workers: int | None, device: torch.device, local_processes: int) -> dict:
+    """DataLoader workers and pinned memory: on a GPU a share of the CPUs per process by default (decoding must keep
+    up with the GPU) and pinned host memory; on the CPU no workers by default (they would take the cores the training
+    computes on). Workers are not kept across epochs: their copies of the dataset would miss its epoch, which seeds
+    the augmentations."""
+    if num_workers is None:
+        num_workers = max(1, min(8, (os.cpu_count() or 1) // max(1, local_processes))) if device.type == "cuda" else 0
+    return {"num_workers": num_workers, "pin_memory": device.type == "cuda"}
 
 
 def cpu_supports_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:

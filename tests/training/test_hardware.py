@@ -25,7 +25,7 @@ from script_runner import assert_ok, base_args, run_script, script_env
 
 from diffusers_maskdm import MaskedDDPMPipeline, MaskedDiTModel
 from diffusers_maskdm.training import diffusion_loss, make_diffusion_inputs, preset_config, step_generator
-from diffusers_maskdm.training.setup import cpu_supports_bf16, cpu_threads_per_process
+from diffusers_maskdm.training.setup import cpu_supports_bf16, cpu_threads_per_process, dataloader_options
 
 
 def test_native_bf16_is_read_from_the_cpu_flags(tmp_path):
@@ -41,6 +41,16 @@ def test_native_bf16_is_read_from_the_cpu_flags(tmp_path):
 def test_threads_are_the_allowed_cpus_shared_by_the_local_processes(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
     assert [cpu_threads_per_process(n) for n in (1, 2, 3, 4, 8)] == [4, 2, 1, 1, 1]
+
+
+def test_data_loading_keeps_up_with_a_gpu_and_leaves_the_cpu_cores_to_training(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 32)
+    # On a GPU: a share of the CPUs per local process (at most 8), pinned memory; a number given is kept.
+    assert dataloader_options(None, torch.device("cuda"), 8) == {"num_workers": 4, "pin_memory": True}
+    assert dataloader_options(None, torch.device("cuda", 1), 1) == {"num_workers": 8, "pin_memory": True}
+    assert dataloader_options(2, torch.device("cuda"), 8) == {"num_workers": 2, "pin_memory": True}
+    # On the CPU no workers by default: they would compete with the training threads.
+    assert dataloader_options(None, torch.device("cpu"), 1) == {"num_workers": 0, "pin_memory": False}
 
 
 def test_a_launched_cpu_run_uses_every_allowed_core(image_dir, tiny_config, tmp_path):

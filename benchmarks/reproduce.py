@@ -862,16 +862,15 @@ def verdicts(results: dict, pretrain_share: float = 0.25) -> list[tuple[str, str
     noise = seed_noise(results)
     rows = []
 
-    def judge(claim, better: list[float], worse: list[float], names: tuple[str, str], note="", early=True) -> str:
+    def judge(claim, better: list[float], worse: list[float], names: tuple[str, str], note="", early=True) -> None:
         """`early`: for a compute claim, whether every seed got below the target before the end of the budget."""
         if not better or not worse or not noise[1]:
             rows.append((claim, "not measured yet", ""))
-            return "not measured"
+            return
         order = order_of(better, worse, noise)
         if order == "below" and not early:
             order = "overlap"  # lower at the end, but not shown to get there with less compute
         rows.append((claim, VERDICT[order], f"{names[0]} {spread(better)} vs {names[1]} {spread(worse)}{note}"))
-        return order
 
     maskdm_name, tuned = best_maskdm(results), best_scratch(results)
     maskdm = finals(results, maskdm_name)
@@ -903,15 +902,8 @@ def verdicts(results: dict, pretrain_share: float = 0.25) -> list[tuple[str, str
         if maskdm and baseline
         else ("", None)
     )
-    early = latest is not None
-    judge(
-        "MaskDM reaches the untuned baseline's final FID with less compute",
-        maskdm,
-        baseline,
-        ("MaskDM", "baseline"),
-        note,
-        early,
-    )
+    claim = "MaskDM reaches the untuned baseline's final FID with less compute"
+    judge(claim, maskdm, baseline, ("MaskDM", "baseline"), note, early=latest is not None)
     judge(
         "... beyond the update-matched control", maskdm, finals(results, "control_small_batch"), ("MaskDM", "control")
     )

@@ -35,6 +35,7 @@ resumes from its latest checkpoint and finished evaluations are kept in `<run_di
 
 import argparse
 import fcntl
+import functools
 import json
 import math
 import os
@@ -111,6 +112,7 @@ class Arm:
 
 
 FINETUNE_SWEEP = (3e-4, 1e-4, 3e-5, 1e-3)
+FIRST_RUN_FINETUNE_RATE = "0.0003"
 # Training from scratch on full images, tuned: (batch size, learning rate) settings, seed 0 first.
 SCRATCH_SWEEP = ((2, 3e-4), (4, 3e-4), (4, 1e-3), (8, 3e-4), (8, 1e-3), (32, 1e-3))
 
@@ -122,7 +124,9 @@ def scratch_name(batch_size: int, rate: float) -> str:
 def build_arms(args) -> dict[str, Arm]:
     """The arms, in the order their first seeds run."""
     share = args.pretrain_share
-    finetune = Stage("finetune", share=None, learning_rate="finetune")
+    # The first run's fine-tuning rate, chosen by its sweep, stays that run's: an arm measured with it and trained
+    # again (a new machine, sampling seeds) must give the same model. New fine-tuning runs take --finetune_learning_rate.
+    finetune = Stage("finetune", share=None, learning_rate=FIRST_RUN_FINETUNE_RATE)
     pretrained = ("maskdm_block90", "pretrain")
     arms = [
         Arm("baseline", "from scratch on full images", [Stage("train")], seeds=3, sampling_seeds=3),
@@ -178,7 +182,7 @@ def build_arms(args) -> dict[str, Arm]:
             )
         )
     # Few-shot: the same short fine-tuning on the held-out images from three starting points.
-    fewshot = dict(share=args.fewshot_steps / args.budget_steps, learning_rate="finetune", data="heldout")
+    fewshot = dict(share=args.fewshot_steps / args.budget_steps, learning_rate=FIRST_RUN_FINETUNE_RATE, data="heldout")
     for name, source, description in (
         ("fewshot_maskdm", pretrained, "few-shot from MaskDM's masked pre-training (25 % of the budget)"),
         ("fewshot_baseline", ("baseline", f"at_{share:g}"), "few-shot from the baseline at the same FLOPs"),
@@ -274,18 +278,28 @@ QUICK_RUNS = (
 )  # fmt: skip
 
 
-def model_config(args, positions: str) -> dict:
-    config = preset_config(args.model_preset, args.resolution, in_channels=3)
-    config["position_embedding_type"] = positions
-    return config
+def model_config(preset: str, resolution: int, positions: str) -> dict:
+    return preset_config(preset, resolution, in_channels=3) | {"position_embedding_type": positions}
 
 
 def stage_flops(args, stage: Stage) -> int:
     """Counted FLOPs of one optimizer step of `stage`."""
+    masks = (stage.mask_type, stage.mask_rate) if stage.mask_rate else None
+    return _step_flops(
+        args.model_preset,
+        args.resolution,
+        stage.position_embedding_type,
+        stage.batch_size or args.train_batch_size,
+        masks,
+    )
+
+
+@functools.cache
+def _step_flops(preset: str, resolution: int, positions: str, batch_size: int, masks: tuple | None) -> int:
+    """A real step under torch's FLOP counter takes seconds: each kind of step is counted once."""
     torch.manual_seed(0)
-    model = MaskedDiTModel(**model_config(args, stage.position_embedding_type))
-    masks = MaskGenerator(stage.mask_type, stage.mask_rate, block_size=2) if stage.mask_rate else None
-    return training_step_flops(model, stage.batch_size or args.train_batch_size, masks)
+    model = MaskedDiTModel(**model_config(preset, resolution, positions))
+    return training_step_flops(model, batch_size, MaskGenerator(*masks, block_size=2) if masks else None)
 
 
 def control_batch_size(args) -> int:
@@ -395,7 +409,7 @@ def train_flags(args, arm: Arm, index: int, stage_dir: Path, max_steps: int, see
     if source is None:
         config_file = stage_dir.parent / f"model_config_{stage.position_embedding_type}.json"
         config_file.parent.mkdir(parents=True, exist_ok=True)
-        config = model_config(args, stage.position_embedding_type)
+        config = model_config(args.model_preset, args.resolution, stage.position_embedding_type)
         config_file.write_text(
             json.dumps({k: v for k, v in config.items() if k not in ("sample_size", "in_channels")})
         )

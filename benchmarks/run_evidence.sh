@@ -30,7 +30,7 @@ PACKAGE_COMMIT="${PACKAGE_COMMIT:-9b2bd28}"
 CLONE="${CLONE:-$HOME/maskdm-evidence}"
 RUN_DIR="${RUN_DIR:-$HOME/evidence-run}"
 LOGS="${LOGS:-$HOME/evidence-logs}"
-FINETUNE_LR="${FINETUNE_LR:-0.0003}"  # chosen by the finetune_lr_* sweep
+FINETUNE_LR="${FINETUNE_LR:-0.0003}"  # of new fine-tuning runs (few-shot on the unseen domain): the sweep's best
 
 if [ ! -e "$CLONE/.git" ]; then
   git -C "$HERE" worktree add -q --detach "$CLONE" "$PACKAGE_COMMIT"
@@ -67,8 +67,8 @@ lane() {  # lane NAME CORE RUN...: each ARM:SEED in turn on one core; a finished
 LANE_A=(scratch_b8_lr0.001:0 scratch_b4_lr0.001:0 scratch_b2_lr0.0003:0 control_small_batch:0)
 LANE_B=(finetune_lr_0.001:0 scratch_b32_lr0.001:0 scratch_b8_lr0.0003:0 control_small_batch:1 unseen_start_maskdm:0
         scratch_b4_lr0.0003:0 unseen_start_control:0)
-# Phase 2, once `reproduce.py --report` has named the tuned baseline (BEST_SCRATCH) and the sweep the fine-tuning
-# rate (FINETUNE_LR): the tuned baseline's other seeds and its sampling seeds, the final models of the baseline and
+# Phase 2, once `reproduce.py --report` has named the tuned baseline (BEST_SCRATCH) and the finetune_lr_* sweep the
+# fine-tuning rate (FINETUNE_LR; the arms of the first run keep the 3e-4 they were measured with): the tuned baseline's other seeds and its sampling seeds, the final models of the baseline and
 # MaskDM at three sampling seeds (trained again), MaskDM fine-tuned again at 1e-3 if that rate won, and few-shot on
 # the unseen domain from each start, two seeds.
 if [ -n "${BEST_SCRATCH:-}" ]; then

@@ -237,7 +237,7 @@ def test_classifier_free_guidance_batches_cond_and_uncond_in_one_forward(class_p
         (dict(batch_size=0), "batch_size"),
         (dict(batch_size=2.0), "batch_size"),
         (dict(num_inference_steps=0), "num_inference_steps"),
-        (dict(output_type="latent"), "output_type"),
+        (dict(output_type="tensor"), "output_type"),
         (dict(class_labels=[0]), "class_labels"),
         (dict(guidance_scale=2.0), "guidance_scale"),
         (dict(batch_size=2, generator=[torch.Generator()]), "generator"),

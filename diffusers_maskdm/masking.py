@@ -162,21 +162,30 @@ def _random_subset_mask(batch_size, num_items, num_masked, generator, device) ->
     return ranks < num_masked
 
 
-def visible_indices(mask: torch.BoolTensor) -> torch.LongTensor:
-    """(batch, num_visible) indices of the visible patches of a (batch, num_patches) mask, in grid order. Reading the
-    visible count is the one device sync that dropping tokens needs: the checks (a `ValueError` if rows hide different
-    numbers of patches, or every patch) ride on it."""
-    counts = mask.sum(dim=1)
-    fewest, most = torch.stack(torch.aminmax(counts)).tolist()
-    if fewest != most:
-        raise ValueError(
-            f"every row of `mask` must hide the same number of patches, got counts {sorted(set(counts.tolist()))}: "
-            "draw masks with `MaskGenerator`, which keeps the count fixed."
-        )
-    if most == mask.shape[1]:
-        raise ValueError("`mask` hides every patch: at least one patch per image must stay visible.")
+def visible_indices(mask: torch.BoolTensor, num_masked: int | None = None) -> torch.LongTensor:
+    """
+    (batch, num_visible) indices of the visible patches of a (batch, num_patches) mask, in grid order: MAE's
+    `ids_keep`, what `MaskedDiTModel` takes to drop the masked tokens.
+
+    Args:
+        mask (`torch.BoolTensor`): (batch, num_patches), `True` = masked.
+        num_masked (`int`, *optional*): the masked count of every row, when the caller knows it (a `MaskGenerator`'s
+            `num_masked`): the mask is trusted and nothing is read back from the device. Without it the count is
+            read (one device sync) and checked: a `ValueError` if rows hide different numbers of patches, or every
+            patch.
+    """
+    if num_masked is None:
+        counts = mask.sum(dim=1)
+        fewest, num_masked = torch.stack(torch.aminmax(counts)).tolist()
+        if fewest != num_masked:
+            raise ValueError(
+                f"every row of `mask` must hide the same number of patches, got counts {sorted(set(counts.tolist()))}:"
+                " draw masks with `MaskGenerator`, which keeps the count fixed."
+            )
+        if num_masked == mask.shape[1]:
+            raise ValueError("`mask` hides every patch: at least one patch per image must stay visible.")
     # A stable sort of the 0/1 mask puts visible patches first, each group kept in grid order.
-    return mask.to(torch.uint8).argsort(dim=1, stable=True)[:, : mask.shape[1] - most]
+    return mask.to(torch.uint8).argsort(dim=1, stable=True)[:, : mask.shape[1] - num_masked]
 
 
 def patch_mask_to_pixel_mask(

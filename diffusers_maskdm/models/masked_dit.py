@@ -338,6 +338,7 @@ class MaskedDiTModel(ModelMixin, AttentionMixin, ConfigMixin):
         class_labels: torch.LongTensor | None = None,
         mask: torch.BoolTensor | None = None,
         return_dict: bool = True,
+        ids_keep: torch.LongTensor | None = None,
     ) -> Transformer2DModelOutput | tuple[torch.Tensor]:
         """
         Args:
@@ -348,12 +349,16 @@ class MaskedDiTModel(ModelMixin, AttentionMixin, ConfigMixin):
             mask (`torch.BoolTensor`, *optional*): (batch, num_patches), `True` = masked; the masked tokens are
                 dropped before the first block. Every row must hide the same number of patches.
             return_dict (`bool`, *optional*, defaults to `True`): return a `Transformer2DModelOutput` or a tuple.
+            ids_keep (`torch.LongTensor`, *optional*): instead of `mask`, the (batch, num_visible) indices of the
+                visible patches (MAE's `ids_keep`; `masking.visible_indices(mask, num_masked)` computes them without
+                reading the device, which a `mask` costs): training passes these, so that a step never waits on the
+                host and a compiled model has one graph per sequence length.
 
         Returns:
             The prediction, of the input's spatial size with `out_channels` channels; masked patches are zero.
         """
         # 1. Input
-        timestep, class_labels = self._check_inputs(sample, timestep, class_labels, mask)
+        timestep, class_labels = self._check_inputs(sample, timestep, class_labels, mask, ids_keep)
         batch_size = sample.shape[0]
         hidden_states = self.patch_embed(sample).flatten(2).transpose(1, 2)  # (N, T, D)
         num_condition_positions = self.num_condition_tokens if self.config.condition_token_positions else 0
@@ -361,8 +366,9 @@ class MaskedDiTModel(ModelMixin, AttentionMixin, ConfigMixin):
             # Positions are added before dropping, so each visible token still knows where it sits.
             hidden_states = hidden_states + self.pos_embed[:, num_condition_positions:].to(hidden_states.dtype)
         if mask is not None:
-            keep = visible_indices(mask.to(hidden_states.device))  # (N, T_visible)
-            hidden_states = hidden_states.gather(1, keep[..., None].expand(-1, -1, hidden_states.shape[-1]))
+            ids_keep = visible_indices(mask.to(hidden_states.device))  # (N, T_visible)
+        if ids_keep is not None:
+            hidden_states = hidden_states.gather(1, ids_keep[..., None].expand(-1, -1, hidden_states.shape[-1]))
 
         # The sinusoidal features are computed in float32, then cast to the weights' dtype (fp16/bf16 safe).
         condition = self.time_embedding(self.time_proj(timestep).to(hidden_states.dtype))  # (N, D)
@@ -403,10 +409,10 @@ class MaskedDiTModel(ModelMixin, AttentionMixin, ConfigMixin):
             shift, scale = self.norm_out_modulation(F.silu(condition)).chunk(2, dim=1)
             hidden_states = hidden_states * (1 + scale[:, None]) + shift[:, None]
         patches = self.proj_out(hidden_states)  # (N, T_visible, p*p*C_out)
-        if mask is not None:
+        if ids_keep is not None:
             # Visible patches go back to their places; masked ones stay zero.
             full = patches.new_zeros(batch_size, self.num_patches, patches.shape[-1])
-            patches = full.scatter(1, keep[..., None].expand(-1, -1, patches.shape[-1]), patches)
+            patches = full.scatter(1, ids_keep[..., None].expand(-1, -1, patches.shape[-1]), patches)
         output = self.unpatchify(patches)
 
         if not return_dict:
@@ -419,10 +425,15 @@ class MaskedDiTModel(ModelMixin, AttentionMixin, ConfigMixin):
         patches = patches.reshape(patches.shape[0], g, g, p, p, c)
         return torch.einsum("nhwpqc->nchpwq", patches).reshape(patches.shape[0], c, g * p, g * p)
 
-    def _check_inputs(self, sample, timestep, class_labels, mask) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _check_inputs(
+        self, sample, timestep, class_labels, mask, ids_keep
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """`forward`'s checks, each naming the argument, the value and what is allowed; returns the (batch,) timesteps
-        and class labels (the null class when a class-conditional model gets none)."""
+        and class labels (the null class when a class-conditional model gets none). Values are read only where that
+        costs no device sync (numbers, CPU tensors) and not while compiling: on an accelerator the check would make
+        every step wait, and what training passes is made or checked on its way in."""
         config, device = self.config, getattr(sample, "device", None)
+        read_values = not torch.compiler.is_compiling()
         expected = (config.in_channels, config.sample_size, config.sample_size)
         if not torch.is_tensor(sample) or sample.ndim != 4 or tuple(sample.shape[1:]) != expected:
             raise ValueError(
@@ -430,19 +441,21 @@ class MaskedDiTModel(ModelMixin, AttentionMixin, ConfigMixin):
                 f"sample_size of the model's config), got {tuple(getattr(sample, 'shape', ())) or type(sample)}: "
                 "resize or convert the images (e.g. grayscale vs RGB), or build the model to match."
             )
-        if sample.dtype != self.dtype and not torch.is_autocast_enabled(device.type):
+        dtype = self.patch_embed.weight.dtype
+        if sample.dtype != dtype and not torch.is_autocast_enabled(device.type):
             raise ValueError(
-                f"`sample` is {sample.dtype} but the model's weights are {self.dtype}: pass "
-                f"`sample.to({self.dtype})` (or the model `.to({sample.dtype})`)."
+                f"`sample` is {sample.dtype} but the model's weights are {dtype}: pass "
+                f"`sample.to({dtype})` (or the model `.to({sample.dtype})`)."
             )
         batch_size = sample.shape[0]
         if not isinstance(timestep, (torch.Tensor, int, float)):
             raise ValueError(f"`timestep` must be a number or a tensor, got {type(timestep).__name__}.")
-        # Values are read only where that costs no device sync (numbers, CPU tensors): on an accelerator the check
-        # would make every step wait, and what training passes is made or checked on its way in.
         timestep = torch.as_tensor(timestep).reshape(-1)
         if timestep.shape[0] not in (1, batch_size) or (
-            timestep.is_floating_point() and timestep.device.type == "cpu" and not timestep.isfinite().all()
+            read_values
+            and timestep.is_floating_point()
+            and timestep.device.type == "cpu"
+            and not timestep.isfinite().all()
         ):
             raise ValueError(
                 f"`timestep` must be a finite number, a 0-d tensor or a ({batch_size},) tensor, got {timestep.tolist()}."
@@ -452,6 +465,18 @@ class MaskedDiTModel(ModelMixin, AttentionMixin, ConfigMixin):
             raise ValueError(
                 f"`mask` must be a bool tensor (True = masked) of shape (batch_size, num_patches) = ({batch_size}, "
                 f"{self.num_patches}), got {mask.dtype} of shape {tuple(mask.shape)}: use `MaskGenerator`."
+            )
+        if ids_keep is not None and (
+            mask is not None
+            or ids_keep.dtype != torch.long
+            or ids_keep.ndim != 2
+            or ids_keep.shape[0] != batch_size
+            or not 1 <= ids_keep.shape[1] <= self.num_patches
+        ):
+            raise ValueError(
+                f"`ids_keep` must be a (batch_size, num_visible) = ({batch_size}, 1 to {self.num_patches}) long tensor "
+                f"of visible patch indices, given without `mask`; got {ids_keep.dtype} of shape "
+                f"{tuple(ids_keep.shape)}{' and a mask' if mask is not None else ''}: use `masking.visible_indices`."
             )
         num_classes, timestep = config.num_class_embeds, timestep.to(device).expand(batch_size)
         if not num_classes and class_labels is not None:
@@ -465,7 +490,8 @@ class MaskedDiTModel(ModelMixin, AttentionMixin, ConfigMixin):
         if (
             class_labels.shape[0] not in (1, batch_size)
             or class_labels.is_floating_point()
-            or class_labels.device.type == "cpu"
+            or read_values
+            and class_labels.device.type == "cpu"
             and bool(((class_labels < 0) | (class_labels > num_classes)).any())
         ):
             raise ValueError(

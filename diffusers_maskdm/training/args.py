@@ -133,6 +133,7 @@ class TrainingConfig:
     output_dir: str = flag("maskdm-model", "Checkpoints, logs and the pipeline.", group="run")
     overwrite_output_dir: bool = flag(False, "Start afresh in a folder with another run's checkpoints (deleted).")
     logging_dir: str = flag("logs", "TensorBoard folder, inside --output_dir.")
+    logging_steps: int = flag(10, "Log (and read the loss back from the device) every N steps.", POSITIVE)
     report_to: str = flag("tensorboard", "Where to log.", choices=("tensorboard", "wandb", "all", "none"))
     mixed_precision: str | None = flag(help="Default: accelerate's.", choices=("no", "fp16", "bf16"))
     cpu: bool = flag(False, "Train on the CPU even when a GPU is there.")

@@ -21,6 +21,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import torch
 from accelerate.logging import get_logger
 
 from .checkpointing import (
@@ -47,7 +48,6 @@ class TrainingState:
     train_seconds: float = 0.0  # spent in training steps (not checkpoints, grids or FID), summed over resumes
     nonfinite_total_skipped: int = 0  # steps skipped for a NaN or inf loss or gradient norm
     nonfinite_consecutive: int = 0  # ... of them in a row, up to now
-    nonfinite_first_step_of_run: int | None = None  # the first of those in a row
     parent: str | None = None  # the checkpoint this run's branch last resumed from or wrote: a checkpoint's lineage
 
 
@@ -72,6 +72,10 @@ def resume(run: Run) -> TrainingState:
     saved = read_training_state(path)
     check_fixed_settings(path, saved.get("fixed"), _fixed_settings(run))
     run.accelerator.load_state(str(path))
+    for group in run.optimizer.param_groups:  # checkpoints of earlier versions hold a foreach AdamW's settings
+        group["fused"] = True
+    for param, values in run.optimizer.state.items():
+        values["step"] = values["step"].to(param.device, torch.float32)  # where the fused AdamW keeps it
     _apply_changed_settings(run, path, saved.get("adjustable") or {})
     saved_fields = {key: saved[key] for key in asdict(TrainingState()) if key in saved and key != "parent"}
     state = TrainingState(**saved_fields, parent=path.name)

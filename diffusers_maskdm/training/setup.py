@@ -176,7 +176,7 @@ def setup(config: TrainingConfig) -> Run:
         transformer = accelerator.unwrap_model(model)
         options = dict(decay=config.ema_decay, inv_gamma=config.ema_inv_gamma, power=config.ema_power)
         options |= dict(use_ema_warmup=True, model_cls=MaskedDiTModel, model_config=transformer.config)
-        ema_model = EMAModel(transformer.parameters(), **options)  # its copies on the parameters' device
+        ema_model = EMAModel(transformer.parameters(), foreach=True, **options)  # copies on the parameters' device
     register_checkpoint_hooks(accelerator, ema_model)
     if config.report_to != "none":
         tracked = {k: v for k, v in asdict(config).items() if type(v) in (int, float, str, bool) and k != "hub_token"}
@@ -283,7 +283,8 @@ def build_optimizer(
             no_decay = param.ndim < 2 or id(param) in embeddings or name.endswith(NO_DECAY_NAME_SUFFIXES)
             groups[no_decay]["params"].append(param)
     groups = [group for group in groups if group["params"]]
-    return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, eps=eps)
+    # Fused: one kernel per step, and it can skip a step decided on the device (`found_inf`, see `train`).
+    return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, eps=eps, fused=True)
 
 
 def build_noise_scheduler(config: TrainingConfig, pretrained: dict | None = None) -> DDPMScheduler:

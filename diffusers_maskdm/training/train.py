@@ -15,8 +15,13 @@
 
 Every random draw of a step (noise, timesteps, masks, class-label dropout) comes from a generator seeded by
 `(seed, process, global step, micro-batch)` (`step_generator`), not from a global random state: a run resumed from a
-checkpoint draws exactly what the uninterrupted run drew. A step whose loss (or gradient norm) is not finite on any
-process is skipped on all of them; `--max_consecutive_nonfinite_steps` in a row stop the run, after saving."""
+checkpoint draws exactly what the uninterrupted run drew.
+
+A step never waits on the host: the visible patches come from the mask generator's fixed count, a step whose loss or
+gradient norm is not finite on any process is skipped on the device (the fused AdamW leaves the weights and its moments
+as they were, as under a `GradScaler`), and the loss, the gradient norm and the skipped steps are summed on the device
+and read back every `--logging_steps` (and at checkpoints), where `--max_consecutive_nonfinite_steps` in a row stop the
+run, after saving."""
 
 import contextlib
 import time
@@ -30,9 +35,8 @@ from diffusers.utils.torch_utils import randn_tensor
 from tqdm.auto import tqdm
 
 from ..losses import masked_mse_loss
-from ..masking import MaskGenerator
+from ..masking import MaskGenerator, visible_indices
 from ..pipelines import MaskedDDPMPipeline
-from .checkpointing import on_all_processes
 from .data import derive_seed
 from .export import ema_weights, grid_sampler, log_grid, sample_grid
 from .resume import TrainingState, save_training_checkpoint
@@ -68,13 +72,15 @@ def step_generator(
 
 @dataclass
 class DiffusionInputs:
-    """One step's model inputs (`mask`: `True` = dropped; some `class_labels` set to the null class) and `target`."""
+    """One step's model inputs (`mask`: `True` = dropped, `ids_keep` the visible patches; some `class_labels` set to
+    the null class) and `target`."""
 
     noisy: torch.Tensor
     timesteps: torch.LongTensor
     target: torch.Tensor
     mask: torch.BoolTensor | None = None
     class_labels: torch.LongTensor | None = None
+    ids_keep: torch.LongTensor | None = None
 
 
 def make_diffusion_inputs(
@@ -111,18 +117,25 @@ def make_diffusion_inputs(
         target = noise_scheduler.get_velocity(clean, noise, timesteps)
     else:
         target = clean if prediction_type == "sample" else noise
-    mask = mask_generator(batch_size, grid_size, generator=generator, device=device) if mask_generator else None
+    mask, ids_keep = None, None
+    if mask_generator is not None:
+        mask = mask_generator(batch_size, grid_size, generator=generator, device=device)
+        ids_keep = visible_indices(mask, mask_generator.num_masked(grid_size))  # the count is known: no device read
     if class_labels is not None and class_dropout_prob > 0:
         drop = torch.rand(batch_size, generator=generator, device=generator.device).to(device) < class_dropout_prob
         class_labels = torch.where(drop, torch.full_like(class_labels, null_class_label), class_labels)
-    return DiffusionInputs(noisy, timesteps, target, mask, class_labels)
+    return DiffusionInputs(noisy, timesteps, target, mask, class_labels, ids_keep)
 
 
 def diffusion_loss(model: torch.nn.Module, inputs: DiffusionInputs) -> torch.Tensor:
     """The MSE of `model` (wrapped by accelerate or not) on `inputs` over the visible patches."""
-    prediction = model(inputs.noisy, inputs.timesteps, class_labels=inputs.class_labels, mask=inputs.mask).sample
+    if inputs.ids_keep is not None:
+        options = {"ids_keep": inputs.ids_keep}
+    else:
+        options = {"mask": inputs.mask}
+    prediction = model(inputs.noisy, inputs.timesteps, class_labels=inputs.class_labels, **options).sample
     patch_size = getattr(model, "module", model).config.patch_size
-    return masked_mse_loss(prediction, inputs.target, inputs.mask, patch_size)  # trusts the mask the model checked
+    return masked_mse_loss(prediction, inputs.target, inputs.mask, patch_size)  # trusts the mask it was given
 
 
 def train(run: Run, state: TrainingState) -> None:
@@ -147,15 +160,16 @@ def train(run: Run, state: TrainingState) -> None:
     rank = accelerator.process_index
     disable = not accelerator.is_local_main_process
     fid_cache, label_dropout = {}, (config.class_dropout_prob, transformer.null_class_label)
+    # Kept on the device between logging steps: the summed loss and gradient norm of the updated steps, the number of
+    # skipped steps, and the non-finite steps in a row.
+    interval = _Interval(accelerator.device, state.global_step, state.nonfinite_consecutive)
     model.train()
     with tqdm(total=run.max_train_steps, initial=state.global_step, desc="Steps", disable=disable) as progress_bar:
         while state.global_step < run.max_train_steps:
             start = time.perf_counter()
-            finite, what, step_loss, images = True, "loss", 0.0, 0
+            step_loss = torch.zeros((), device=accelerator.device)
             for micro_step in range(accumulation):
                 state.epoch, state.position, batch = next(batches)
-                if not finite:
-                    continue  # The rest of a skipped step's data is consumed, so the data position stays exact.
                 clean = batch["latents"] if run.vae is not None else batch["pixel_values"]
                 generator = step_generator(config.seed, rank, state.global_step, micro_step, clean.device)
                 labels = batch.get("class_labels") if transformer.config.num_class_embeds else None
@@ -164,52 +178,30 @@ def train(run: Run, state: TrainingState) -> None:
                 )
                 with contextlib.nullcontext() if micro_step == accumulation - 1 else accelerator.no_sync(model):
                     loss = diffusion_loss(model, inputs)
-                    finite = on_all_processes(accelerator, bool(torch.isfinite(loss)))  # All skip a step together.
-                    if finite:
-                        accelerator.backward(loss / accumulation)
-                        step_loss += loss.item() / accumulation
-                images += clean.shape[0]
+                    accelerator.backward(loss / accumulation)
+                step_loss += loss.detach() / accumulation
+                interval.images += clean.shape[0]
 
-            logs = {}
-            if finite:
-                grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-                # With fp16 the gradient scaler skips overflowing steps itself (and lowers its scale): that is normal.
-                if accelerator.scaler is None and not bool(torch.isfinite(grad_norm)):
-                    finite, what = False, "gradient norm"
-            if finite:
-                logs = {"train/loss": step_loss, "train/grad_norm": float(grad_norm)}
-                state.nonfinite_consecutive, state.nonfinite_first_step_of_run = 0, None
-                run.optimizer.step()
-                if run.ema_model is not None and not accelerator.optimizer_step_was_skipped:
-                    run.ema_model.step(model.parameters())
+            grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            skipped = _skip_if_not_finite(run, step_loss, grad_norm)
+            run.optimizer.step()
+            if run.ema_model is not None and not accelerator.optimizer_step_was_skipped:
+                run.ema_model.step(model.parameters())
             run.optimizer.zero_grad(set_to_none=True)
             run.lr_scheduler.step()
+            interval.add(step_loss, grad_norm, skipped)
             state.global_step += 1
-            seconds = time.perf_counter() - start
-            state.train_seconds += seconds
+            state.train_seconds += time.perf_counter() - start
             progress_bar.update(1)
-            stop = not finite and _count_nonfinite(run, state, what)
-
-            images_per_s = images * accelerator.num_processes / max(seconds, 1e-9)
-            logs |= {
-                "train/lr": run.lr_scheduler.get_last_lr()[0],
-                "train/mask_rate": masked / transformer.num_patches,
-                "train/nonfinite_skipped_total": state.nonfinite_total_skipped,
-                "train/seconds": state.train_seconds,
-                "perf/images_per_s": images_per_s,
-                "perf/tokens_per_s": images_per_s * (transformer.num_patches - masked),
-            }
-            if run.ema_model is not None and run.ema_model.cur_decay_value is not None:
-                logs["train/ema_decay"] = run.ema_model.cur_decay_value
-            progress_bar.set_postfix(loss=logs.get("train/loss", float("nan")), lr=logs["train/lr"])
-            accelerator.log(logs, step=state.global_step)
 
             step = state.global_step
-            if stop:
-                raise _nonfinite_error(run, state, save_training_checkpoint(run, state))
+            saving = step % config.checkpointing_steps == 0 or step == run.max_train_steps
+            if step % config.logging_steps == 0 or saving:
+                if _log_interval(run, state, interval, masked, progress_bar):
+                    raise _nonfinite_error(run, state, save_training_checkpoint(run, state))
             # The last step is always saved: a kill while the pipeline is written loses nothing, and a run can be
             # extended later with a larger --max_train_steps.
-            if step % config.checkpointing_steps == 0 or step == run.max_train_steps:
+            if saving:
                 save_training_checkpoint(run, state)
             if config.validation_steps and step % config.validation_steps == 0 and step < run.max_train_steps:
                 accelerator.on_main_process(_validation_grid)(run, step)
@@ -219,17 +211,77 @@ def train(run: Run, state: TrainingState) -> None:
                 accelerator.wait_for_everyone()
 
 
-def _count_nonfinite(run: Run, state: TrainingState, what: str) -> bool:
-    """Count (and warn of) a step skipped for a non-finite `what`; `True` when the run must stop."""
-    state.nonfinite_total_skipped += 1
-    state.nonfinite_consecutive += 1
-    state.nonfinite_first_step_of_run = state.nonfinite_first_step_of_run or state.global_step
+def _skip_if_not_finite(run: Run, step_loss: torch.Tensor, grad_norm: torch.Tensor) -> torch.Tensor:
+    """1.0 (on the device, no host read) when this step's loss, or without fp16 its gradient norm, is not finite on
+    any process, else 0.0; the fused AdamW then leaves the weights and its moments as they were. With fp16 the
+    gradient scaler skips overflowing steps itself (and lowers its scale): that is normal, not counted."""
+    accelerator = run.accelerator
+    finite = torch.isfinite(step_loss)
+    if accelerator.scaler is None:
+        finite &= torch.isfinite(grad_norm)
+    skipped = (~finite).float()
+    if accelerator.num_processes > 1:  # an all-reduce, no host read: every process skips the same steps
+        skipped = accelerator.reduce(skipped, reduction="sum").clamp(max=1.0)
+    if accelerator.scaler is None:
+        run.optimizer.optimizer.found_inf = skipped  # read by the fused AdamW, as a GradScaler sets it
+    return skipped
+
+
+class _Interval:
+    """What the steps since the last logging step add up to, on the device, and the images and time they took."""
+
+    def __init__(self, device: torch.device, step: int, in_a_row: int = 0):
+        self.sums = torch.zeros(3, device=device)  # loss and gradient norm of the updated steps, skipped steps
+        self.in_a_row = torch.full((), float(in_a_row), device=device)  # non-finite steps in a row, up to now
+        self.skip_values = torch.tensor([0.0, 0.0, 1.0], device=device)  # made once: a copy per step would wait
+        self.first_step, self.images, self.start = step, 0, time.perf_counter()
+
+    def add(self, step_loss: torch.Tensor, grad_norm: torch.Tensor, skipped: torch.Tensor) -> None:
+        values = torch.stack([step_loss, grad_norm.float(), torch.zeros_like(step_loss)])
+        self.sums += torch.where(skipped.bool(), self.skip_values, values)
+        self.in_a_row = (self.in_a_row + 1) * skipped
+
+    def read(self, step: int) -> tuple[float, float, int, int, int, float, int]:
+        """The one host read of an interval: mean loss and gradient norm of its updated steps, its skipped steps, the
+        skipped steps in a row, its steps, its seconds and images; then a new interval starts."""
+        loss_sum, grad_norm_sum, skipped, in_a_row = torch.cat([self.sums, self.in_a_row[None]]).tolist()
+        steps, updated = step - self.first_step, max(1, step - self.first_step - int(skipped))
+        values = (loss_sum / updated, grad_norm_sum / updated, int(skipped), int(in_a_row), steps)
+        values += (time.perf_counter() - self.start, self.images)
+        self.sums.zero_()
+        self.first_step, self.images, self.start = step, 0, time.perf_counter()
+        return values
+
+
+def _log_interval(run: Run, state: TrainingState, interval: _Interval, masked: int, progress_bar) -> bool:
+    """Read the interval back (one host read), log it, warn of skipped steps; `True` when the run must stop."""
+    accelerator, transformer, step = run.accelerator, run.transformer, state.global_step
+    loss, grad_norm, skipped, in_a_row, steps, seconds, images = interval.read(step)
+    state.nonfinite_total_skipped += skipped
+    state.nonfinite_consecutive = in_a_row
     limit = run.config.max_consecutive_nonfinite_steps
-    logger.warning(
-        "Step %d: the %s is not finite (NaN or inf); step skipped (%d in a row, %d in total; stop at %d in a row).",
-        *(state.global_step, what, state.nonfinite_consecutive, state.nonfinite_total_skipped, limit),
-    )
-    return state.nonfinite_consecutive >= limit
+    if skipped:
+        logger.warning(
+            "Step %d: %d of the last %d steps skipped, the loss or gradient norm not finite (NaN or inf); %d in a row, "
+            "%d in total (stop at %d in a row).",
+            *(step, skipped, steps, in_a_row, state.nonfinite_total_skipped, limit),
+        )
+    images_per_s = images * accelerator.num_processes / max(seconds, 1e-9)
+    logs = {
+        "train/lr": run.lr_scheduler.get_last_lr()[0],
+        "train/mask_rate": masked / transformer.num_patches,
+        "train/nonfinite_skipped_total": state.nonfinite_total_skipped,
+        "train/seconds": state.train_seconds,
+        "perf/images_per_s": images_per_s,
+        "perf/tokens_per_s": images_per_s * (transformer.num_patches - masked),
+    }
+    if skipped < steps:
+        logs |= {"train/loss": loss, "train/grad_norm": grad_norm}
+    if run.ema_model is not None and run.ema_model.cur_decay_value is not None:
+        logs["train/ema_decay"] = run.ema_model.cur_decay_value
+    progress_bar.set_postfix(loss=logs.get("train/loss", float("nan")), lr=logs["train/lr"])
+    accelerator.log(logs, step=step)
+    return in_a_row >= limit
 
 
 def _nonfinite_error(run: Run, state: TrainingState, checkpoint) -> NonFiniteLossError:
@@ -240,9 +292,10 @@ def _nonfinite_error(run: Run, state: TrainingState, checkpoint) -> NonFiniteLos
     elif run.accelerator.mixed_precision == "bf16":
         causes.append("low precision (--mixed_precision=bf16: try no)")
     causes.append("broken training images (NaN pixels)")
+    first = state.global_step - state.nonfinite_consecutive + 1
     return NonFiniteLossError(
         f"Stopping at step {state.global_step}: the loss was not finite for {state.nonfinite_consecutive} steps in a "
-        f"row (steps {state.nonfinite_first_step_of_run} to {state.global_step}). Likely causes: {'; '.join(causes)}. "
+        f"row (steps {first} to {state.global_step}). Likely causes: {'; '.join(causes)}. "
         f"The last good weights were saved in {checkpoint}: fix the cause, then resume with --resume_from_checkpoint "
         "latest."
     )

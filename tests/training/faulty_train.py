@@ -19,13 +19,19 @@
   kills the process there);
 - `pause_in_checkpoint`: the same inside the write of `checkpoint-<N>`, after its files are staged and before it is
   renamed into place (marker `.test-paused-checkpoint-<N>`);
-- `nonfinite_steps`: a list of steps (1-based) whose loss is made NaN; `nonfinite_from`: every step from this one on.
+- `nonfinite_steps`: a list of steps (1-based) whose loss is made NaN; `nonfinite_from`: every step from this one on;
+- `count_host_reads`: count the reads of tensor values on the host (`item`, `tolist`, `__bool__`, `nonzero`, `cpu`,
+  ...) inside the training loop, apart from loading batches (host data) and writing checkpoints, and write them with
+  the step that made them to `.test-host-reads.json` in --output_dir.
 """
 
+import atexit
 import json
 import sys
 import time
 from pathlib import Path
+
+import torch
 
 from diffusers_maskdm.train import main
 from diffusers_maskdm.training import checkpointing, train
@@ -69,6 +75,42 @@ def publish_folder(temp, final):
         pause(f".test-paused-{final.name}")
     return original_publish(temp, final)
 
+
+if faults.get("count_host_reads"):
+    reads, counting = {"steps": [], "checkpoints": 0}, {"on": False}
+
+    def counted(name):
+        original = getattr(torch.Tensor, name)
+
+        def read(self, *args, **kwargs):
+            if counting["on"]:
+                reads["steps"].append([step["current"], name])
+            return original(self, *args, **kwargs)
+
+        return read
+
+    for name in ("item", "tolist", "__bool__", "nonzero", "cpu", "numpy", "__float__", "__int__", "__index__"):
+        setattr(torch.Tensor, name, counted(name))
+    original_batches, original_save = train._resumable_batches, train.save_training_checkpoint
+
+    def resumable_batches(*args):
+        batches = original_batches(*args)
+        while True:
+            counting["on"] = False
+            batch = next(batches)
+            counting["on"] = True
+            yield batch
+
+    def save_training_checkpoint(run, state):
+        counting["on"] = False
+        reads["checkpoints"] += 1
+        try:
+            return original_save(run, state)
+        finally:
+            counting["on"] = state.global_step < run.max_train_steps  # the export after the last one is not a step
+
+    train._resumable_batches, train.save_training_checkpoint = resumable_batches, save_training_checkpoint
+    atexit.register(lambda: (output_dir / ".test-host-reads.json").write_text(json.dumps(reads)))
 
 train.step_generator, train.diffusion_loss, checkpointing.publish_folder = (
     step_generator,

@@ -245,13 +245,30 @@ def test_killed_while_writing_a_checkpoint_resumes_from_the_previous_one(
     assert_same_training(tmp_path, straight_run)
 
 
+@pytest.mark.parametrize("nonfinite_steps", [[], [13]])
+def test_a_step_reads_the_device_only_at_logging_steps(image_dir, tiny_config, tmp_path, nonfinite_steps):
+    # On a GPU each read of a tensor's value waits for every queued kernel: 20 masked steps read it twice, once per
+    # --logging_steps, besides what the one checkpoint (at the last step) reads; a NaN loss is skipped on the device
+    # and reported at the next logging step.
+    args = base_args(image_dir, tiny_config, tmp_path) + ["--max_train_steps", "20", "--logging_steps", "10"]
+    args += ["--mask_rate", "0.75", "--checkpointing_steps", "100", "--use_ema"]
+    result = run_faulty_script(args, faults={"count_host_reads": True, "nonfinite_steps": nonfinite_steps})
+    assert_ok(result)
+    reads = json.loads((tmp_path / ".test-host-reads.json").read_text())
+    assert reads["steps"] == [[10, "tolist"], [20, "tolist"]] and reads["checkpoints"] == 1
+    state = json.loads((tmp_path / "checkpoint-20/training_state.json").read_text())
+    assert state["nonfinite_total_skipped"] == len(nonfinite_steps)
+    warned = "Step 20: 1 of the last 10 steps skipped" in result.stdout + result.stderr
+    assert warned == bool(nonfinite_steps)
+
+
 def test_loss_guard_skips_then_stops_after_saving(image_dir, tiny_config, tmp_path):
-    args = base_args(image_dir, tiny_config, tmp_path)
+    args = base_args(image_dir, tiny_config, tmp_path) + ["--logging_steps", "1"]
     args += ["--max_train_steps", "10", "--checkpointing_steps", "4", "--max_consecutive_nonfinite_steps", "3"]
     result = run_faulty_script(args, faults={"nonfinite_steps": [2], "nonfinite_from": 5})
     assert result.returncode == 1, result.stderr[-3000:]
     log = result.stdout + result.stderr
-    assert "Step 2: the loss is not finite" in log  # skipped once, then training went on
+    assert "Step 2: 1 of the last 1 steps skipped" in log  # skipped once, then training went on
     (message,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert message.startswith("error: Stopping at step 7")
     assert "steps 5 to 7" in message and "--learning_rate" in message and "checkpoint-7" in message

@@ -29,12 +29,16 @@ from diffusers.models.attention_processor import Attention, AttnProcessor, Fused
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps, get_2d_sincos_pos_embed
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
 from diffusers.models.normalization import AdaLayerNormZero
+from diffusers.utils import logging
 from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
 
 from ..caching import save_file_atomically
 from ..masking import visible_indices
+
+
+logger = logging.get_logger(__name__)
 
 
 CONFIG_METADATA_KEY = "maskdm_config"
@@ -253,7 +257,10 @@ class MaskedDiTModel(ModelMixin, AttentionMixin, ConfigMixin):
             nn.init.zeros_(self.proj_out.bias)
 
     def set_default_attn_processor(self) -> None:
-        """Sets diffusers' plain `AttnProcessor` (no custom, fused or sliced attention) on every block."""
+        """Sets diffusers' plain `AttnProcessor` (no custom, fused or sliced attention) on every block. It computes
+        the whole (tokens x tokens) score matrix of every head, where the default (PyTorch's scaled dot-product
+        attention) does not: said when that is over a quarter GiB a sample."""
+        self._warn_of_materialised_scores("set_default_attn_processor", self.config.num_attention_heads)
         self.set_attn_processor(AttnProcessor())
 
     # diffusers' `AttentionMixin` fuses only its newer attention modules, not the `Attention` layers of this model (as
@@ -287,8 +294,19 @@ class MaskedDiTModel(ModelMixin, AttentionMixin, ConfigMixin):
                 f"`slice_size` must be 'auto', 'max', None or an integer from 1 to num_attention_heads={num_heads}, "
                 f"got {slice_size!r}."
             )
+        if slice_size is not None:
+            self._warn_of_materialised_scores("set_attention_slice", slice_size)
         for block in self.transformer_blocks:
             block.attn.set_attention_slice(slice_size)
+
+    def _warn_of_materialised_scores(self, method: str, heads: int) -> None:
+        tokens = self.num_patches + self.num_condition_tokens
+        gib = 4 * heads * tokens**2 / 2**30  # float32 scores of `heads` heads of one sample at a time
+        if gib > 0.25:
+            logger.warning(
+                f"`{method}` computes {heads} heads' {tokens} x {tokens} attention scores at once: about {gib:.3g} "
+                "GiB a sample in float32, where the default processor (scaled dot-product attention) keeps none."
+            )
 
     def save_pretrained(
         self,

@@ -123,7 +123,8 @@ def setup(config: TrainingConfig) -> Run:
             latents = f" (latents of side {size} with the VAE)" if vae else ""
             raise ValueError(f"--resolution={config.resolution}{latents} fits no model preset: {error}") from None
     noise_scheduler = build_noise_scheduler(config, scheduler_config)
-    mask_generator, checkpoint_bytes = _check_model_plan(config, model_config, accelerator.device, size)
+    plan = (config, model_config, accelerator.device, size, accelerator.mixed_precision)
+    mask_generator, checkpoint_bytes = _check_model_plan(*plan)
 
     # 3. Data, then the model; a given model (or the VAE) decides the channels the images are converted to. Latents
     # are encoded once (main process first, the others read its cache), from every image, checked up front.
@@ -347,7 +348,9 @@ def _model_sample_size(config: TrainingConfig, vae: AutoencoderKL | None) -> int
     return config.resolution // factor
 
 
-def _check_model_plan(config: TrainingConfig, model_config: dict, device: torch.device, size: int) -> tuple:
+def _check_model_plan(
+    config: TrainingConfig, model_config: dict, device: torch.device, size: int, mixed_precision: str = "no"
+) -> tuple:
     """Check the flags against the model config (the model, built on the `meta` device, checks its own) and the
     device's memory, before data or weights are loaded. Returns the mask generator and the bytes of a checkpoint."""
     source = config.pretrained_model_name_or_path
@@ -384,23 +387,38 @@ def _check_model_plan(config: TrainingConfig, model_config: dict, device: torch.
         ) from None
     masked = mask_generator.num_masked(model.grid_size) if mask_generator is not None else 0
 
-    # The memory of a step, roughly: weights, gradients, AdamW's two moments and the EMA (float32); ~40 floats per
-    # token, width and block kept for the backward pass (attention, the 4x MLP, norms); five image-sized tensors.
+    # The memory of a step, roughly: weights, gradients, AdamW's two moments and the EMA (float32); ~40 values per
+    # token, width and block kept for the backward pass (attention, the 4x MLP, norms), in 16 bits under bf16/fp16,
+    # and with gradient checkpointing only each block's input plus one block's; five image-sized tensors.
     weights = 4 * sum(p.numel() for p in model.parameters())
-    activations = 40 * (model.num_patches - masked) * model.config.hidden_size * model.config.num_layers
-    images = 5 * in_channels * size**2
-    needed = weights * (4 + config.use_ema) + 4 * config.train_batch_size * (activations + images)
+    tokens = config.train_batch_size * (model.num_patches - masked) * model.config.hidden_size
+    images = 4 * 5 * config.train_batch_size * in_channels * size**2
+
+    def needed(half: bool, checkpointing: bool) -> float:
+        per_token = 40 + 2 * model.config.num_layers if checkpointing else 40 * model.config.num_layers
+        return weights * (4 + config.use_ema) + (2 if half else 4) * per_token * tokens + images
+
     available = math.inf  # not estimated on other devices
     if device.type == "cuda":
         available = torch.cuda.get_device_properties(device).total_memory
     elif device.type == "cpu" and hasattr(os, "sysconf"):
         available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    if needed > available:
+    half, checkpointing = mixed_precision in ("bf16", "fp16"), config.gradient_checkpointing
+    gib = f"GiB for a training step, but the {device.type} has {available / 2**30:.3g} GiB"
+    if needed(True, True) > available:
         raise ValueError(
             f"--resolution={config.resolution} with --train_batch_size={config.train_batch_size} and this model "
-            f"({weights / 4:.3g} parameters) needs about {needed / 2**30:.3g} GiB for a training step, but the "
-            f"{device.type} has {available / 2**30:.3g} GiB. Fix: lower --resolution or --train_batch_size, or choose "
-            "a smaller model."
+            f"({weights / 4:.3g} parameters) needs about {needed(True, True) / 2**30:.3g} {gib}, even with "
+            "--mixed_precision bf16 and --gradient_checkpointing. Fix: lower --resolution or --train_batch_size, or "
+            "choose a smaller model."
+        )
+    if needed(half, checkpointing) > available:
+        fits = next(f for f in [(True, checkpointing), (half, True), (True, True)] if needed(*f) <= available)
+        flags = ["--mixed_precision bf16"] * (fits[0] and not half)
+        flags += ["--gradient_checkpointing"] * (fits[1] and not checkpointing)
+        logger.warning(
+            "This run needs about %.3g %s: it will likely run out of memory. %s would make it fit (about %.3g GiB).",
+            *(needed(half, checkpointing) / 2**30, gib, " and ".join(flags), needed(*fits) / 2**30),
         )
     return mask_generator, weights * (3 + config.use_ema)  # weights, AdamW's two moments, EMA
 

@@ -1,5 +1,7 @@
 """diffusers' attention processor API on `MaskedDiTModel`: listing, setting, fused q/k/v, slicing."""
 
+import re
+
 import pytest
 import torch
 from diffusers import DDPMScheduler
@@ -104,3 +106,19 @@ def test_the_pipelines_attention_slicing_reaches_the_model():
     assert all(p.slice_size == 2 for p in pipe.transformer.attn_processors.values())  # "auto": half of 4 heads
     pipe.disable_attention_slicing()
     assert all(isinstance(p, AttnProcessor2_0) for p in pipe.transformer.attn_processors.values())
+
+
+def test_processors_that_hold_every_score_say_so_at_4096_tokens(caplog):
+    # 256 px at patch 4 is 4,096 tokens: the plain processor holds 12 heads' (tokens x tokens) scores of a sample at
+    # once (0.75 GiB), where scaled dot-product attention holds none; slicing to one head holds 0.06 GiB.
+    from diffusers.utils import logging as diffusers_logging
+
+    model = MaskedDiTModel(sample_size=256, patch_size=4, hidden_size=48, num_layers=1, num_attention_heads=12)
+    diffusers_logging.enable_propagation()
+    with caplog.at_level("WARNING"):
+        model.set_attention_slice(1)
+        assert "attention scores" not in caplog.text
+        model.set_default_attn_processor()
+    assert re.search(
+        r"`set_default_attn_processor` computes 12 heads' 409\d x 409\d attention scores .* 0\.75", caplog.text
+    )

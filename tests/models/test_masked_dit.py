@@ -6,6 +6,7 @@ import torch
 from diffusers import DDPMScheduler
 
 from diffusers_maskdm import MaskedDiTModel, MaskGenerator, masked_mse_loss
+from diffusers_maskdm.masking import visible_indices
 
 
 TINY = {"sample_size": 8, "patch_size": 2, "hidden_size": 32, "num_layers": 3, "num_attention_heads": 2}
@@ -303,3 +304,30 @@ def test_saved_weights_are_readable_as_the_umask_allows(tmp_path):
     finally:
         os.umask(previous)
     assert (tmp_path / "diffusion_pytorch_model.safetensors").stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize("num_class_embeds", [None, 3])
+def test_compiles_as_one_graph_per_sequence_length(num_class_embeds):
+    # `ids_keep` (from the generator's fixed count) gives a masked forward with no device read, so torch.compile
+    # captures the masked and the full forward whole (fullgraph), one graph each, with the eager model's outputs.
+    model = tiny_model(num_class_embeds=num_class_embeds).eval()
+    sample, timestep = torch.randn(2, 3, 8, 8), torch.tensor([3, 700])
+    labels = torch.tensor([0, 2]) if num_class_embeds else None
+    generator = MaskGenerator("block", 0.5, block_size=2)
+    keeps = [visible_indices(generator(2, 4, torch.Generator().manual_seed(seed)), 8) for seed in range(3)]
+    for ids_keep in (keeps[0], None):
+        explanation = torch._dynamo.explain(model)(sample, timestep, labels, ids_keep=ids_keep)
+        assert explanation.graph_break_count == 0 and explanation.graph_count == 1
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager", dynamic=False)
+    with torch.no_grad():
+        for ids_keep in (*keeps, None, None):
+            expected = model(sample, timestep, labels, ids_keep=ids_keep).sample
+            assert torch.allclose(compiled(sample, timestep, labels, ids_keep=ids_keep).sample, expected, atol=1e-5)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 2  # masked and full, not one per mask
+    # The same masked forward from a `mask` (its count read back) as from its `ids_keep`.
+    mask = generator(2, 4, torch.Generator().manual_seed(0))
+    assert torch.equal(
+        model(sample, timestep, labels, mask=mask).sample, model(sample, timestep, labels, ids_keep=keeps[0]).sample
+    )

@@ -15,6 +15,7 @@
 
 import os
 import re
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -25,7 +26,13 @@ from script_runner import assert_ok, base_args, run_script, script_env
 
 from diffusers_maskdm import MaskedDDPMPipeline, MaskedDiTModel
 from diffusers_maskdm.training import diffusion_loss, make_diffusion_inputs, preset_config, step_generator
-from diffusers_maskdm.training.setup import cpu_supports_bf16, cpu_threads_per_process, dataloader_options
+from diffusers_maskdm.training.args import config_from_flags
+from diffusers_maskdm.training.setup import (
+    _check_model_plan,
+    cpu_supports_bf16,
+    cpu_threads_per_process,
+    dataloader_options,
+)
 
 
 def test_native_bf16_is_read_from_the_cpu_flags(tmp_path):
@@ -85,6 +92,40 @@ def _losses(mixed_precision: str, steps: int = 40) -> list[float]:
         losses.append(loss.item())
     AcceleratorState._reset_state(reset_partial_state=True)
     return losses
+
+
+@pytest.mark.parametrize(
+    "recipe, preset, batch_size",
+    [
+        ("maskdm-pretrain-256", "maskdm-celebahq-256", 64),
+        ("maskdm-finetune-256", "maskdm-celebahq-256", 16),
+        ("maskdm-transfer-256", "maskdm-small-256", 16),
+        ("maskdm-pretrain-64", "maskdm-celeba-64", 128),
+        ("maskdm-finetune-64", "maskdm-celeba-64", 128),
+    ],
+)
+def test_the_papers_recipes_fit_an_80_gb_gpu(recipe, preset, batch_size, tmp_path, monkeypatch, caplog):
+    # Refused is only what cannot fit with bf16 and gradient checkpointing; what the flags given cannot fit is said,
+    # with the flag that makes it fit. The GPU is faked: only its memory is read.
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: SimpleNamespace(total_memory=80 * 10**9))
+    AcceleratorState._reset_state(True)
+    Accelerator(cpu=True)  # the training modules log through accelerate
+    flags = ["--recipe", recipe, "--model_preset", preset, "--train_batch_size", str(batch_size)]
+    (tmp_path / "data").mkdir()
+    config = config_from_flags(
+        [*flags, "--train_data_dir", str(tmp_path / "data"), "--output_dir", str(tmp_path / "out")]
+    )
+    cuda = torch.device("cuda")
+    for precision in ("no", "bf16"):
+        _check_model_plan(config, preset_config(preset, config.resolution), cuda, config.resolution, precision)
+    if recipe == "maskdm-finetune-256":  # 4,096 tokens of width 768 in fp32: the one that needs bf16
+        assert "--mixed_precision bf16 would make it fit" in caplog.text
+    flags[-1] = str(100_000)  # a batch no GPU holds
+    config = config_from_flags(
+        [*flags, "--train_data_dir", str(tmp_path / "data"), "--output_dir", str(tmp_path / "o")]
+    )
+    with pytest.raises(ValueError, match="GiB, even with --mixed_precision bf16 and --gradient_checkpointing. Fix"):
+        _check_model_plan(config, preset_config(preset, config.resolution), cuda, config.resolution, "bf16")
 
 
 @pytest.mark.skipif(not cpu_supports_bf16(), reason="this CPU has no native bf16")

@@ -94,6 +94,20 @@ def _losses(mixed_precision: str, steps: int = 40) -> list[float]:
     return losses
 
 
+def test_accelerates_dynamo_backend_compiles_the_training_step_whole(image_dir, tiny_config, tmp_path):
+    # `accelerate launch --dynamo_backend ... --dynamo_use_fullgraph` compiles the model in `prepare`: a masked run
+    # traces its step once, with no graph break (fullgraph would fail on one), and exports a loadable pipeline.
+    env = script_env(
+        ACCELERATE_DYNAMO_BACKEND="aot_eager", ACCELERATE_DYNAMO_USE_FULLGRAPH="true", TORCH_LOGS="dynamo"
+    )
+    args = base_args(image_dir, tiny_config, tmp_path) + ["--max_train_steps", "3", "--mask_rate", "0.5"]
+    result = run_script(args + ["--train_batch_size", "4"], env=env)  # 8 images: every batch the same shape
+    assert_ok(result)
+    log = result.stdout + result.stderr
+    assert "torchdynamo done tracing forward" in log and "[0/1]" not in log.split("Saved checkpoint")[0]
+    assert MaskedDDPMPipeline.from_pretrained(tmp_path).transformer.config.hidden_size == 32
+
+
 @pytest.mark.parametrize(
     "recipe, preset, batch_size",
     [

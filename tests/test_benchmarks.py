@@ -267,6 +267,18 @@ def test_benchmark_smoke_run(script):
     assert "|" in result.stdout  # a markdown table was printed
 
 
+def test_gpu_check_smoke_run_writes_every_row(tmp_path):
+    # The GPU figures' script at tiny sizes on the CPU: every network x precision x compile row, full and masked.
+    command = [sys.executable, str(BENCHMARKS / "gpu_check.py"), "--smoke", "--json", str(tmp_path / "gpu.json")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "gpu.json").read_text())
+    rows = {(row["network"], row["dtype"], row["compiled"]) for row in report["rows"]}
+    assert len(rows) == 8 and {dtype for _, dtype, _ in rows} == {"bfloat16", "float16"} and not report["left_out"]
+    assert all(row["full"]["ms_per_step"] > 0 and row["masked_90"]["ms_per_step"] > 0 for row in report["rows"])
+    assert set(report["sampling"]) == {"pixel (smoke)", "latent (smoke)"}
+
+
 def test_reproduce_smoke_run_of_each_kind_of_arm_resumes_without_redoing_work(tmp_path):
     command = [sys.executable, str(BENCHMARKS / "reproduce.py"), "--quick", "--run_dir", str(tmp_path)]
     first = subprocess.run(command, capture_output=True, text=True, timeout=1800)

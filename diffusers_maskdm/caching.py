@@ -14,6 +14,7 @@
 """The caches of what is computed from data (FID reference statistics, VAE latents): what identifies the data and a
 network in a cache key, the file of a key, and the atomic write that keeps a kill from leaving half a file."""
 
+import errno
 import hashlib
 import json
 import os
@@ -23,7 +24,7 @@ from pathlib import Path
 import torch
 from huggingface_hub.constants import HF_HOME
 from huggingface_hub.utils import logging
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 
@@ -57,7 +58,7 @@ def cache_path(kind: str, key: dict, cache_dir: str | os.PathLike | None = None)
 def save_file_atomically(tensors: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str]) -> None:
     """Writes a safetensors file atomically (a temporary file renamed): a kill never leaves half a file where a cache,
     or a loader, looks. The tensors' checksum goes into the metadata (`read_cache_file` checks it), and temporary
-    files of writers that were killed are removed."""
+    files of writers that were killed, or that failed (a full disk), are removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f"{path.name}.tmp-*"):
@@ -65,12 +66,34 @@ def save_file_atomically(tensors: dict[str, torch.Tensor], path: str | os.PathLi
             stale.unlink(missing_ok=True)
     temporary = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     tensors = {key: value.detach().cpu().contiguous() for key, value in tensors.items()}
-    save_file(tensors, str(temporary), {**metadata, "sha256": tensors_digest(tensors)})
-    # safetensors creates its files 0600; a cache or model shared by a team must be readable as the umask allows.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(temporary, 0o666 & ~umask)
-    os.replace(temporary, path)
+    try:
+        save_file(tensors, str(temporary), {**metadata, "sha256": tensors_digest(tensors)})
+        # safetensors creates its files 0600; a cache or model shared by a team must be readable as the umask allows.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def write_cache_file(tensors: dict[str, torch.Tensor], path: str | os.PathLike, key: dict[str, str]) -> bool:
+    """`save_file_atomically` for a cache, which is only a shortcut: when the file cannot be written (a full disk, a
+    quota, permissions), a warning names its folder, nothing is left of it, and `False` tells the caller to go on."""
+    try:
+        save_file_atomically(tensors, path, key)
+        return True
+    except (OSError, SafetensorError) as error:
+        message = "Could not write a cache file in %s (%s%s): going on without caching. Fix: free space there, or "
+        message += "set another cache folder (DIFFUSERS_MASKDM_CACHE, --latents_cache_dir)."
+        logger.warning(message, Path(path).parent, "the disk is full, " * is_disk_full(error), error)
+        return False
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether `error` says the disk (or a quota) is full: an `OSError`'s errno, or torch's or safetensors' text."""
+    return getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "no space left" in str(error).lower()
 
 
 def _process_alive(pid: str) -> bool:

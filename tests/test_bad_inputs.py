@@ -5,6 +5,7 @@ not from deep inside torch."""
 import json
 import traceback
 
+import datasets
 import numpy as np
 import pytest
 import torch
@@ -17,7 +18,12 @@ from diffusers_maskdm.flops import training_step_flops
 from diffusers_maskdm.models.masked_dit import check_config_fingerprint, fingerprint_weights
 from diffusers_maskdm.training import config_from_flags
 from diffusers_maskdm.training.checkpointing import check_finite, resolve_resume_checkpoint, write_checkpoint
-from diffusers_maskdm.training.data import ImageTransform, build_train_dataset, check_output_outside_data
+from diffusers_maskdm.training.data import (
+    ImageTransform,
+    build_train_dataset,
+    check_output_outside_data,
+    dataset_from_hf,
+)
 from diffusers_maskdm.training.resume import check_same_model
 from diffusers_maskdm.training.setup import setup
 
@@ -124,11 +130,28 @@ def pretrained(tmp_path, scheduler=None, **config):
     return str(folder)
 
 
-def tiny_vae_folder(tmp_path):
+def tiny_vae(**config):
     from vae_testing import make_tiny_vae
 
-    make_tiny_vae().save_pretrained(tmp_path / "vae")
+    return make_tiny_vae(**config)
+
+
+def tiny_vae_folder(tmp_path, **config):
+    tiny_vae(**config).save_pretrained(tmp_path / "vae")
     return str(tmp_path / "vae")
+
+
+def latent_pipeline(vae):
+    return lambda: MaskedDDPMPipeline(transformer=model(in_channels=4), scheduler=DDPMScheduler(), vae=vae)
+
+
+def not_a_vae():
+    from diffusers import UNet2DModel
+
+    blocks = dict(down_block_types=("DownBlock2D",) * 2, up_block_types=("UpBlock2D",) * 2)
+    return UNet2DModel(
+        sample_size=8, in_channels=4, out_channels=4, block_out_channels=(8, 8), norm_num_groups=8, **blocks
+    )
 
 
 def model_config_file(tmp_path, text):
@@ -185,6 +208,11 @@ def edited_pipeline_config(tmp_path, key, value):
 
 def data(**kwargs):
     return lambda: build_train_dataset(**kwargs)
+
+
+def labelled_rows(labels):
+    rows = {"image": [Image.new("RGB", (4, 4))] * len(labels), "label": labels}
+    return lambda: dataset_from_hf(datasets.Dataset.from_dict(rows), label_column="label", resolution=4)
 
 
 x = torch.zeros(2, 3, 8, 8)
@@ -274,6 +302,24 @@ CASES = [
         "class_labels",
     ),
     ("pipe-not-maskdm", non_maskdm_folder, "StableDiffusionPipeline"),
+    (
+        "pipe-labels-strings",
+        lambda p: lambda: pipeline(num_class_embeds=4)(num_inference_steps=1, class_labels=["3"]),
+        "got ['3']: map class names to ids with `pipe.get_label_ids`",
+    ),
+    ("pipe-eta-nan", lambda p: lambda: pipeline()(num_inference_steps=1, eta=float("nan")), "`eta` must be a finite"),
+    ("pipe-eta-negative", lambda p: lambda: pipeline()(num_inference_steps=1, eta=-1.0), "got -1.0"),
+    (
+        "pipe-latents-nan",
+        lambda p: lambda: pipeline()(num_inference_steps=1, latents=torch.full((1, 3, 8, 8), float("nan"))),
+        "`latents` hold 192 NaN or inf values",
+    ),
+    ("pipe-vae-not-a-vae", lambda p: latent_pipeline(not_a_vae()), "is a UNet2DModel, not a VAE"),
+    (
+        "pipe-vae-scaling-zero",
+        lambda p: latent_pipeline(tiny_vae(scaling_factor=0.0)),
+        "`vae` has scaling_factor=0.0",
+    ),
     # The training script's flags, on their own (tests/training/test_args.py has more)
     ("script-rate-one", lambda p: script(p, "--mask_rate", "1.0"), "--mask_rate"),
     ("script-rate-nan", lambda p: script(p, "--mask_rate", "nan"), "--mask_rate"),
@@ -390,6 +436,21 @@ CASES = [
         "--num_channels=1 but the VAE encodes 3-channel images",
     ),
     (
+        "setup-vae-scaling-zero",
+        lambda p: run_setup(p, "--vae_name_or_path", tiny_vae_folder(p, scaling_factor=0.0), "--resolution", "16"),
+        "/vae' has scaling_factor=0.0, shift_factor=None in its config",
+    ),
+    (
+        "setup-vae-scaling-nan",
+        lambda p: run_setup(p, "--vae_name_or_path", tiny_vae_folder(p, scaling_factor=float("nan"))),
+        "has scaling_factor=nan",
+    ),
+    (
+        "setup-vae-shift-inf",
+        lambda p: run_setup(p, "--vae_name_or_path", tiny_vae_folder(p, shift_factor=float("inf"))),
+        "shift_factor=inf in its config",
+    ),
+    (
         "setup-pixel-model-with-vae",
         lambda p: run_setup(
             p,
@@ -481,6 +542,7 @@ CASES = [
     ("data-float-range", lambda p: data(train_data_dir=tiff_folder(p, 255.0)), "mode 'F' with values in [255, 255]"),
     ("data-float-nan", lambda p: data(train_data_dir=tiff_folder(p, float("nan"))), "mode 'F' with values in [nan"),
     ("data-int-range", lambda p: data(train_data_dir=tiff_folder(p, 70000)), "mode 'I' with values in [70000"),
+    ("data-label-huge", lambda p: labelled_rows([0, 3_000_000_000]), "has the label 3000000000: class labels must"),
     ("data-mode-la", lambda p: lambda: ImageTransform(4)(Image.new("La", (4, 4))), "mode 'La'"),
     ("data-stray-file", lambda p: data(train_data_dir=stray_file_folder(p)), "beside its class sub-folders"),
     (

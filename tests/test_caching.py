@@ -1,12 +1,15 @@
 """Cache files: checked by content when read, rebuilt (saying so) when damaged, keyed by what the data holds."""
 
+import errno
 import logging
 import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
+from diffusers_maskdm import caching
 from diffusers_maskdm.caching import data_source_id, read_cache_file, save_file_atomically
 
 
@@ -53,3 +56,24 @@ def test_a_local_folder_is_keyed_by_its_content_whichever_flag_names_it(tmp_path
     (tmp_path / "b" / "data" / "labels.jsonl").write_text("{}")  # a changed folder is read again
     assert data_source_id("data", None, None) != data_source_id(None, None, tmp_path / "a" / "data")
     assert data_source_id("user/dataset", "c", None) == "hub:user/dataset:c"
+
+
+def test_a_full_disk_leaves_no_half_written_file_and_a_cache_goes_on_without_it(tmp_path, monkeypatch, caplog):
+    def save_until_the_disk_is_full(tensors, filename, metadata):
+        open(filename, "wb").write(b"half a file")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(caching, "save_file", save_until_the_disk_is_full)
+    path = tmp_path / "cache" / "entry.safetensors"
+    with pytest.raises(OSError) as info:
+        save_file_atomically({"mean": torch.zeros(2)}, path, KEY)
+    assert info.value.errno == errno.ENOSPC
+    assert list(path.parent.iterdir()) == []
+    # A cache is a shortcut: one warning naming its folder, nothing on disk, and the caller goes on.
+    with caplog.at_level(logging.WARNING):
+        assert caching.write_cache_file({"mean": torch.zeros(2)}, path, KEY) is False
+    (line,) = caplog.messages
+    assert f"Could not write a cache file in {path.parent} (the disk is full, " in line and "\n" not in line
+    assert list(path.parent.iterdir()) == []
+    monkeypatch.undo()  # space freed: the same call caches
+    assert caching.write_cache_file({"mean": torch.zeros(2)}, path, KEY) and read_cache_file(path, KEY)

@@ -32,7 +32,14 @@ from torch.utils.data import default_collate
 from torchmetrics.image.fid import FrechetInceptionDistance, NoTrainInceptionV3
 from tqdm.auto import tqdm
 
-from ..caching import cache_path, data_source_id, read_cache_file, save_file_atomically, weights_digest
+from ..caching import (
+    cache_path,
+    data_source_id,
+    read_cache_file,
+    save_file_atomically,
+    weights_digest,
+    write_cache_file,
+)
 
 
 logger = logging.getLogger(__name__)
@@ -522,8 +529,8 @@ def load_or_compute_reference_statistics(
     if num_samples is not None and seen < num_samples:
         logger.warning("Asked for %d reference images but the data set holds %d.", num_samples, seen)
     state = {name: metric.metric_state[name].cpu() for name in _REAL_STATE}
-    FeatureStatistics(state, extractor.identifier, key).save(path)
-    logger.info("Reference statistics of %d images cached at %s", seen, path)
+    if write_cache_file(state, path, key):  # `FeatureStatistics.save`'s file: `key` names the extractor
+        logger.info("Reference statistics of %d images cached at %s", seen, path)
     return FeatureStatistics(state, extractor.identifier, {**key, "cache_path": str(path)})
 
 

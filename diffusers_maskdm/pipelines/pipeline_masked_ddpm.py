@@ -58,6 +58,24 @@ def vae_scale_factor(vae: AutoencoderKL) -> int:
     return 2 ** (len(vae.config.block_out_channels) - 1)
 
 
+def check_vae(vae, name: str = "`vae`") -> None:
+    """Raises a `ValueError` starting with `name` when `vae` is not a VAE like diffusers' `AutoencoderKL` or its config
+    scales latents by a `scaling_factor` that is not finite and positive, or a `shift_factor` that is not finite."""
+    config = getattr(vae, "config", {})
+    if not (callable(getattr(vae, "decode", None)) and {"latent_channels", "block_out_channels"} <= set(config)):
+        raise ValueError(
+            f"{name} is a {type(vae).__name__}, not a VAE like diffusers' AutoencoderKL (with `decode` and a "
+            "`latent_channels` config): pass the AutoencoderKL the model was trained with, or none in pixel space."
+        )
+    scale, shift = config.get("scaling_factor"), config.get("shift_factor")
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (scale, shift or 0.0)) or scale <= 0:
+        raise ValueError(
+            f"{name} has scaling_factor={scale!r}, shift_factor={shift!r} in its config: latents are scaled as "
+            "(z - shift_factor) * scaling_factor, which needs a finite scaling_factor > 0 and a finite shift_factor. "
+            "Fix: set the VAE's published values in its config.json (0.18215 and null for Stable Diffusion's)."
+        )
+
+
 def check_pipeline_folder(folder: str | os.PathLike, expected_class: str) -> None:
     """Raises a `ValueError` saying what `folder` holds when it is not a saved `expected_class` pipeline (no
     `model_index.json`, another pipeline class, or a `transformer` component that is missing or not ours)."""
@@ -145,12 +163,14 @@ class MaskedDDPMPipeline(DiffusionPipeline):
         vae: AutoencoderKL | None = None,
     ):
         super().__init__()
-        if vae is not None and vae.config.latent_channels != transformer.config.in_channels:
-            raise ValueError(
-                f"`vae` makes latents of {vae.config.latent_channels} channels (vae.config.latent_channels) but the "
-                f"transformer takes {transformer.config.in_channels} (transformer.config.in_channels): pass the VAE "
-                "the model was trained with."
-            )
+        if vae is not None:
+            check_vae(vae)
+            if vae.config.latent_channels != transformer.config.in_channels:
+                raise ValueError(
+                    f"`vae` makes latents of {vae.config.latent_channels} channels (vae.config.latent_channels) but "
+                    f"the transformer takes {transformer.config.in_channels} (transformer.config.in_channels): pass "
+                    "the VAE the model was trained with."
+                )
         self.register_modules(transformer=transformer, scheduler=scheduler, vae=vae)
         # Image side / sample side, named as in diffusers' latent pipelines.
         self.vae_scale_factor = vae_scale_factor(vae) if vae is not None else 1
@@ -302,7 +322,7 @@ class MaskedDDPMPipeline(DiffusionPipeline):
         # 1. Check inputs
         batch_size, class_labels = self.check_inputs(
             batch_size, class_labels, guidance_scale, generator, num_inference_steps, output_type, latents,
-            callback_on_step_end_tensor_inputs,
+            callback_on_step_end_tensor_inputs, eta,
         )  # fmt: skip
         config = self.transformer.config
         device = self._execution_device
@@ -376,6 +396,7 @@ class MaskedDDPMPipeline(DiffusionPipeline):
         output_type: str,
         latents: torch.Tensor | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = (),
+        eta: float = 0.0,
     ) -> tuple[int, torch.LongTensor | None]:
         """Validate the call arguments; returns the batch size and the class labels as a (batch,) tensor or `None`.
 
@@ -406,6 +427,8 @@ class MaskedDDPMPipeline(DiffusionPipeline):
             raise ValueError(
                 f"`guidance_scale` must be a finite number >= 0 (1 = no guidance), got {guidance_scale!r}."
             )
+        if not (isinstance(eta, (int, float)) and 0 <= eta < math.inf):
+            raise ValueError(f"`eta` must be a finite number >= 0 (0 = deterministic DDIM), got {eta!r}.")
         betas = getattr(self.scheduler, "betas", None)
         # A scheduler config with betas outside (0, 1) (e.g. an edited `beta_end`) samples black or NaN images.
         if torch.is_tensor(betas) and not bool(((betas > 0) & (betas < 1)).all()):
@@ -429,11 +452,15 @@ class MaskedDDPMPipeline(DiffusionPipeline):
                     "`class_labels` were given, but this model is unconditional (transformer.config.num_class_embeds "
                     "is None): drop `class_labels`."
                 )
-            labels = torch.as_tensor(class_labels)
+            try:
+                labels = torch.as_tensor(class_labels)
+            except (TypeError, ValueError):  # strings: names are mapped by `get_label_ids`
+                labels = torch.tensor(0.0)  # refused just below
             integers = not (labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool)
             if not integers or labels.ndim > 1 or not labels.numel():
                 raise ValueError(
-                    f"`class_labels` must be an int or a non-empty 1-d sequence of integers, got {class_labels!r}."
+                    f"`class_labels` must be an int or a non-empty 1-d sequence of integers, got {class_labels!r}: "
+                    "map class names to ids with `pipe.get_label_ids`."
                 )
             if labels.ndim == 1:
                 if batch_size not in (1, len(labels)):
@@ -461,5 +488,10 @@ class MaskedDDPMPipeline(DiffusionPipeline):
                 f"`latents` must be a tensor of shape {shape} (batch_size, in_channels, sample_size, sample_size), "
                 f"got {tuple(getattr(latents, 'shape', ())) or type(latents).__name__}: draw it with that shape, or "
                 "set `batch_size` to its first dimension."
+            )
+        if latents is not None and not bool(latents.isfinite().all()):
+            raise ValueError(
+                f"`latents` hold {int((~latents.isfinite()).sum())} NaN or inf values: pass finite noise (e.g. from "
+                "`randn_tensor`), or leave `latents` unset to draw it with `generator`."
             )
         return batch_size, class_labels

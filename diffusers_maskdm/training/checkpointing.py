@@ -20,7 +20,6 @@ rewrite keeps one intact copy at every moment), **verified** resumes (checksums;
 intact checkpoint) and **finite** weights (a NaN or inf is never saved)."""
 
 import contextlib
-import errno
 import hashlib
 import json
 import logging
@@ -35,6 +34,7 @@ import torch
 from accelerate.utils import gather
 from diffusers.training_utils import EMAModel
 
+from ..caching import is_disk_full
 from ..models import MaskedDiTModel
 
 
@@ -49,7 +49,8 @@ _OLD_RE = re.compile(rf"^{re.escape(TEMP_PREFIX)}old-(checkpoint-\d+)$")  # move
 
 
 class CheckpointWriteError(RuntimeError):
-    """A checkpoint could not be written (disk full, permissions, non-finite weights). Earlier ones are untouched."""
+    """A checkpoint or the final pipeline could not be written (disk full, permissions, non-finite weights); earlier
+    checkpoints are untouched."""
 
 
 def list_checkpoints(output_dir: str | os.PathLike) -> list[Path]:
@@ -226,8 +227,8 @@ def write_checkpoint(
         if state.is_main_process:
             shutil.rmtree(temp, ignore_errors=True)
         reason = f"{type(error).__name__}: {error}" if error is not None else "it failed on another process"
-        full = getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "no space left" in reason.lower()
-        hint = " The disk is full: free space (or lower --checkpoints_total_limit), then resume." if full else ""
+        full = " The disk is full: free space (or lower --checkpoints_total_limit), then resume."
+        hint = full if is_disk_full(error) else ""
         earlier = [path for path in list_checkpoints(output_dir) if path != final]
         last = f"the last checkpoint is {earlier[-1]}" if earlier else "there is no earlier checkpoint"
         raise CheckpointWriteError(

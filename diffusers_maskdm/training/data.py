@@ -46,6 +46,8 @@ _CONVERTIBLE_MODES = frozenset({"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX"
 _INTERPOLATIONS = {name: Image.Resampling[name.upper()] for name in ("nearest", "bilinear", "bicubic", "lanczos")}
 _NUM_CHANNELS_PROBE = 16  # Images that decide grayscale or RGB when nothing was decoded up front.
 _MAX_CONSECUTIVE_UNREADABLE = 64  # A lazily decoded dataset gives up after this many in a row for one request.
+# Integer labels number the classes, one embedding each: ImageNet-21k has 21,841; 3e9 is an id column, not a class.
+MAX_CLASSES = 1_000_000
 _SHUFFLE_STREAM, _SAMPLE_STREAM = 0, 1  # Separate streams: the order never correlates with the augmentations.
 
 
@@ -290,10 +292,12 @@ class TrainImageDataset(SeededItems):
                     f"`label_column`={label_column!r} holds {feature}; class labels must be a ClassLabel, integers or "
                     "strings. Fix: pass another column, or leave `label_column` unset."
                 )
-            if None in labels or min(labels, default=0) < 0:
+            bad = [label for label in labels if label is None or not 0 <= label < MAX_CLASSES]
+            if bad:
                 raise ValueError(
-                    f"`label_column`={label_column!r} has missing or negative labels (e.g. -1 for 'no label' in test "
-                    "splits). Fix: use a split with labels, or leave `label_column` unset."
+                    f"`label_column`={label_column!r} has the label {bad[0]!r}: class labels must be integers in [0, "
+                    f"{MAX_CLASSES - 1}] (-1 is 'no label' in some test splits). Fix: use a split with labels, number "
+                    "the classes from 0 (or give them as strings), or leave `label_column` unset."
                 )
             self.num_classes = int(max(labels, default=-1)) + 1 if is_int else feature.num_classes
             self.class_names = None if is_int else list(feature.names)

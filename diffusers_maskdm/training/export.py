@@ -25,10 +25,12 @@ import PIL.Image
 import torch
 from accelerate.logging import get_logger
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+from safetensors import SafetensorError
 
+from ..caching import is_disk_full
 from ..hub import hub_repo_id, make_sample_grid, save_model_card, upload_pipeline_folder
 from ..pipelines import MaskedDDPMPipeline
-from .checkpointing import TEMP_PREFIX, publish_folder
+from .checkpointing import TEMP_PREFIX, CheckpointWriteError, publish_folder
 from .model_source import NON_EMA_VARIANT
 from .resume import TrainingState
 from .setup import Run
@@ -149,32 +151,41 @@ def save_pipeline(
     """Write the final `MaskedDDPMPipeline` (with `ema_model`: the EMA weights, the raw ones as its `non_ema` variant;
     with `vae`: a latent pipeline),
     its card (`hub.save_model_card`'s `card_kwargs`; `repo_id`: the folder's name by default) and the grid of
-    `sample_grid(pipeline, *grid_options)`, which it returns."""
+    `sample_grid(pipeline, *grid_options)`, which it returns. Raises `CheckpointWriteError` when a file cannot be
+    written (a full disk), leaving no staged files."""
     output_dir = Path(output_dir)
     staging = output_dir / f"{TEMP_PREFIX}pipeline"
     shutil.rmtree(staging, ignore_errors=True)
-    with ema_weights(transformer, ema_model):
-        pipeline = MaskedDDPMPipeline(transformer=transformer, scheduler=noise_scheduler, vae=vae)
-        pipeline.save_pretrained(staging, safe_serialization=True)
-        grid = sample_grid(pipeline, *grid_options)
-    if ema_model is not None:
-        transformer.save_pretrained(staging / "transformer", variant=NON_EMA_VARIANT, safe_serialization=True)
-    images, steps, seed, sampler = grid_options
-    scheduler_class, settings = GRID_SCHEDULERS[sampler]
-    sampler = ", ".join([scheduler_class.__name__, *(f"{k}={v}" for k, v in settings.items()), f"{steps} steps"])
-    sampler += f", seed {seed}" + ", EMA weights" * (ema_model is not None)
-    if vae is not None:  # what it was loaded from: the card links a Hub id and never writes a local path
-        card_kwargs.setdefault("vae", vae.config.get("_name_or_path"))
-    card_kwargs["training"] = {**card_kwargs.get("training", {}), "sample_grid": sampler}
-    save_model_card(staging, repo_id or output_dir.resolve().name, sample_grid=grid, **card_kwargs)
-    # Moved in part by part, `model_index.json` (removed first) last: until then the folder is no pipeline.
-    index = output_dir / "model_index.json"
-    index.unlink(missing_ok=True)
-    for name in PIPELINE_FILES:
-        if (staging / name).is_dir():
-            publish_folder(staging / name, output_dir / name)
-        elif (staging / name).exists():
-            os.replace(staging / name, output_dir / name)
-    os.replace(staging / "model_index.json", index)
-    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        with ema_weights(transformer, ema_model):
+            pipeline = MaskedDDPMPipeline(transformer=transformer, scheduler=noise_scheduler, vae=vae)
+            pipeline.save_pretrained(staging, safe_serialization=True)
+            grid = sample_grid(pipeline, *grid_options)
+        if ema_model is not None:
+            transformer.save_pretrained(staging / "transformer", variant=NON_EMA_VARIANT, safe_serialization=True)
+        images, steps, seed, sampler = grid_options
+        scheduler_class, settings = GRID_SCHEDULERS[sampler]
+        sampler = ", ".join([scheduler_class.__name__, *(f"{k}={v}" for k, v in settings.items()), f"{steps} steps"])
+        sampler += f", seed {seed}" + ", EMA weights" * (ema_model is not None)
+        if vae is not None:  # what it was loaded from: the card links a Hub id and never writes a local path
+            card_kwargs.setdefault("vae", vae.config.get("_name_or_path"))
+        card_kwargs["training"] = {**card_kwargs.get("training", {}), "sample_grid": sampler}
+        save_model_card(staging, repo_id or output_dir.resolve().name, sample_grid=grid, **card_kwargs)
+        # Moved in part by part, `model_index.json` (removed first) last: until then the folder is no pipeline.
+        index = output_dir / "model_index.json"
+        index.unlink(missing_ok=True)
+        for name in PIPELINE_FILES:
+            if (staging / name).is_dir():
+                publish_folder(staging / name, output_dir / name)
+            elif (staging / name).exists():
+                os.replace(staging / name, output_dir / name)
+        os.replace(staging / "model_index.json", index)
+    except (OSError, SafetensorError) as error:  # a full disk, a quota, permissions: one line, not half a pipeline
+        fix = "The disk is full: free space, then" if is_disk_full(error) else "Fix the cause, then"
+        raise CheckpointWriteError(
+            f"Could not write the pipeline into {output_dir} ({type(error).__name__}: {error}). {fix} run again with "
+            "--resume_from_checkpoint latest: the last step is checkpointed, so only the export runs."
+        ) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return grid

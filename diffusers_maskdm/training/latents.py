@@ -22,7 +22,8 @@ import torch
 from diffusers import AutoencoderKL
 from tqdm.auto import tqdm
 
-from ..caching import cache_path, read_cache_file, save_file_atomically, weights_digest
+from ..caching import cache_path, read_cache_file, weights_digest, write_cache_file
+from ..pipelines.pipeline_masked_ddpm import check_vae
 from .data import ImageTransform, SeededItems, TrainImageDataset
 
 
@@ -33,16 +34,18 @@ _CACHE_FORMAT = "1"  # bump when the way latents are encoded changes
 
 def load_vae(name_or_path: str, subfolder: str | None = None, **hub_options) -> AutoencoderKL:
     """The frozen `AutoencoderKL` of `--vae_name_or_path` (a folder or Hub id; `--vae_subfolder`, e.g. `"vae"` in a
-    Stable Diffusion repo), safetensors only; a `ValueError` names the flags when it cannot be loaded."""
+    Stable Diffusion repo), safetensors only; a `ValueError` names the flags when it cannot be loaded, or when its
+    `scaling_factor` (0 would train on zero latents) or `shift_factor` cannot scale latents."""
+    where = f"--vae_name_or_path={name_or_path!r}" + (f" --vae_subfolder={subfolder!r}" if subfolder else "")
     try:
         vae = AutoencoderKL.from_pretrained(name_or_path, subfolder=subfolder, use_safetensors=True, **hub_options)
     except Exception as error:  # Not found, offline, another model class: all mean no VAE to train with.
-        where = f"--vae_name_or_path={name_or_path!r}" + (f" --vae_subfolder={subfolder!r}" if subfolder else "")
         raise ValueError(
             f"{where} holds no diffusers AutoencoderKL that could be loaded ({type(error).__name__}: {error}). Fix: "
             "pass a folder or Hub id of one (e.g. stabilityai/sd-vae-ft-mse), with --vae_subfolder vae for a Stable "
             "Diffusion repo."
         ) from None
+    check_vae(vae, where)
     return vae.requires_grad_(False).eval()
 
 
@@ -88,8 +91,8 @@ class LatentDataset(SeededItems):
             logger.info("Latents of %s from the cache: %s", images.description, path)
         else:
             moments = self._encode(images, vae, random_flip, batch_size)
-            save_file_atomically(moments, path, key)
-            logger.info("Latents of %d images (%d flips) cached at %s", len(images), 1 + random_flip, path)
+            if write_cache_file(moments, path, key):
+                logger.info("Latents of %d images (%d flips) cached at %s", len(images), 1 + random_flip, path)
         self.mean, self.std, self.random_flip = moments["mean"], moments["std"], random_flip
         config = vae.config
         self.scaling_factor, self.shift_factor = config.scaling_factor, config.get("shift_factor") or 0.0

@@ -61,6 +61,12 @@ def resume(run: Run) -> TrainingState:
         recover_interrupted_writes(run.output_dir)
         path = resolve_resume_checkpoint(run.output_dir, run.config.resume_from_checkpoint)
         if path is not None:
+            step = read_training_state(path).get("global_step", 0)
+            if step > run.max_train_steps:  # the model card would name fewer steps than the weights had
+                raise ValueError(
+                    f"--resume_from_checkpoint: {path} is at step {step}, past this run's {run.max_train_steps} "
+                    f"steps. Fix: pass --max_train_steps {step} (only the export runs) or more."
+                )
             abandon_later_checkpoints(run.output_dir, path)
         return path
 
@@ -71,7 +77,17 @@ def resume(run: Run) -> TrainingState:
     check_same_model(path, dict(run.transformer.config))
     saved = read_training_state(path)
     check_fixed_settings(path, saved.get("fixed"), _fixed_settings(run))
-    run.accelerator.load_state(str(path))
+    try:
+        run.accelerator.load_state(str(path))
+    except ValueError:
+        raise  # ours, one line already
+    except Exception as error:  # a file its checksum vouches for that is no tensor file: a pickle is never unpickled
+        first_sentence = str(error).partition("\n")[0].split(". ")[0]
+        raise ValueError(
+            f"--resume_from_checkpoint: {path} holds a file that cannot be loaded as tensors ({type(error).__name__}: "
+            f"{first_sentence}). Fix: delete it and resume with `latest` (the checkpoint before it), or start afresh "
+            "in another --output_dir."
+        ) from None
     for group in run.optimizer.param_groups:  # checkpoints of earlier versions hold a foreach AdamW's settings
         group["fused"] = True
     for param, values in run.optimizer.state.items():

@@ -455,7 +455,7 @@ def _check_model_fits_data(
             fix = "train on data with the same classes (--label_column, or class sub-folders in --train_data_dir)"
         else:
             fix = "train on data with the same number of classes, or pass --ignore_labels with an unconditional model"
-        data = "no class labels" if classes is None else f"{classes} classes"
+        data = "no class labels" if classes is None else f"{classes} classes (labels up to {classes - 1})"
         raise ValueError(f"{source} has num_class_embeds={model_classes} but the data has {data}: {fix}.")
 
 
@@ -497,7 +497,12 @@ def claim_output_dir(config: TrainingConfig, required_bytes: int = 0) -> IO | No
     while not existing.exists():  # `validate_args` made sure it is a writable folder, or can be created in one.
         existing = existing.parent
     name = f"--output_dir={config.output_dir!r}"
-    free = shutil.disk_usage(existing).free
+    free, checkpoints = shutil.disk_usage(existing).free, list_checkpoints(output_dir)
+    if config.overwrite_output_dir:  # the checkpoints it deletes below make room
+        free += sum(file.stat().st_size for path in checkpoints for file in path.rglob("*") if file.is_file())
+    last_step = int(checkpoints[-1].name.split("-")[1]) if checkpoints else -1
+    if config.resume_from_checkpoint == "latest" and last_step >= (config.max_train_steps or math.inf):
+        required_bytes //= 2  # a retry of an export (the disk was full) writes the pipeline, not a checkpoint
     if free < required_bytes:
         raise ValueError(
             f"{name} has {free / 2**20:.0f} MiB free, but a checkpoint and the final pipeline need about "

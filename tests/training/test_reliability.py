@@ -14,15 +14,20 @@
 """Nothing lost, nothing silently wrong: one run per folder, checkpoints verified by content, configs that cannot
 drift, the Hub checked before training, the `python -m` entry point."""
 
+import errno
+import hashlib
 import json
 import os
+import pickle
 import shutil
 import signal
 import subprocess
 import sys
+import types
 
 import pytest
 import torch
+from accelerate import PartialState
 from diffusers import DDPMScheduler
 from script_runner import REPO, assert_ok, base_args, run_script, script_env, start_script
 from test_train_script import wait_for
@@ -177,6 +182,72 @@ def test_resuming_an_earlier_checkpoint_starts_a_branch_that_latest_and_pruning_
     assert "checkpoint-4 at step 4" in result.stdout + result.stderr
     assert sorted(p.name for p in tmp_path.glob("checkpoint-*")) == ["checkpoint-6"]
     assert json.loads((tmp_path / "checkpoint-6" / "training_state.json").read_text())["parent"] == "checkpoint-4"
+
+
+def test_a_resume_below_its_checkpoint_or_of_a_pickled_file_is_refused_in_one_line(image_dir, tiny_config, tmp_path):
+    args = base_args(image_dir, tiny_config, tmp_path) + ["--resume_from_checkpoint", "latest"]
+    assert_ok(run_script(args[:-2] + ["--max_train_steps", "2"]))
+    # The model card would name fewer steps than the weights had.
+    message = one_line_error(run_script(args + ["--max_train_steps", "1"]))
+    assert "checkpoint-2 is at step 2, past this run's 1 steps. Fix: pass --max_train_steps 2" in message
+    # A pickle of objects where the optimizer's tensors were, its checksum recorded (as by a tool that rewrote the
+    # checkpoint): torch loads it with weights_only, so it is refused, in one line, and never run.
+    checkpoint, ran = tmp_path / "checkpoint-2", tmp_path / "the-pickle-ran"
+
+    class Payload:
+        def __reduce__(self):
+            return os.mkdir, (str(ran),)
+
+    (checkpoint / "optimizer.bin").write_bytes(pickle.dumps(Payload()))
+    state = json.loads((checkpoint / "training_state.json").read_text())
+    del state["state_sha256"]
+    state["sha256"]["optimizer.bin"] = hashlib.sha256((checkpoint / "optimizer.bin").read_bytes()).hexdigest()
+    state["state_sha256"] = hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()
+    (checkpoint / "training_state.json").write_text(json.dumps(state))
+    message = one_line_error(run_script(args + ["--max_train_steps", "3"]))
+    assert "checkpoint-2 holds a file that cannot be loaded as tensors (UnpicklingError: Weights only" in message
+    assert not ran.exists()
+
+
+def test_a_full_disk_while_exporting_keeps_the_old_pipeline_and_a_retry_is_not_refused(
+    tmp_path, image_dir, monkeypatch
+):
+    from diffusers_maskdm import caching
+    from diffusers_maskdm.training import CheckpointWriteError, parse_args, setup
+
+    transformer = MaskedDiTModel(sample_size=8, patch_size=2, hidden_size=32, num_layers=2, num_attention_heads=2)
+    scheduler, options = DDPMScheduler(num_train_timesteps=10), dict(grid_options=(1, 1, 0, "ddpm"))
+    save_pipeline(tmp_path, transformer, scheduler, **options)
+    files = sorted(tmp_path.rglob("*"))
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(caching, "save_file", disk_full)  # where the weights are rewritten with their config
+    with pytest.raises(CheckpointWriteError) as info:
+        save_pipeline(tmp_path, transformer, scheduler, **options)
+    assert f"Could not write the pipeline into {tmp_path} (OSError: [Errno 28] No space left on device). The " in (
+        str(info.value)
+    )
+    assert "disk is full: free space, then run again with --resume_from_checkpoint latest" in str(info.value)
+    assert sorted(tmp_path.rglob("*")) == files  # nothing staged is left, the pipeline written before is whole
+    monkeypatch.undo()
+    MaskedDDPMPipeline.from_pretrained(tmp_path)
+
+    # The retry resumes the last step: it writes the pipeline, no checkpoint, so it asks room for that only.
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: types.SimpleNamespace(free=10 * 2**20))
+    (tmp_path / "out" / "checkpoint-4").mkdir(parents=True)
+    flags = ["--train_data_dir", str(image_dir), "--output_dir", str(tmp_path / "out")]
+    retry = flags + ["--resume_from_checkpoint", "latest", "--max_train_steps"]
+    setup.claim_output_dir(parse_args(retry + ["4"]), 16 * 2**20).close()
+    with pytest.raises(ValueError, match="has 10 MiB free, but a checkpoint and the final pipeline need about 16 MiB"):
+        setup.claim_output_dir(parse_args(retry + ["5"]), 16 * 2**20)
+    # A fresh run with --overwrite_output_dir counts the room of the checkpoints it deletes.
+    with open(tmp_path / "out" / "checkpoint-4" / "optimizer.bin", "wb") as file:
+        file.truncate(8 * 2**20)
+    PartialState(cpu=True)  # for the warning that names the deleted checkpoint
+    setup.claim_output_dir(parse_args(flags + ["--overwrite_output_dir"]), 16 * 2**20).close()
+    assert not (tmp_path / "out" / "checkpoint-4").exists()
 
 
 def test_a_saved_pipeline_records_its_config_with_its_weights(tmp_path):

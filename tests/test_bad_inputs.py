@@ -24,7 +24,7 @@ from diffusers_maskdm.training.data import (
     check_output_outside_data,
     dataset_from_hf,
 )
-from diffusers_maskdm.training.resume import check_same_model
+from diffusers_maskdm.training.resume import check_unchanged
 from diffusers_maskdm.training.setup import setup
 
 
@@ -180,12 +180,6 @@ def locked_output_dir(tmp_path):
     return locked
 
 
-def checkpoint_of(tmp_path, **config):
-    """A checkpoint folder whose transformer/config.json is that of `model(**config)`."""
-    model(**config).save_pretrained(tmp_path / "checkpoint-2" / "transformer")
-    return tmp_path / "checkpoint-2"
-
-
 def damaged_checkpoint(tmp_path):
     state = __import__("accelerate").PartialState(cpu=True)
     save = lambda folder: model().save_pretrained(f"{folder}/transformer")  # noqa: E731
@@ -247,6 +241,13 @@ CASES = [
         "same number",
     ),
     ("model-mask-all", lambda p: lambda: model()(x, 1, mask=~mask16), "every patch"),
+    ("model-ids-keep-empty", lambda p: lambda: model()(x, 1, ids_keep=torch.zeros(2, 0).long()), "ids_keep"),
+    ("model-ids-keep-too-many", lambda p: lambda: model()(x, 1, ids_keep=torch.zeros(2, 17).long()), "1 to 16"),
+    (
+        "model-ids-keep-and-mask",
+        lambda p: lambda: model()(x, 1, mask=mask16, ids_keep=torch.zeros(2, 4).long()),
+        "and a mask",
+    ),
     ("config-patch-size", lambda p: lambda: model(sample_size=10, patch_size=4), "patch_size"),
     ("config-heads", lambda p: lambda: model(hidden_size=30, num_attention_heads=4), "num_attention_heads"),
     ("config-file-negative", lambda p: saved_model_with(p, "num_layers", -3), "num_layers"),
@@ -506,7 +507,7 @@ CASES = [
     ),
     (
         "resume-other-model",
-        lambda p: lambda: check_same_model(checkpoint_of(p, num_attention_heads=4), dict(model().config)),
+        lambda p: lambda: check_unchanged(p, dict(model(num_attention_heads=4).config), dict(model().config), "a"),
         "num_attention_heads=4 in the checkpoint, 2 in this run",
     ),
     (

@@ -484,13 +484,8 @@ class MaskedDiTModel(ModelMixin, AttentionMixin, ConfigMixin):
                 f"`mask` must be a bool tensor (True = masked) of shape (batch_size, num_patches) = ({batch_size}, "
                 f"{self.num_patches}), got {mask.dtype} of shape {tuple(mask.shape)}: use `MaskGenerator`."
             )
-        if ids_keep is not None and (
-            mask is not None
-            or ids_keep.dtype != torch.long
-            or ids_keep.ndim != 2
-            or ids_keep.shape[0] != batch_size
-            or not 1 <= ids_keep.shape[1] <= self.num_patches
-        ):
+        shape = (batch_size, max(1, min(ids_keep.shape[-1], self.num_patches))) if ids_keep is not None else None
+        if ids_keep is not None and (mask is not None or ids_keep.dtype != torch.long or ids_keep.shape != shape):
             raise ValueError(
                 f"`ids_keep` must be a (batch_size, num_visible) = ({batch_size}, 1 to {self.num_patches}) long tensor "
                 f"of visible patch indices, given without `mask`; got {ids_keep.dtype} of shape "

@@ -74,9 +74,10 @@ def resume(run: Run) -> TrainingState:
     if path is None:
         logger.info("--resume_from_checkpoint latest: no intact checkpoint in %s, starting afresh.", run.output_dir)
         return TrainingState()
-    check_same_model(path, dict(run.transformer.config))
+    model_config = json.loads((path / TRANSFORMER_SUBFOLDER / "config.json").read_text(encoding="utf-8"))
+    check_unchanged(path, model_config, dict(run.transformer.config), "another model than this run builds")
     saved = read_training_state(path)
-    check_fixed_settings(path, saved.get("fixed"), _fixed_settings(run))
+    check_unchanged(path, saved.get("fixed"), _fixed_settings(run), "settings a run cannot change midway")
     try:
         run.accelerator.load_state(str(path))
     except ValueError:
@@ -127,23 +128,6 @@ def abandon_later_checkpoints(output_dir: Path, resumed: Path) -> None:
         )
 
 
-def check_same_model(checkpoint: str | Path, model_config: dict) -> None:
-    """Refuse (with a `ValueError` showing each difference) a checkpoint whose `transformer/config.json` differs from
-    `model_config` in an argument both know: weights of the same shapes can belong to different networks."""
-    saved = json.loads((Path(checkpoint) / TRANSFORMER_SUBFOLDER / "config.json").read_text(encoding="utf-8"))
-    now = json.loads(json.dumps(model_config))  # Tuples as lists, as in the file.
-    differences = [
-        f"{key}={saved[key]!r} in the checkpoint, {now[key]!r} in this run"
-        for key in sorted(saved.keys() & now.keys())
-        if not key.startswith("_") and saved[key] != now[key]
-    ]
-    if differences:
-        raise ValueError(
-            f"--resume_from_checkpoint: {checkpoint} holds another model than this run builds ({'; '.join(differences)})."
-            " Fix: resume with the model flags of the run that wrote it, or start afresh in another --output_dir."
-        )
-
-
 def _fixed_settings(run: Run) -> dict:
     """What a checkpoint fixes: a resume that changes one of them is refused (it would go on with another objective or
     noise schedule, other latents, other data, or without the EMA it has)."""
@@ -159,20 +143,21 @@ def _fixed_settings(run: Run) -> dict:
     }
 
 
-def check_fixed_settings(checkpoint: Path, saved: dict | None, now: dict) -> None:
-    """Refuse (with a `ValueError` showing each difference) to resume `checkpoint` with settings it fixed changed;
-    checkpoints of earlier versions record none."""
+def check_unchanged(checkpoint: Path, saved: dict | None, now: dict, what: str) -> None:
+    """Refuse, with a `ValueError` showing each difference, to resume `checkpoint` when a value it recorded differs from
+    this run's (`what` they are: the model's config, or the settings a run fixes). Keys one side lacks, and diffusers'
+    private `_` keys, are not compared: checkpoints of earlier versions record no settings."""
     now = json.loads(json.dumps(now))  # Tuples as lists, as in the file.
+    saved = saved or {}
     differences = [
-        f"{key}={saved[key]!r} in the checkpoint, {now[key]!r} now"
-        for key in now
-        if key in (saved or {}) and saved[key] != now[key]
+        f"{key}={saved[key]!r} in the checkpoint, {now[key]!r} in this run"
+        for key in sorted(saved.keys() & now.keys())
+        if not key.startswith("_") and saved[key] != now[key]
     ]
     if differences:
         raise ValueError(
-            f"--resume_from_checkpoint: {checkpoint} was trained with settings a run cannot change midway "
-            f"({'; '.join(differences)}). Fix: resume with the flags of the run that wrote it, or start afresh in "
-            "another --output_dir."
+            f"--resume_from_checkpoint: {checkpoint} holds {what} ({'; '.join(differences)}). Fix: resume with the "
+            "flags of the run that wrote it, or start afresh in another --output_dir."
         )
 
 

@@ -129,10 +129,7 @@ def make_diffusion_inputs(
 
 def diffusion_loss(model: torch.nn.Module, inputs: DiffusionInputs) -> torch.Tensor:
     """The MSE of `model` (wrapped by accelerate or not) on `inputs` over the visible patches."""
-    if inputs.ids_keep is not None:
-        options = {"ids_keep": inputs.ids_keep}
-    else:
-        options = {"mask": inputs.mask}
+    options = {"ids_keep": inputs.ids_keep} if inputs.ids_keep is not None else {"mask": inputs.mask}
     prediction = model(inputs.noisy, inputs.timesteps, class_labels=inputs.class_labels, **options).sample
     patch_size = getattr(model, "module", model).config.patch_size
     return masked_mse_loss(prediction, inputs.target, inputs.mask, patch_size)  # trusts the mask it was given
@@ -160,8 +157,6 @@ def train(run: Run, state: TrainingState) -> None:
     rank = accelerator.process_index
     disable = not accelerator.is_local_main_process
     fid_cache, label_dropout = {}, (config.class_dropout_prob, transformer.null_class_label)
-    # Kept on the device between logging steps: the summed loss and gradient norm of the updated steps, the number of
-    # skipped steps, and the non-finite steps in a row.
     interval = _Interval(accelerator.device, state.global_step, state.nonfinite_consecutive)
     model.train()
     with tqdm(total=run.max_train_steps, initial=state.global_step, desc="Steps", disable=disable) as progress_bar:

@@ -131,7 +131,7 @@ def test_a_resume_refuses_settings_a_run_cannot_change_and_applies_the_others(im
         (["--ddpm_beta_schedule", "squaredcos_cap_v2"], "beta_schedule='linear' in the checkpoint"),
     ):
         message = one_line_error(run_script(args + resume + ["--learning_rate", "1e-4", *changed]))
-        assert "was trained with settings a run cannot change midway" in message and words in message
+        assert "holds settings a run cannot change midway" in message and words in message
     # Without --use_ema the EMA would be dropped without a word.
     message = one_line_error(run_script([a for a in args if a != "--use_ema"] + resume + ["--learning_rate", "1e-4"]))
     assert "use_ema=True in the checkpoint, False now" in message

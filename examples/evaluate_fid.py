@@ -17,6 +17,8 @@
         --num_samples 1000 --scheduler DDIMScheduler --num_inference_steps 50 --feature_extractor fid-helper
 
 Writes `<output_dir>/evaluation.json` (scores, the extractor of each, the settings) and `<output_dir>/samples.png`.
+With `accelerate launch --num_processes N` every process samples its share of the images (one GPU each); the score
+is the same as one process's.
 The logic lives in `diffusers_maskdm.evaluation`; see docs/evaluation.md.
 """
 
@@ -32,6 +34,7 @@ from pathlib import Path
 
 import diffusers
 import torch
+from accelerate import PartialState
 from diffusers import DiffusionPipeline, SchedulerMixin
 from diffusers.utils import make_image_grid
 
@@ -92,7 +95,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--output_dir", type=str, default="fid-evaluation")
     parser.add_argument("--num_grid_images", type=int, default=64, help="Samples shown in samples.png (0: none).")
-    parser.add_argument("--device", type=str, default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", type=str, default=None, help="default: this process's GPU, else the CPU")
     return parser.parse_args(argv)
 
 
@@ -114,6 +117,8 @@ def swap_scheduler(pipeline: DiffusionPipeline, name: str) -> None:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    state = PartialState()  # under `accelerate launch`, the processes' group: each samples its share
+    args.device = args.device or str(state.device)
 
     pipeline = load_pipeline(args.pretrained_model_name_or_path, args.revision).to(args.device)
     if args.scheduler is not None:
@@ -123,24 +128,25 @@ def main(argv: list[str] | None = None) -> dict:
     resolution = args.resolution or int(denoiser.config.sample_size) * getattr(pipeline, "vae_scale_factor", 1)
 
     extractors = [load_feature_extractor(spec, device=args.device) for spec in args.feature_extractor]
-    references = [
-        reference_statistics_for_training_data(
-            extractor,
-            resolution=resolution,
-            dataset_name=args.dataset_name,
-            dataset_config_name=args.dataset_config_name,
-            train_data_dir=args.train_data_dir,
-            image_column=args.image_column,
-            split=args.split,
-            interpolation=args.interpolation,
-            num_samples=args.num_reference_samples,
-            seed=0,
-            cache_dir=args.reference_stats_dir,
-            data_cache_dir=args.cache_dir,
-            batch_size=args.batch_size,
-        )
-        for extractor in extractors
-    ]
+    with state.main_process_first():  # computed once and cached; the other processes read the cache
+        references = [
+            reference_statistics_for_training_data(
+                extractor,
+                resolution=resolution,
+                dataset_name=args.dataset_name,
+                dataset_config_name=args.dataset_config_name,
+                train_data_dir=args.train_data_dir,
+                image_column=args.image_column,
+                split=args.split,
+                interpolation=args.interpolation,
+                num_samples=args.num_reference_samples,
+                seed=0,
+                cache_dir=args.reference_stats_dir,
+                data_cache_dir=args.cache_dir,
+                batch_size=args.batch_size,
+            )
+            for extractor in extractors
+        ]
 
     result = generate_and_score(
         pipeline,
@@ -151,7 +157,10 @@ def main(argv: list[str] | None = None) -> dict:
         num_inference_steps=args.num_inference_steps,
         seed=args.seed,
         num_grid_images=args.num_grid_images,
+        progress=state.is_local_main_process,
     )
+    if not state.is_main_process:
+        return {}
 
     report = {
         **{key: value for key, value in dataclasses.asdict(result).items() if key != "sample_images"},

@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from safetensors import safe_open
 from torch import nn
@@ -404,8 +406,11 @@ def generate_and_score(
     **pipeline_kwargs: Any,
 ) -> EvaluationResult:
     """Samples `num_samples` images from a pipeline once and scores them against reference statistics with each
-    feature extractor (FID-N with an Inception, FD-DINOv2 with DINOv2, ...). One CPU generator seeded with `seed`
-    draws all batches in turn; one progress bar counts images (the pipeline's own bar is silenced meanwhile).
+    feature extractor (FID-N with an Inception, FD-DINOv2 with DINOv2, ...). Batch `k` draws from a CPU generator
+    seeded by `(seed, k)`. Under `torch.distributed` (e.g. `accelerate launch`) every process samples its share of
+    the batches (`k` modulo the process count) and the generated features' sums are added up over the processes, so
+    the result does not depend on the number of processes; call it on all of them. One progress bar counts images
+    (the pipeline's own bar is silenced meanwhile).
 
     Args:
         pipeline: a diffusers pipeline, called as `pipeline(batch_size=n, generator=g, output_type="np")`.
@@ -430,14 +435,18 @@ def generate_and_score(
     sizes = {int(reference.metadata["resolution"]) for reference in references if "resolution" in reference.metadata}
     if num_inference_steps is not None:
         pipeline_kwargs["num_inference_steps"] = num_inference_steps
-    generator = torch.Generator(device="cpu").manual_seed(seed)
+    rank, processes = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    batches = list(enumerate(range(0, num_samples, batch_size)))[rank::processes]
     saved_config = dict(getattr(pipeline, "_progress_bar_config", {}))
     pipeline.set_progress_bar_config(**{**saved_config, "disable": True})
     kept, seconds = [], 0.0
     try:
-        with tqdm(total=num_samples, desc="sampling for FID", unit="img", disable=not progress) as bar:
-            for start in range(0, num_samples, batch_size):
+        mine = sum(min(batch_size, num_samples - start) for _, start in batches)
+        with tqdm(total=mine, desc="sampling for FID", unit="img", disable=not progress) as bar:
+            for index, start in batches:
                 n = min(batch_size, num_samples - start)
+                seeds = np.random.SeedSequence([seed, index]).generate_state(2, np.uint32)
+                generator = torch.Generator(device="cpu").manual_seed(int(seeds[0]) << 32 | int(seeds[1]))
                 start_time = time.perf_counter()
                 images = pipeline(batch_size=n, generator=generator, output_type="np", **pipeline_kwargs).images
                 seconds += time.perf_counter() - start_time
@@ -452,6 +461,9 @@ def generate_and_score(
                 bar.update(n)
     finally:
         pipeline._progress_bar_config = saved_config
+    for metric in metrics if processes > 1 else ():  # every process's share of the generated images
+        for name in ("fake_features_sum", "fake_features_cov_sum", "fake_features_num_samples"):
+            dist.all_reduce(getattr(metric, name))
     scores = [
         FrechetScore(e.metric_name, float(m.compute()), e.identifier, num_samples, r.num_samples, dict(r.metadata))
         for e, r, m in zip(extractors, references, metrics)
@@ -472,8 +484,8 @@ def compute_fid_for_pipeline(
     **pipeline_kwargs: Any,
 ) -> float:
     """FID-N of a pipeline for a training loop: `generate_and_score` (same arguments) with one extractor, the distance
-    as a float. Call it on the main process only (the metric does not synchronise across processes); the same `seed`
-    every time makes successive values comparable."""
+    as a float; under `torch.distributed`, call it on every process (each samples its share). The same `seed` every
+    time makes successive values comparable."""
     options = dict(batch_size=batch_size, num_inference_steps=num_inference_steps, seed=seed, progress=progress)
     result = generate_and_score(pipeline, extractor, reference, num_samples, **options, **pipeline_kwargs)
     return result.scores[0].value

@@ -202,3 +202,37 @@ def test_evaluate_fid_script_end_to_end(tmp_path, latent):
     bad_scheduler[argv.index("DDIMScheduler")] = "NoSuchScheduler"
     with pytest.raises(ValueError, match="--scheduler"):
         script.main(bad_scheduler)
+
+
+def _score_on_one_of_two_processes(rank: int, folder: str) -> None:
+    import torch.distributed as dist
+    from evaluation_testing import TextureNet
+
+    from diffusers_maskdm.evaluation import ModuleFeatures
+
+    dist.init_process_group("gloo", init_method=f"file://{folder}/group", rank=rank, world_size=2)
+    extractor = ModuleFeatures(TextureNet(seed=0), name="texture-net")
+    pipeline, sampled = _tiny_pipeline(), []
+    call = type(pipeline).__call__
+    type(pipeline).__call__ = lambda self, batch_size, **kwargs: (
+        sampled.append(batch_size) or call(self, batch_size=batch_size, **kwargs)
+    )
+    options = {"num_samples": 10, "batch_size": 4, "num_inference_steps": 2, "progress": False, "seed": 5}
+    value = compute_fid_for_pipeline(
+        pipeline, _reference(extractor, Path(folder) / f"cache-{rank}"), extractor, **options
+    )
+    Path(folder, f"rank-{rank}.json").write_text(json.dumps({"fid": value, "sampled": sampled}))
+    dist.destroy_process_group()
+
+
+def test_two_processes_sample_their_shares_and_score_as_one(texture_extractor, tmp_path):
+    # Batch k is seeded by (seed, k) and sampled by process k % 2; the generated features are added up over the
+    # processes, so the FID equals one process's.
+    torch.multiprocessing.spawn(_score_on_one_of_two_processes, args=(str(tmp_path),), nprocs=2)
+    ranks = [json.loads((tmp_path / f"rank-{rank}.json").read_text()) for rank in range(2)]
+    assert [rank["sampled"] for rank in ranks] == [[4, 2], [4]]  # batches 0 and 2, and batch 1, of 10 images by 4
+    options = {"num_samples": 10, "batch_size": 4, "num_inference_steps": 2, "progress": False, "seed": 5}
+    alone = compute_fid_for_pipeline(
+        _tiny_pipeline(), _reference(texture_extractor, tmp_path), texture_extractor, **options
+    )
+    assert ranks[0]["fid"] == ranks[1]["fid"] == pytest.approx(alone, rel=1e-9)

@@ -127,14 +127,14 @@ def test_a_resume_refuses_settings_a_run_cannot_change_and_applies_the_others(im
     assert_ok(run_script(args + ["--max_train_steps", "2", "--learning_rate", "1e-4"]))
     resume = ["--max_train_steps", "3", "--resume_from_checkpoint", "latest"]
     for changed, words in (
-        (["--prediction_type", "sample"], "prediction_type='epsilon' in the checkpoint, 'sample' now"),
+        (["--prediction_type", "sample"], "prediction_type='epsilon' in the checkpoint, 'sample' in this run"),
         (["--ddpm_beta_schedule", "squaredcos_cap_v2"], "beta_schedule='linear' in the checkpoint"),
     ):
         message = one_line_error(run_script(args + resume + ["--learning_rate", "1e-4", *changed]))
         assert "holds settings a run cannot change midway" in message and words in message
     # Without --use_ema the EMA would be dropped without a word.
     message = one_line_error(run_script([a for a in args if a != "--use_ema"] + resume + ["--learning_rate", "1e-4"]))
-    assert "use_ema=True in the checkpoint, False now" in message
+    assert "use_ema=True in the checkpoint, False in this run" in message
     # A new learning rate and EMA decay are applied (the checkpoint's optimizer and EMA hold the old ones), and said.
     result = run_script(args + resume + ["--learning_rate", "3e-4", "--ema_decay", "0.99"])
     assert_ok(result)

@@ -592,9 +592,8 @@ def reference_statistics_for_training_data(
             cache_dir=data_cache_dir, resolution=resolution, center_crop=True, random_flip=False,
             max_train_samples=num_samples, seed=seed,
         )  # fmt: skip
-        # Training images are in [-1, 1], the evaluation's in [0, 1].
-        zero_one = lambda items: (default_collate(items)["pixel_values"] + 1) / 2  # noqa: E731
-        return torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=zero_one)
+        pixels = lambda items: default_collate(items)["pixel_values"]  # noqa: E731 (uint8, as the metric takes them)
+        return torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=pixels)
 
     options = dict(num_samples=num_samples, cache_dir=cache_dir, batch_size=batch_size, progress=progress)
     return load_or_compute_reference_statistics(images, extractor, dataset_id, resolution, **options)

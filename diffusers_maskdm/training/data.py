@@ -117,8 +117,9 @@ def _to_8bit(image: Image.Image) -> Image.Image:
 
 class ImageTransform:
     r"""
-    Turns a PIL image into a model input: resize, crop, optional flip, (C, H, W) float tensor in [-1, 1]. PIL and
-    torch only (no torchvision); crop offsets and flips come from the `generator` passed to `__call__`.
+    Turns a PIL image into a model input: resize, crop, optional flip, a (C, H, W) `torch.uint8` tensor (a quarter of
+    float32's bytes to pin and copy to a GPU; `to_model_range` makes it [-1, 1] there). PIL and torch only (no
+    torchvision); crop offsets and flips come from the `generator` passed to `__call__`.
 
     Args:
         resolution (`int`): side of the square output; the shorter image side is resized to it first.
@@ -142,7 +143,7 @@ class ImageTransform:
         self.center_crop, self.random_flip = center_crop, random_flip
 
     def __call__(self, image: Image.Image, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Returns a float32 tensor of shape (num_channels, resolution, resolution) with values in [-1, 1]."""
+        """Returns a `torch.uint8` tensor of shape (num_channels, resolution, resolution)."""
         size = self.resolution
         # 1. To "L" or "RGB", transparency composited on white.
         image = _to_8bit(image)
@@ -171,9 +172,15 @@ class ImageTransform:
         if self.random_flip and float(torch.rand((), generator=generator)) < 0.5:
             image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
 
-        # 5. To a (C, H, W) tensor in [-1, 1].
-        pixels = torch.from_numpy(np.array(image, dtype=np.float32)).reshape(size, size, self.num_channels)
-        return pixels.permute(2, 0, 1).contiguous() / 127.5 - 1.0
+        # 5. To a (C, H, W) tensor.
+        pixels = torch.from_numpy(np.array(image, dtype=np.uint8)).reshape(size, size, self.num_channels)
+        return pixels.permute(2, 0, 1).contiguous()
+
+
+def to_model_range(pixels: torch.Tensor) -> torch.Tensor:
+    """`torch.uint8` images (as `ImageTransform` makes them) as float32 in [-1, 1], the models' range; called where the
+    model is (a GPU), so that batches cross to it as 8-bit."""
+    return pixels.float() / 127.5 - 1.0
 
 
 def _column(hf_dataset: datasets.Dataset, argument: str, column: str | None) -> str:
@@ -229,7 +236,7 @@ class SeededItems(torch.utils.data.Dataset):
 class TrainImageDataset(SeededItems):
     r"""
     The training images of a map-style `datasets.Dataset`, documented as `dataset_from_hf` ([`build_train_dataset`]
-    builds one from the training script's data options). Items are dicts: `"pixel_values"` (C, H, W) in [-1, 1] and,
+    builds one from the training script's data options). Items are dicts: `"pixel_values"` (C, H, W) `torch.uint8` and,
     for labelled data, `"class_labels"`. Asked for by `(epoch, position)` (what [`SeededEpochSampler`] yields) or by
     position (epoch from `set_epoch`), an item's crop and flip depend only on `(seed, epoch, position)`. An image that
     fails to decode is skipped with a warning and counted in `num_skipped` (in DataLoader workers too); the next

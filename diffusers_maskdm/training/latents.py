@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from ..caching import cache_path, read_cache_file, weights_digest, write_cache_file
 from ..pipelines.pipeline_masked_ddpm import check_vae
-from .data import ImageTransform, SeededItems, TrainImageDataset
+from .data import ImageTransform, SeededItems, TrainImageDataset, to_model_range
 
 
 logger = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ class LatentDataset(SeededItems):
             rows = images.hf_dataset[start : start + batch_size][column]
             pixels = torch.stack([transform(image) for image in rows])
             views = [pixels, pixels.flip(-1)] if random_flip else [pixels]
-            encoded = [vae.encode(view.to(device, vae.dtype)).latent_dist for view in views]
+            encoded = [vae.encode(to_model_range(view.to(device)).to(vae.dtype)).latent_dist for view in views]
             means.append(torch.stack([d.mean.float().cpu() for d in encoded], dim=1))
             stds.append(torch.stack([d.std.float().cpu() for d in encoded], dim=1))
         return {"mean": torch.cat(means).contiguous(), "std": torch.cat(stds).contiguous()}

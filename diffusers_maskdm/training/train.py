@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from ..losses import masked_mse_loss
 from ..masking import MaskGenerator, visible_indices
 from ..pipelines import MaskedDDPMPipeline
-from .data import derive_seed
+from .data import derive_seed, to_model_range
 from .export import ema_weights, grid_sampler, log_grid, sample_grid
 from .resume import TrainingState, save_training_checkpoint
 from .setup import Run
@@ -165,7 +165,7 @@ def train(run: Run, state: TrainingState) -> None:
             step_loss = torch.zeros((), device=accelerator.device)
             for micro_step in range(accumulation):
                 state.epoch, state.position, batch = next(batches)
-                clean = batch["latents"] if run.vae is not None else batch["pixel_values"]
+                clean = batch["latents"] if run.vae is not None else to_model_range(batch["pixel_values"])
                 generator = step_generator(config.seed, rank, state.global_step, micro_step, clean.device)
                 labels = batch.get("class_labels") if transformer.config.num_class_embeds else None
                 inputs = make_diffusion_inputs(

@@ -33,6 +33,7 @@ from diffusers_maskdm.training.data import (
     build_train_dataset,
     check_output_outside_data,
     dataset_from_hf,
+    to_model_range,
     twemoji_image_dir,
 )
 
@@ -67,7 +68,7 @@ def write_numbered_folder(root, count, mode="RGB"):
 
 
 def pixel_id(example) -> int:
-    return round(float((example["pixel_values"][0, 0, 0] + 1) * 127.5))
+    return int(example["pixel_values"][0, 0, 0])
 
 
 def folder_dataset(root, tmp_path, **kwargs):
@@ -83,9 +84,10 @@ def test_transform_shape_and_range_rgb_and_grayscale():
     rgb = ImageTransform(8, num_channels=3, center_crop=True)(image)
     gray = ImageTransform(8, num_channels=1, center_crop=True)(image.convert("L"))
     assert rgb.shape == (3, 8, 8) and gray.shape == (1, 8, 8)
-    assert rgb.dtype == torch.float32
+    assert rgb.dtype == gray.dtype == torch.uint8  # made [-1, 1] where the model is
     for tensor in (rgb, gray):
-        assert tensor.min().item() == -1.0 and tensor.max().item() == 1.0
+        assert tensor.min().item() == 0 and tensor.max().item() == 255
+        assert to_model_range(tensor).min().item() == -1.0 and to_model_range(tensor).max().item() == 1.0
 
 
 def test_transform_composites_transparency_on_white():
@@ -94,18 +96,17 @@ def test_transform_composites_transparency_on_white():
     palette.putpalette([0, 0, 0] * 256)
     palette.info["transparency"] = 0
     for image in (transparent, palette):
-        assert torch.all(ImageTransform(8)(image) == 1.0)
-        assert torch.all(ImageTransform(8, num_channels=1)(image) == 1.0)
+        assert torch.all(ImageTransform(8)(image) == 255)
+        assert torch.all(ImageTransform(8, num_channels=1)(image) == 255)
 
 
 def test_transform_rescales_16_bit_grayscale():
     image = Image.fromarray(np.full((8, 8), 65535, dtype=np.uint16))
     assert image.mode.startswith("I")
-    assert torch.all(ImageTransform(8, num_channels=1)(image) == 1.0)
+    assert torch.all(ImageTransform(8, num_channels=1)(image) == 255)
 
 
 def test_float_and_16_bit_images_are_scaled_from_their_range():
-    grey = 128 / 127.5 - 1  # The 8-bit value 128.
     images = [
         Image.fromarray(np.full((8, 8), 128 / 255, dtype=np.float32)),  # "F": floats in [0, 1]
         Image.fromarray(np.full((8, 8), 128 * 257, dtype=np.uint16)),  # "I;16"
@@ -115,14 +116,14 @@ def test_float_and_16_bit_images_are_scaled_from_their_range():
     for image in images:
         for num_channels in (1, 3):
             output = ImageTransform(8, num_channels=num_channels)(image)
-            assert torch.allclose(output, torch.full_like(output, grey), atol=1e-6), (image.mode, num_channels)
+            assert torch.all(output == 128), (image.mode, num_channels)  # the 8-bit value 128
 
 
 @pytest.mark.parametrize("mode", sorted(set(Image.MODES) - {"La"}))
 def test_every_accepted_mode_becomes_a_model_input(mode):
     for num_channels in (1, 3):
         output = ImageTransform(8, num_channels=num_channels)(Image.new(mode, (8, 8)))
-        assert output.shape == (num_channels, 8, 8) and output.min() >= -1 and output.max() <= 1
+        assert output.shape == (num_channels, 8, 8) and output.dtype == torch.uint8
 
 
 @pytest.mark.parametrize(
@@ -149,7 +150,7 @@ def test_float_tiff_folder_is_read_as_zero_to_one(tmp_path):
         Image.fromarray(np.full((8, 8), value, dtype=np.float32)).save(root / f"{i}.tiff")
     dataset = folder_dataset(root, tmp_path)
     assert dataset.num_channels == 1
-    values = sorted(round(float(example["pixel_values"].mean()), 2) for example in dataset)
+    values = sorted(round(float(to_model_range(example["pixel_values"]).mean()), 2) for example in dataset)
     assert values == [-1.0, -0.5, 1.0]
 
 
@@ -179,7 +180,7 @@ def test_random_crop_moves_and_center_crop_does_not():
     assert torch.equal(
         center(image, torch.Generator().manual_seed(0)), center(image, torch.Generator().manual_seed(1))
     )
-    crops = {tuple(random_crop(image, torch.Generator().manual_seed(s)).mean(dim=(0, 1)).tolist()) for s in range(8)}
+    crops = {tuple(random_crop(image, torch.Generator().manual_seed(s)).flatten().tolist()) for s in range(8)}
     assert len(crops) > 1
 
 
@@ -208,7 +209,7 @@ def test_folder_rgb_with_labels_from_subfolders(tmp_path):
         example = dataset[position]
         assert example["pixel_values"].shape == (3, 8, 8)
         assert example["class_labels"].dtype == torch.long
-        colour = tuple(((example["pixel_values"][:, 0, 0] + 1) * 127.5).round().int().tolist())
+        colour = tuple(example["pixel_values"][:, 0, 0].tolist())
         assert colour == CLASS_COLOURS[dataset.class_names[int(example["class_labels"])]]
 
 
@@ -332,13 +333,13 @@ def test_item_randomness_depends_on_seed_epoch_and_position_only(tmp_path):
     again = folder_dataset(root, tmp_path, random_flip=True, seed=5)
 
     def flips(ds, epoch):
-        return [bool(ds[(epoch, i)]["pixel_values"][0, 0, 0] > 0) for i in range(len(ds))]
+        return [bool(ds[(epoch, i)]["pixel_values"][0, 0, 0] > 127) for i in range(len(ds))]
 
     assert flips(dataset, 0) == flips(again, 0) == flips(dataset, 0)
     assert flips(dataset, 0) != flips(dataset, 1)
     assert 0 < sum(flips(dataset, 0)) < len(dataset)
     dataset.set_epoch(1)
-    assert [bool(dataset[i]["pixel_values"][0, 0, 0] > 0) for i in range(len(dataset))] == flips(dataset, 1)
+    assert [bool(dataset[i]["pixel_values"][0, 0, 0] > 127) for i in range(len(dataset))] == flips(dataset, 1)
 
 
 # ----- datasets.Dataset / dataset_name -----
@@ -456,7 +457,7 @@ def test_embedded_twemoji_default_small_subset():
     example = dataset[0]
     assert set(example) == {"pixel_values"} and example["pixel_values"].shape == (3, 16, 16)
     # Composited on white: the 72x72 emoji have transparent corners.
-    assert torch.all(example["pixel_values"][:, 0, 0] == 1.0)
+    assert torch.all(example["pixel_values"][:, 0, 0] == 255)
 
 
 def test_missing_twemoji_names_the_fix(monkeypatch):

@@ -246,11 +246,11 @@ def _build_accelerator(config: TrainingConfig) -> Accelerator:
 def dataloader_options(num_workers: int | None, device: torch.device, local_processes: int) -> dict:
     """DataLoader workers and pinned memory: on a GPU a share of the CPUs per process by default (decoding must keep
     up with the GPU) and pinned host memory; on the CPU no workers by default (they would take the cores the training
-    computes on). Workers are not kept across epochs: their copies of the dataset would miss its epoch, which seeds
-    the augmentations."""
+    computes on). Workers are kept across epochs: every item carries its epoch (`SeededEpochSampler`), so their copies
+    of the dataset need no `set_epoch`."""
     if num_workers is None:
         num_workers = max(1, min(8, (os.cpu_count() or 1) // max(1, local_processes))) if device.type == "cuda" else 0
-    return {"num_workers": num_workers, "pin_memory": device.type == "cuda"}
+    return {"num_workers": num_workers, "pin_memory": device.type == "cuda", "persistent_workers": num_workers > 0}
 
 
 def cpu_supports_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:

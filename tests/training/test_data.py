@@ -438,6 +438,25 @@ def test_all_rows_corrupt_is_an_error_before_training():
         dataset_from_hf(hf_dataset, verify_images=True)
 
 
+def test_workers_kept_across_epochs_give_the_batches_of_the_main_process():
+    # Each item carries its epoch, so workers that live across epochs (as on a GPU) crop and flip as the main
+    # process would, epoch after epoch.
+    images = datasets.Dataset.from_dict({"image": [asymmetric_image(size=(12, 8))] * 6})
+    dataset = dataset_from_hf(images.cast_column("image", datasets.Image()), resolution=8, random_flip=True)
+
+    def two_epochs(loader):
+        batches = []
+        for epoch in (0, 1):
+            loader.sampler.set_epoch(epoch)
+            batches += [batch["pixel_values"] for batch in loader]
+        return batches
+
+    alone = two_epochs(build_train_dataloader(dataset, batch_size=3, seed=0))
+    workers = two_epochs(build_train_dataloader(dataset, batch_size=3, seed=0, num_workers=2, persistent_workers=True))
+    assert len(alone) == 4 and all(torch.equal(a, b) for a, b in zip(alone, workers))
+    assert not torch.equal(alone[0], alone[2])  # the second epoch is another one
+
+
 def test_dataloader_workers_share_the_skip_count():
     dataset = dataset_from_hf(make_hf_dataset(corrupt_rows=(1,)), num_channels=3, resolution=8)
     loader = build_train_dataloader(dataset, batch_size=3, num_workers=1, seed=0)

@@ -53,11 +53,13 @@ def test_threads_are_the_allowed_cpus_shared_by_the_local_processes(monkeypatch)
 def test_data_loading_keeps_up_with_a_gpu_and_leaves_the_cpu_cores_to_training(monkeypatch):
     monkeypatch.setattr(os, "cpu_count", lambda: 32)
     # On a GPU: a share of the CPUs per local process (at most 8), pinned memory; a number given is kept.
-    assert dataloader_options(None, torch.device("cuda"), 8) == {"num_workers": 4, "pin_memory": True}
-    assert dataloader_options(None, torch.device("cuda", 1), 1) == {"num_workers": 8, "pin_memory": True}
-    assert dataloader_options(2, torch.device("cuda"), 8) == {"num_workers": 2, "pin_memory": True}
+    kept = {"pin_memory": True, "persistent_workers": True}  # workers live across epochs
+    assert dataloader_options(None, torch.device("cuda"), 8) == {"num_workers": 4, **kept}
+    assert dataloader_options(None, torch.device("cuda", 1), 1) == {"num_workers": 8, **kept}
+    assert dataloader_options(2, torch.device("cuda"), 8) == {"num_workers": 2, **kept}
     # On the CPU no workers by default: they would compete with the training threads.
-    assert dataloader_options(None, torch.device("cpu"), 1) == {"num_workers": 0, "pin_memory": False}
+    none = {"num_workers": 0, "pin_memory": False, "persistent_workers": False}
+    assert dataloader_options(None, torch.device("cpu"), 1) == none
 
 
 def test_a_launched_cpu_run_uses_every_allowed_core(image_dir, tiny_config, tmp_path):

@@ -29,6 +29,7 @@ from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.utils import (
     DataLoaderConfiguration,
+    DistributedDataParallelKwargs,
     InitProcessGroupKwargs,
     ProjectConfiguration,
     broadcast_object_list,
@@ -217,7 +218,11 @@ def _build_accelerator(config: TrainingConfig) -> Accelerator:
         step_scheduler_with_optimizer=False,  # One schedule step per optimizer step, whatever the process count.
         dataloader_config=DataLoaderConfiguration(non_blocking=gpu),  # from pinned memory, not waiting for the copy
         # How long a process waits for the others in a collective before the run fails (NCCL's default is 10 min).
-        kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=config.ddp_timeout))],
+        kwargs_handlers=[
+            InitProcessGroupKwargs(timeout=timedelta(seconds=config.ddp_timeout)),
+            # The model's only buffer, the fixed sincos positions, is the same on every process: not sent each step.
+            DistributedDataParallelKwargs(broadcast_buffers=False),
+        ],
     )
     if accelerator.num_processes > 1:
         logger.info(

@@ -118,8 +118,7 @@ def setup(config: TrainingConfig) -> Run:
             config.pretrained_model_name_or_path, config.init_from_ema, config.revision, config.cache_dir
         )
         model_config, scheduler_config = source.read_config(), source.scheduler_config()
-    vae_source = config.vae_name_or_path or (source.vae_folder() if source is not None else None)
-    vae = load_vae(vae_source, config.vae_subfolder, cache_dir=config.cache_dir) if vae_source else None
+    vae = load_run_vae(config, source)
     size = _model_sample_size(config, vae)  # the side of what the model denoises: images or latents
     if config.model_config is not None:
         model_config = {"sample_size": size, **read_model_config_file(config.model_config)}
@@ -133,27 +132,12 @@ def setup(config: TrainingConfig) -> Run:
     plan = (config, model_config, accelerator.device, size, accelerator.mixed_precision)
     mask_generator, checkpoint_bytes = _check_model_plan(*plan)
 
-    # 3. Data, then the model; a given model (or the VAE) decides the channels the images are converted to. Latents
-    # are encoded once (main process first, the others read its cache), from every image, checked up front.
+    # 3. Data, then the model; a given model (or the VAE) decides the channels the images are converted to.
     given = config.pretrained_model_name_or_path or config.model_config
     channels = (
         vae.config.in_channels if vae else config.num_channels or (model_config.get("in_channels") if given else None)
     )
-    with accelerator.main_process_first():
-        dataset = build_train_dataset(
-            **{name: getattr(config, name) for name in DATA_FLAGS},
-            num_channels=channels,
-            **({"verify_images": True} if vae else {}),
-        )
-        if vae is not None:
-            if not config.center_crop:  # a crop drawn per step cannot be cached
-                logger.info(
-                    "Latent space: the centre crop of each image is encoded (cached latents have no random crop)."
-                )
-            vae.to(accelerator.device)
-            data_id = f"{data_source_id(config.dataset_name, config.dataset_config_name, config.train_data_dir)}:"
-            data_id += f"{config.image_column or ''}|subset={config.max_train_samples or 'all'}:{config.seed}"
-            dataset = LatentDataset(dataset, vae, data_id, config.random_flip, config.latents_cache_dir)
+    dataset = prepare_data(config, accelerator, vae, channels)
     num_classes = None if config.ignore_labels else dataset.num_classes
     if source is None:
         file_config = model_config if config.model_config else None  # read once, above
@@ -191,6 +175,33 @@ def setup(config: TrainingConfig) -> Run:
         accelerator.init_trackers("train_masked_pretrain", config=tracked)
     built = (model, ema_model, optimizer, lr_scheduler, loader, noise_scheduler, mask_generator, steps, repo_id, lock)
     return Run(config, accelerator, *built, vae)
+
+
+def load_run_vae(config: TrainingConfig, source=None) -> AutoencoderKL | None:
+    """`--vae_name_or_path`, else the VAE of the pre-trained latent pipeline `source`, else `None` (pixel space)."""
+    vae_source = config.vae_name_or_path or (source.vae_folder() if source is not None else None)
+    return load_vae(vae_source, config.vae_subfolder, cache_dir=config.cache_dir) if vae_source else None
+
+
+def prepare_data(config: TrainingConfig, state, vae: AutoencoderKL | None, channels: int | None = None):
+    """The training data of `config` (`state`: the `Accelerator` or `PartialState`). The images are read (and with a
+    VAE each checked) by the main process first, the others then find the datasets cache; with a VAE, their latents
+    are encoded into the cache's shards, each process its share (`LatentDataset`), from every image. `python -m
+    diffusers_maskdm.prepare` runs it ahead of training."""
+    with state.main_process_first():
+        dataset = build_train_dataset(
+            **{name: getattr(config, name) for name in DATA_FLAGS},
+            num_channels=channels,
+            **({"verify_images": True} if vae else {}),
+        )
+    if vae is None:
+        return dataset
+    if not config.center_crop:  # a crop drawn per step cannot be cached
+        logger.info("Latent space: the centre crop of each image is encoded (cached latents have no random crop).")
+    vae.to(state.device)
+    data_id = f"{data_source_id(config.dataset_name, config.dataset_config_name, config.train_data_dir)}:"
+    data_id += f"{config.image_column or ''}|subset={config.max_train_samples or 'all'}:{config.seed}"
+    return LatentDataset(dataset, vae, data_id, config.random_flip, config.latents_cache_dir)
 
 
 def _build_accelerator(config: TrainingConfig) -> Accelerator:

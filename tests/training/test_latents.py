@@ -15,10 +15,15 @@
 pipeline that decodes images of the pixel size."""
 
 import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 from diffusers import AutoencoderKL
+from PIL import Image
 from vae_testing import make_tiny_vae
 
 from diffusers_maskdm import MaskedDDPMPipeline
@@ -60,7 +65,7 @@ def test_both_stages_train_on_cached_latents(image_dir, tiny_config, vae_dir, en
     run_training(config_from_flags(flags(image_dir, tiny_config, pretrain, cache, *args, "--mask_rate", "0.5")))
     # The 8 images were encoded once per flip, in one batch each; the training steps never ran the encoder.
     assert encoder_calls == [8, 8]
-    assert len(list(cache.glob("*.safetensors"))) == 1
+    assert len(list(cache.glob("*/shard-*.safetensors"))) == 1  # 8 images: one shard
     transformer = json.loads((pretrain / "transformer" / "config.json").read_text())
     assert (transformer["sample_size"], transformer["in_channels"]) == (8, 4)
     assert (pretrain / "vae" / "config.json").is_file()
@@ -81,7 +86,7 @@ def test_latent_items_are_seeded_and_scaled_as_diffusers_scales_latents(image_di
     scaled_vae = make_tiny_vae()
     scaled_vae.register_to_config(scaling_factor=0.5, shift_factor=0.25)
     scaled = LatentDataset(images, scaled_vae, "data", random_flip=True, cache_dir=tmp_path)
-    assert len(list(tmp_path.glob("*.safetensors"))) == 2  # the config is part of the key
+    assert len(list(tmp_path.glob("*/shard-*.safetensors"))) == 2  # the config is part of the key
 
     first, again = plain[(3, 5)]["latents"], plain[(3, 5)]["latents"]
     assert torch.equal(first, again)
@@ -91,7 +96,8 @@ def test_latent_items_are_seeded_and_scaled_as_diffusers_scales_latents(image_di
     z = first / make_tiny_vae().config.scaling_factor
     torch.testing.assert_close(scaled[(3, 5)]["latents"], (z - 0.25) * 0.5)
     # Over epochs an image is served in both flips: mirrored moments differ from the plain ones.
-    assert not torch.equal(plain.mean[:, 0], plain.mean[:, 1])
+    mean = torch.stack([plain.moments(position)[0] for position in range(len(plain))])
+    assert not torch.equal(mean[:, 0], mean[:, 1])
 
 
 def test_cache_is_keyed_by_the_vae_weights(image_dir, tmp_path, encoder_calls):
@@ -100,7 +106,7 @@ def test_cache_is_keyed_by_the_vae_weights(image_dir, tmp_path, encoder_calls):
     LatentDataset(images, make_tiny_vae(seed=0), "data", cache_dir=tmp_path)
     assert len(encoder_calls) == 1  # the second found the first's latents
     LatentDataset(images, make_tiny_vae(seed=1), "data", cache_dir=tmp_path)
-    assert len(encoder_calls) == 2 and len(list(tmp_path.glob("*.safetensors"))) == 2
+    assert len(encoder_calls) == 2 and len(list(tmp_path.glob("*/shard-*.safetensors"))) == 2
 
 
 def test_fid_during_latent_training_scores_decoded_images(
@@ -145,3 +151,66 @@ def test_a_resumed_latent_run_draws_what_the_straight_run_drew(image_dir, tiny_c
     weights = "transformer/diffusion_pytorch_model.safetensors"
     straight, again = load_file(tmp_path / "straight" / weights), load_file(resumed / weights)
     assert all(torch.equal(straight[name], again[name]) for name in straight)
+
+
+def _prepare_on_one_of_two_processes(rank: int, port: int, folder: str, argv: list[str]) -> None:
+    import os
+
+    from accelerate import PartialState
+
+    from diffusers_maskdm.training.setup import load_run_vae, prepare_data
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank))
+    os.environ["LOCAL_RANK"] = str(rank)
+    encoded, encode = [], LatentDataset._encode
+    LatentDataset._encode = staticmethod(lambda *args: encoded.append(args[4]) or encode(*args))  # args[4]: first
+    config = config_from_flags(argv)
+    prepare_data(config, PartialState(cpu=True), load_run_vae(config))
+    (Path(folder) / f"rank-{rank}.json").write_text(json.dumps(encoded))
+
+
+def test_two_processes_encode_their_shards_and_training_reads_them_lazily(
+    tiny_config, vae_dir, tmp_path, encoder_calls
+):
+    # 2,000 images are two shards of 1,024: each process encodes one (what `accelerate launch -m
+    # diffusers_maskdm.prepare` does), then a training run with the same flags finds both and encodes nothing.
+    images = tmp_path / "images"
+    images.mkdir()
+    for index in range(2000):
+        Image.new("RGB", (16, 16), (index % 256, index // 256 * 30, 7)).save(images / f"{index:04d}.png")
+    argv = flags(images, tiny_config, tmp_path / "out", tmp_path / "latents", "--vae_name_or_path", str(vae_dir))
+    argv += ["--model_config", str(tiny_config), "--mask_rate", "0.5"]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    torch.multiprocessing.spawn(_prepare_on_one_of_two_processes, args=(port, str(tmp_path), argv), nprocs=2)
+    assert [json.loads((tmp_path / f"rank-{rank}.json").read_text()) for rank in range(2)] == [[0], [1024]]
+    assert len(list((tmp_path / "latents").glob("*/shard-*.safetensors"))) == 2
+
+    run_training(config_from_flags(argv))
+    assert encoder_calls == []  # both shards read from the cache
+    dataset = LatentDataset(
+        build_train_dataset(train_data_dir=images, resolution=16),
+        make_tiny_vae(),
+        "d",
+        cache_dir=tmp_path / "x",
+        shard_size=1024,
+    )
+    dataset[1500], dataset[3]
+    assert not dataset._resident and sorted(dataset._files) == [0, 1]  # items read from the mapped shards, not held
+
+
+def test_the_prepare_command_caches_what_training_reads(image_dir, tiny_config, vae_dir, tmp_path, encoder_calls):
+    from script_runner import REPO, script_env
+
+    argv = flags(image_dir, tiny_config, tmp_path / "out", tmp_path / "latents", "--vae_name_or_path", str(vae_dir))
+    command = [sys.executable, "-m", "diffusers_maskdm.prepare", *argv]
+    result = subprocess.run(command, cwd=REPO, env=script_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Prepared 8 items" in result.stderr and not (tmp_path / "out").exists()
+    run_training(config_from_flags([*argv, "--model_config", str(tiny_config), "--mask_rate", "0.5"]))
+    assert encoder_calls == []  # the run found the prepared latents
+    command[command.index("--vae_name_or_path") + 1] = str(tmp_path / "no-vae")  # a VAE that is not there
+    result = subprocess.run(command, cwd=REPO, env=script_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith("error: --vae_name_or_path=")
+    assert "Traceback" not in result.stderr

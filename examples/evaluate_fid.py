@@ -117,7 +117,8 @@ def swap_scheduler(pipeline: DiffusionPipeline, name: str) -> None:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    state = PartialState()  # under `accelerate launch`, the processes' group: each samples its share
+    # Under `accelerate launch`, the processes' group (gloo on CPUs): each samples its share.
+    state = PartialState(cpu=not torch.cuda.is_available())
     args.device = args.device or str(state.device)
 
     pipeline = load_pipeline(args.pretrained_model_name_or_path, args.revision).to(args.device)

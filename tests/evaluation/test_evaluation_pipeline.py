@@ -16,6 +16,9 @@
 import dataclasses
 import importlib.util
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -150,9 +153,11 @@ class _ScriptableTexture(nn.Module):
         return torch.cat([x.mean((2, 3)), self.conv(x).abs().mean((2, 3))], dim=1)
 
 
+SCRIPT = Path(__file__).parents[2] / "examples" / "evaluate_fid.py"
+
+
 def _load_script():
-    path = Path(__file__).parents[2] / "examples" / "evaluate_fid.py"
-    spec = importlib.util.spec_from_file_location("evaluate_fid", path)
+    spec = importlib.util.spec_from_file_location("evaluate_fid", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -198,6 +203,14 @@ def test_evaluate_fid_script_end_to_end(tmp_path, latent):
 
     # Same seed, cached reference: the same value.
     assert script.main(argv)["scores"][0]["value"] == pytest.approx(score["value"], rel=1e-6)
+    if not latent:  # two processes, each sampling its share: the same value again
+        launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--multi_gpu"]
+        launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        two = subprocess.run([*launch, str(SCRIPT), *argv], env=env, capture_output=True, text=True, timeout=300)
+        assert two.returncode == 0, two.stderr[-3000:]
+        value = json.loads((tmp_path / "out" / "evaluation.json").read_text())["scores"][0]["value"]
+        assert value == pytest.approx(score["value"], rel=1e-6)
     bad_scheduler = list(argv)
     bad_scheduler[argv.index("DDIMScheduler")] = "NoSuchScheduler"
     with pytest.raises(ValueError, match="--scheduler"):

@@ -129,25 +129,25 @@ def main(argv: list[str] | None = None) -> dict:
     resolution = args.resolution or int(denoiser.config.sample_size) * getattr(pipeline, "vae_scale_factor", 1)
 
     extractors = [load_feature_extractor(spec, device=args.device) for spec in args.feature_extractor]
-    with state.main_process_first():  # computed once and cached; the other processes read the cache
-        references = [
-            reference_statistics_for_training_data(
-                extractor,
-                resolution=resolution,
-                dataset_name=args.dataset_name,
-                dataset_config_name=args.dataset_config_name,
-                train_data_dir=args.train_data_dir,
-                image_column=args.image_column,
-                split=args.split,
-                interpolation=args.interpolation,
-                num_samples=args.num_reference_samples,
-                seed=0,
-                cache_dir=args.reference_stats_dir,
-                data_cache_dir=args.cache_dir,
-                batch_size=args.batch_size,
-            )
-            for extractor in extractors
-        ]
+    # Every process computes its share of the statistics (or all read the cache), then samples its share.
+    references = [
+        reference_statistics_for_training_data(
+            extractor,
+            resolution=resolution,
+            dataset_name=args.dataset_name,
+            dataset_config_name=args.dataset_config_name,
+            train_data_dir=args.train_data_dir,
+            image_column=args.image_column,
+            split=args.split,
+            interpolation=args.interpolation,
+            num_samples=args.num_reference_samples,
+            seed=0,
+            cache_dir=args.reference_stats_dir,
+            data_cache_dir=args.cache_dir,
+            batch_size=args.batch_size,
+        )
+        for extractor in extractors
+    ]
 
     result = generate_and_score(
         pipeline,

@@ -30,7 +30,6 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from safetensors import safe_open
 from torch import nn
-from torch.utils.data import default_collate
 from torchmetrics.image.fid import FrechetInceptionDistance, NoTrainInceptionV3
 from tqdm.auto import tqdm
 
@@ -503,7 +502,9 @@ def load_or_compute_reference_statistics(
 ) -> FeatureStatistics:
     """Statistics of a real data set for `extractor` (their `metadata` holds the key and `cache_path`), from the cache
     when an entry with the same key exists: a `FeatureStatistics` file named after a hash of its key (`dataset_id`,
-    `resolution`, `num_samples`, the extractor's identifier), which is also stored in the file and checked.
+    `resolution`, `num_samples`, the extractor's identifier), which is also stored in the file and checked. Under
+    `torch.distributed` call it on every process: a tensor or data set of images is split between them (image `i` to
+    process `i` modulo their count), the sums are added up, and the main process writes the cache.
 
     Args:
         images (`torch.Tensor`, data set, iterable of batches, or a zero-argument callable returning one):
@@ -533,15 +534,23 @@ def load_or_compute_reference_statistics(
         return FeatureStatistics(state, metadata["extractor"], {**metadata, "cache_path": str(path)})
 
     images = images() if callable(images) else images
+    rank, processes = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    if processes > 1 and _is_dataset(images):  # each process its share of the (first `num_samples`) images
+        shares = range(rank, min(len(images), num_samples or len(images)), processes)
+        images, num_samples = torch.utils.data.Subset(images, shares), None
     sized = getattr(images, "dataset", images)  # a DataLoader counts batches, its data set images
     total = num_samples or (len(sized) if _is_dataset(sized) else None)
     metric = build_frechet_metric(extractor)
     with tqdm(total=total, desc="reference features", unit="img", disable=not progress) as bar:
         seen = _update(metric, images, True, "images", batch_size, num_samples, resolution, bar)
-    if num_samples is not None and seen < num_samples:
-        logger.warning("Asked for %d reference images but the data set holds %d.", num_samples, seen)
+    if processes > 1 and _is_dataset(sized):  # the shares' sums added up: every process holds the whole statistics
+        for name in _REAL_STATE:
+            dist.all_reduce(metric.metric_state[name])
+        seen = int(metric.metric_state["real_features_num_samples"])
+    if key["num_samples"] != "all" and seen < int(key["num_samples"]):
+        logger.warning("Asked for %s reference images but the data set holds %d.", key["num_samples"], seen)
     state = {name: metric.metric_state[name].cpu() for name in _REAL_STATE}
-    if write_cache_file(state, path, key):  # `FeatureStatistics.save`'s file: `key` names the extractor
+    if rank == 0 and write_cache_file(state, path, key):  # `FeatureStatistics.save`'s file: `key` names the extractor
         logger.info("Reference statistics of %d images cached at %s", seen, path)
     return FeatureStatistics(state, extractor.identifier, {**key, "cache_path": str(path)})
 
@@ -583,17 +592,15 @@ def reference_statistics_for_training_data(
     if num_samples is not None:
         dataset_id += f"|subset-seed={seed}"
 
-    def images() -> torch.utils.data.DataLoader:
+    def images() -> torch.utils.data.Dataset:  # items hold uint8 `pixel_values`, as the metric takes them
         from ..training.data import build_train_dataset  # needs `datasets`; a cache hit skips building the data
 
-        dataset = build_train_dataset(
+        return build_train_dataset(
             dataset_name=dataset_name, dataset_config_name=dataset_config_name, train_data_dir=train_data_dir,
             image_column=image_column, split=split, num_channels=num_channels, interpolation=interpolation,
             cache_dir=data_cache_dir, resolution=resolution, center_crop=True, random_flip=False,
             max_train_samples=num_samples, seed=seed,
         )  # fmt: skip
-        pixels = lambda items: default_collate(items)["pixel_values"]  # noqa: E731 (uint8, as the metric takes them)
-        return torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=pixels)
 
     options = dict(num_samples=num_samples, cache_dir=cache_dir, batch_size=batch_size, progress=progress)
     return load_or_compute_reference_statistics(images, extractor, dataset_id, resolution, **options)

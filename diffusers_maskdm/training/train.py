@@ -316,19 +316,18 @@ def _validation_grid(run: Run, step: int) -> None:
 
 
 def _evaluate_fid(run: Run, step: int, cache: dict) -> None:
-    """FID-N against the training data (reference statistics computed by the main process and cached by
-    `diffusers_maskdm.evaluation`, which the others then read), sampled as the grids are (`--validation_scheduler`),
-    so that FID scores what the grids show; every process samples its share of the images."""
+    """FID-N against the training data (reference statistics cached by `diffusers_maskdm.evaluation`), sampled as the
+    grids are (`--validation_scheduler`), so that FID scores what the grids show; every process computes its share of
+    the reference statistics and samples its share of the images."""
     from ..evaluation import compute_fid_for_pipeline, load_feature_extractor, reference_statistics_for_training_data
 
     config = run.config
     if not cache:
         cache["extractor"] = load_feature_extractor("fid-helper", device=run.accelerator.device)
         data = ("dataset_name", "dataset_config_name", "train_data_dir", "image_column", "num_channels", "resolution")
-        with run.accelerator.main_process_first():
-            cache["reference"] = reference_statistics_for_training_data(
-                cache["extractor"], **{name: getattr(config, name) for name in data}, data_cache_dir=config.cache_dir
-            )
+        cache["reference"] = reference_statistics_for_training_data(
+            cache["extractor"], **{name: getattr(config, name) for name in data}, data_cache_dir=config.cache_dir
+        )
     with ema_weights(run.transformer, run.ema_model):
         sampler = grid_sampler(run.noise_scheduler.config, config.validation_scheduler)
         pipeline = MaskedDDPMPipeline(transformer=run.transformer, scheduler=sampler, vae=run.vae)

@@ -27,6 +27,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 import torch
+import torch.distributed as dist
 from accelerate.data_loader import SeedableRandomSampler
 from PIL import Image
 
@@ -317,7 +318,13 @@ class TrainImageDataset(SeededItems):
         num_rows, self.seed, self.description, self.epoch = len(hf_dataset), seed or 0, description, 0
         wanted = min(max_train_samples or num_rows, num_rows)
         order = np.random.default_rng(self.seed).permutation(num_rows) if wanted < num_rows else np.arange(num_rows)
-        if verify_images:
+        if verify_images and wanted == num_rows and dist.is_initialized():  # each process its share, gathered
+            shares = [None] * dist.get_world_size()
+            mine = order[dist.get_rank() :: len(shares)].tolist()
+            dist.all_gather_object(shares, _scan(hf_dataset, self.image_column, mine, len(mine), description))
+            rows, modes = sorted(row for share in shares for row in share[0]), set().union(*(s[1] for s in shares))
+            self._skipped = sum(share[2] for share in shares)
+        elif verify_images:
             rows, modes, self._skipped = _scan(hf_dataset, self.image_column, order.tolist(), wanted, description)
         else:
             rows, modes, self._skipped = sorted(order[:wanted].tolist()), set(), 0

@@ -184,16 +184,15 @@ def load_run_vae(config: TrainingConfig, source=None) -> AutoencoderKL | None:
 
 
 def prepare_data(config: TrainingConfig, state, vae: AutoencoderKL | None, channels: int | None = None):
-    """The training data of `config` (`state`: the `Accelerator` or `PartialState`). The images are read (and with a
-    VAE each checked) by the main process first, the others then find the datasets cache; with a VAE, their latents
-    are encoded into the cache's shards, each process its share (`LatentDataset`), from every image. `python -m
-    diffusers_maskdm.prepare` runs it ahead of training."""
-    with state.main_process_first():
-        dataset = build_train_dataset(
-            **{name: getattr(config, name) for name in DATA_FLAGS},
-            num_channels=channels,
-            **({"verify_images": True} if vae else {}),
-        )
+    """The training data of `config` (`state`: the `Accelerator` or `PartialState`). The images are read by the main
+    process first (the others then find the datasets cache), then, in a local folder or with a VAE, every image is
+    decoded once to check it, each process its share; with a VAE, their latents are encoded into the cache's shards,
+    each process its share (`LatentDataset`). `python -m diffusers_maskdm.prepare` runs it ahead of training."""
+    options = {name: getattr(config, name) for name in DATA_FLAGS} | {"num_channels": channels}
+    with state.main_process_first():  # the datasets cache is built once, by the main process
+        dataset = build_train_dataset(**options, verify_images=False)
+    if vae is not None or config.dataset_name is None:  # every image checked (each process its share), then kept
+        dataset = build_train_dataset(**options, verify_images=True)
     if vae is None:
         return dataset
     if not config.center_crop:  # a crop drawn per step cannot be cached

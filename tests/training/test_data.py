@@ -14,9 +14,12 @@
 """Tests for diffusers_maskdm.training.data on tiny generated images (no network)."""
 
 import importlib.util
+import json
 import logging
 import os
 import re
+import socket
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -560,3 +563,29 @@ def test_build_train_dataloader_batches(tmp_path):
     assert all(torch.equal(a["pixel_values"], b["pixel_values"]) for a, b in zip(batches, loader))
     with pytest.raises(ValueError, match="batch_size"):
         build_train_dataloader(dataset, batch_size=0)
+
+
+def _verify_on_one_of_two_processes(rank: int, port: int, folder: str, data: str) -> None:
+    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    scanned, scan = [], data_module._scan
+    data_module._scan = lambda dataset, column, rows, *rest: (
+        scanned.append(len(rows)) or scan(dataset, column, rows, *rest)
+    )
+    dataset = build_train_dataset(train_data_dir=data, resolution=8, verify_images=True, cache_dir=f"{folder}/c{rank}")
+    result = {"scanned": scanned, "images": len(dataset), "skipped": dataset.num_skipped}
+    Path(folder, f"rank-{rank}.json").write_text(json.dumps(result))
+    torch.distributed.destroy_process_group()
+
+
+def test_two_processes_check_half_of_the_images_each(corrupt_dir, tmp_path):
+    # Every image is decoded once to check it: each process decodes its share, and all learn the whole result.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    torch.multiprocessing.spawn(
+        _verify_on_one_of_two_processes, args=(port, str(tmp_path), str(corrupt_dir)), nprocs=2
+    )
+    ranks = [json.loads((tmp_path / f"rank-{rank}.json").read_text()) for rank in range(2)]
+    assert [rank["scanned"] for rank in ranks] == [[4], [3]]  # 7 files: 6 images and one broken
+    alone = folder_dataset(corrupt_dir, tmp_path)
+    assert all((rank["images"], rank["skipped"]) == (len(alone), alone.num_skipped) == (6, 1) for rank in ranks)

@@ -20,15 +20,20 @@ one thread per process, so their float reductions are the same.
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
 from script_runner import (
+    REPO,
+    SCRIPT,
     TWO_PROCESS_FLAGS,
     assert_ok,
     base_args,
+    free_port,
     run_faulty_script,
     run_script,
     script_env,
@@ -200,6 +205,23 @@ def test_two_processes_train_one_model(image_dir, tiny_config, tmp_path):
     assert log.count("Saved the MaskedDDPMPipeline") == 1
     assert (tmp_path / "checkpoint-3/random_states_1.pkl").is_file()
     assert json.loads((tmp_path / "checkpoint-3/training_state.json").read_text())["num_processes"] == 2
+
+
+def test_two_machines_on_localhost_train_one_model(image_dir, tiny_config, tmp_path):
+    # The multi-node command of docs/training.md, one process on each of two "machines" (two launchers on localhost).
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines", "2"]
+    launch += ["--num_processes", "2", "--main_process_ip", "127.0.0.1", "--main_process_port", str(free_port())]
+    launch += ["--mixed_precision", "no", "--dynamo_backend", "no"]
+    script = [str(SCRIPT), *base_args(image_dir, tiny_config, tmp_path), "--max_train_steps", "2"]
+    launchers = [
+        subprocess.Popen([*launch, "--machine_rank", str(rank), *script], cwd=REPO, env=script_env(),
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for rank in range(2)
+    ]  # fmt: skip
+    logs = [launcher.communicate(timeout=240)[0] for launcher in launchers]
+    assert [launcher.returncode for launcher in launchers] == [0, 0], logs[0][-3000:] + logs[1][-3000:]
+    assert "The weights are identical on all 2 processes." in logs[0]
+    assert json.loads((tmp_path / "checkpoint-2/training_state.json").read_text())["num_processes"] == 2
 
 
 def test_resume_gives_the_same_weights(straight_run, image_dir, tiny_config, tmp_path):

@@ -535,15 +535,16 @@ def load_or_compute_reference_statistics(
 
     images = images() if callable(images) else images
     rank, processes = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-    if processes > 1 and _is_dataset(images):  # each process its share of the (first `num_samples`) images
+    split = processes > 1 and _is_dataset(images)  # each process its share of the (first `num_samples`) images
+    if split:
         shares = range(rank, min(len(images), num_samples or len(images)), processes)
-        images, num_samples = torch.utils.data.Subset(images, shares), None
+        images, num_samples = torch.utils.data.Subset(images, shares), len(shares)
     sized = getattr(images, "dataset", images)  # a DataLoader counts batches, its data set images
     total = num_samples or (len(sized) if _is_dataset(sized) else None)
     metric = build_frechet_metric(extractor)
     with tqdm(total=total, desc="reference features", unit="img", disable=not progress) as bar:
         seen = _update(metric, images, True, "images", batch_size, num_samples, resolution, bar)
-    if processes > 1 and _is_dataset(sized):  # the shares' sums added up: every process holds the whole statistics
+    if split:  # the shares' sums added up: every process holds the whole statistics
         for name in _REAL_STATE:
             dist.all_reduce(metric.metric_state[name])
         seen = int(metric.metric_state["real_features_num_samples"])

@@ -16,8 +16,9 @@
 Writes `--num_images` generated 64 px images, then with `--num_processes` CPU processes (`accelerate launch`, gloo):
 
 1. `python -m diffusers_maskdm.prepare`: every image checked and encoded (random flips: two latents each) by a tiny
-   random VAE with 2x downsampling (32x32x4 latents, 16 KiB an image and flip in bf16), each process its share of
-   the cache's shards; images per second over the whole command (start-up included).
+   random VAE that keeps the size (64x64x4 latents: 64 KiB an image and flip in bf16, mean and standard deviation,
+   what Stable Diffusion's VAE gives a 256 px image), each process its share of the cache's shards; images per
+   second over the whole command (start-up included).
 2. The training command with the same flags, `--max_train_steps` masked steps of the tiny preset from the cache;
    each process's peak resident memory (`VmHWM`) against the cache's size on disk.
 
@@ -103,8 +104,8 @@ def main(argv=None) -> dict:
     write_images(work / "images", args.num_images)
     vae = work / "vae"
     if not (vae / "config.json").exists():
-        config = dict(down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2)
-        config |= dict(block_out_channels=(8, 16), layers_per_block=1, latent_channels=4, norm_num_groups=8)
+        config = dict(down_block_types=("DownEncoderBlock2D",), up_block_types=("UpDecoderBlock2D",))
+        config |= dict(block_out_channels=(8,), layers_per_block=1, latent_channels=4, norm_num_groups=8)
         AutoencoderKL(**config, sample_size=64).save_pretrained(vae)
     flags = ["--train_data_dir", str(work / "images"), "--resolution", "64", "--vae_name_or_path", str(vae)]
     flags += ["--random_flip", "--latents_cache_dir", str(work / "latents"), "--model_preset", "tiny"]

@@ -189,9 +189,10 @@ def prepare_data(config: TrainingConfig, state, vae: AutoencoderKL | None, chann
     decoded once to check it, each process its share; with a VAE, their latents are encoded into the cache's shards,
     each process its share (`LatentDataset`). `python -m diffusers_maskdm.prepare` runs it ahead of training."""
     options = {name: getattr(config, name) for name in DATA_FLAGS} | {"num_channels": channels}
+    verify = vae is not None or config.dataset_name is None  # every image checked, each process its share
     with state.main_process_first():  # the datasets cache is built once, by the main process
-        dataset = build_train_dataset(**options, verify_images=False)
-    if vae is not None or config.dataset_name is None:  # every image checked (each process its share), then kept
+        dataset = build_train_dataset(**options, verify_images=verify and state.num_processes == 1)
+    if verify and state.num_processes > 1:
         dataset = build_train_dataset(**options, verify_images=True)
     if vae is None:
         return dataset

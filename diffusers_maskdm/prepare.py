@@ -34,6 +34,9 @@ logger = get_logger(__name__)
 def main(argv: list[str] | None = None) -> int:
     """Parse `argv` (the training flags), prepare, and return the exit status: 0 done, 1 refused (one line)."""
     config = parse_args(argv)  # a bad flag exits here, with status 2
+    if config.streaming:
+        print("error: --streaming reads the data while training: there is nothing to prepare.", file=sys.stderr)
+        return 1
     try:
         accelerator = _build_accelerator(config)
         source = None

@@ -326,6 +326,20 @@ CASES = [
     ("script-rate-nan", lambda p: script(p, "--mask_rate", "nan"), "--mask_rate"),
     ("script-missing-data-dir", lambda p: script(p, "--train_data_dir", str(p / "nowhere")), "--train_data_dir"),
     ("script-lr-inf", lambda p: script(p, "--learning_rate", "inf"), "--learning_rate=inf must be a finite"),
+    ("script-streaming-no-dataset", lambda p: script(p, "--streaming", "--max_train_steps", "2"), "--dataset_name"),
+    ("script-streaming-no-steps", lambda p: script(p, "--streaming", "--dataset_name", "x"), "--max_train_steps"),
+    (
+        "script-streaming-subset",
+        lambda p: script(
+            p, "--streaming", "--dataset_name", "x", "--max_train_steps", "2", "--max_train_samples", "9"
+        ),
+        "--max_train_samples cannot be used with --streaming",
+    ),
+    (
+        "script-streaming-vae",
+        lambda p: script(p, "--streaming", "--dataset_name", "x", "--max_train_steps", "2", "--vae_name_or_path", "v"),
+        "--vae_name_or_path cannot be used with --streaming",
+    ),
     ("script-lr-nan", lambda p: script(p, "--learning_rate", "nan"), "--learning_rate=nan must be a finite"),
     ("script-lr-zero", lambda p: script(p, "--learning_rate", "0"), "--learning_rate"),
     ("script-beta1-nan", lambda p: script(p, "--adam_beta1", "nan"), "--adam_beta1"),

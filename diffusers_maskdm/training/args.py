@@ -73,6 +73,7 @@ class TrainingConfig:
     num_channels: int | None = flag(help="1 (grayscale) or 3 (RGB); default: the data's.", choices=(1, 3))
     max_train_samples: int | None = flag(help="Train on this many images (few-shot).", check=POSITIVE_INT)
     ignore_labels: bool = flag(False, "Train unconditionally even on labelled data.")
+    streaming: bool = flag(False, "Read --dataset_name while training, never whole (a dataset larger than the disk).")
     dataloader_num_workers: int | None = flag(
         help="DataLoader worker processes per process (default: on a GPU a share of the CPUs, up to 8; none on CPU).",
         check=(lambda value: value >= 0, "must be >= 0"),
@@ -218,6 +219,19 @@ def validate_args(config: TrainingConfig) -> None:
 
     check_data_source(c.dataset_name, c.train_data_dir)
     check_output_outside_data(c.output_dir, c.train_data_dir)
+    if c.streaming:  # a stream has no length, no random subset, and is read once: no latent cache, no FID reference
+        needs = [name for name in ("dataset_name", "max_train_steps") if getattr(c, name) is None]
+        if needs:
+            raise ValueError(
+                f"--streaming needs --{needs[0]}: it streams a --dataset_name (a Hub dataset or a local folder), whose "
+                "length is unknown until it is read, so --max_train_steps sets the run's length."
+            )
+        for name in ("max_train_samples", "vae_name_or_path", "eval_fid_steps"):
+            if getattr(c, name) is not None:
+                raise ValueError(
+                    f"--{name} cannot be used with --streaming: a stream is read once, in order, as it trains (no "
+                    "subset drawn from it, no latent cache, no FID reference statistics over it). Fix: drop one."
+                )
     sources = [f"--{n}" for n in ("pretrained_model_name_or_path", "model_config", "model_preset") if getattr(c, n)]
     if len(sources) > 1:
         raise ValueError(

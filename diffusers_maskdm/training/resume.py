@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 from accelerate.logging import get_logger
+from accelerate.utils import gather_object
 
 from .checkpointing import (
     TRANSFORMER_SUBFOLDER,
@@ -33,6 +34,7 @@ from .checkpointing import (
     write_checkpoint,
 )
 from .setup import Run, _on_main
+from .streaming import StreamingImageDataset
 
 
 logger = get_logger(__name__)
@@ -49,6 +51,7 @@ class TrainingState:
     nonfinite_total_skipped: int = 0  # steps skipped for a NaN or inf loss or gradient norm
     nonfinite_consecutive: int = 0  # ... of them in a row, up to now
     parent: str | None = None  # the checkpoint this run's branch last resumed from or wrote: a checkpoint's lineage
+    streams: list | None = None  # `--streaming`: each process's position in its part of the stream
 
 
 def resume(run: Run) -> TrainingState:
@@ -96,6 +99,8 @@ def resume(run: Run) -> TrainingState:
     _apply_changed_settings(run, path, saved.get("adjustable") or {})
     saved_fields = {key: saved[key] for key in asdict(TrainingState()) if key in saved and key != "parent"}
     state = TrainingState(**saved_fields, parent=path.name)
+    if state.streams:
+        run.dataloader.dataset.load_state_dict(state.streams[run.accelerator.process_index])
     for key, now in _run_shape(run).items():
         if saved.get(key) != now:
             message = "Resuming with %s=%s but %s was saved with %s: training goes on, not as the original run."
@@ -133,12 +138,15 @@ def _fixed_settings(run: Run) -> dict:
     noise schedule, other latents, other data, or without the EMA it has)."""
     config, schedule = run.config, run.noise_scheduler.config
     data_dir = str(Path(config.train_data_dir).resolve()) if config.train_data_dir else None
+    streamed = isinstance(run.dataloader.dataset, StreamingImageDataset)
     return {
         **{key: schedule[key] for key in ("prediction_type", "beta_schedule", "num_train_timesteps")},
         **{key: schedule[key] for key in ("beta_start", "beta_end")},
         "vae": [config.vae_name_or_path, config.vae_subfolder],
         "data": [config.dataset_name, config.dataset_config_name, data_dir, config.image_column, config.resolution],
-        "images": len(run.dataloader.dataset),
+        "images": "streamed" if streamed else len(run.dataloader.dataset),
+        # a stream is split into a part per process and DataLoader worker: another split has other positions
+        "stream_parts": [run.accelerator.num_processes, run.dataloader.num_workers] if streamed else None,
         "use_ema": run.ema_model is not None,
     }
 
@@ -203,6 +211,8 @@ def _run_shape(run: Run) -> dict:
 def save_training_checkpoint(run: Run, state: TrainingState) -> Path:
     """Checkpoint the run at `state.global_step` with what `resume` needs; call on every process."""
     settings = {"fixed": _fixed_settings(run), "adjustable": _adjustable_settings(run)}
+    if isinstance(run.dataloader.dataset, StreamingImageDataset):  # every process's position, kept by the main one
+        state.streams = gather_object([run.dataloader.dataset.state_dict()])
     training_state, limit = {**asdict(state), **_run_shape(run), **settings}, run.config.checkpoints_total_limit
     path = write_checkpoint(
         run.accelerator, run.output_dir, state.global_step, run.accelerator.save_state, training_state, limit

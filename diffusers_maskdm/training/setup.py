@@ -56,6 +56,7 @@ from .data import build_train_dataloader, build_train_dataset
 from .latents import LatentDataset, load_vae
 from .model_source import new_model_config, read_model_config_file, resolve_pretrained_transformer
 from .presets import preset_config, recipe_summary
+from .streaming import build_streaming_dataset
 
 
 logger = get_logger(__name__)
@@ -158,8 +159,13 @@ def setup(config: TrainingConfig) -> Run:
     optimizer = build_optimizer(model, config.learning_rate, betas, config.adam_weight_decay, config.adam_epsilon)
     local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes))
     options = dataloader_options(config.dataloader_num_workers, accelerator.device, local_processes)
-    loader = build_train_dataloader(dataset, config.train_batch_size, seed=config.seed, **options)
-    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    if config.streaming:  # each process reads its own part: accelerate would send it the main process's batches
+        options["persistent_workers"] = False  # new workers each epoch, with the dataset's epoch and position
+        loader = torch.utils.data.DataLoader(dataset, config.train_batch_size, **options)
+        model, optimizer = accelerator.prepare(model, optimizer)
+    else:
+        loader = build_train_dataloader(dataset, config.train_batch_size, seed=config.seed, **options)
+        model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     steps = config.max_train_steps or math.ceil(config.num_epochs * len(loader) / config.gradient_accumulation_steps)
     options = dict(num_warmup_steps=config.lr_warmup_steps, num_training_steps=steps)
     lr_scheduler = accelerator.prepare(get_scheduler(config.lr_scheduler, optimizer, **options))
@@ -189,6 +195,14 @@ def prepare_data(config: TrainingConfig, state, vae: AutoencoderKL | None, chann
     decoded once to check it, each process its share; with a VAE, their latents are encoded into the cache's shards,
     each process its share (`LatentDataset`). `python -m diffusers_maskdm.prepare` runs it ahead of training."""
     options = {name: getattr(config, name) for name in DATA_FLAGS} | {"num_channels": channels}
+    if config.streaming:
+        if vae is not None:
+            raise ValueError(
+                "--streaming cannot train in latent space (this pre-trained pipeline has a VAE): a stream is read "
+                "once, as it trains, and latents are encoded ahead into a cache. Fix: drop --streaming."
+            )
+        options = {key: value for key, value in options.items() if key not in ("train_data_dir", "max_train_samples")}
+        return build_streaming_dataset(**options, rank=state.process_index, num_processes=state.num_processes)
     verify = vae is not None or config.dataset_name is None  # every image checked, each process its share
     with state.main_process_first():  # the datasets cache is built once, by the main process
         dataset = build_train_dataset(**options, verify_images=verify and state.num_processes == 1)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import torch
 from accelerate.logging import get_logger
+from accelerate.utils import send_to_device
 from diffusers import DDPMScheduler
 from diffusers.utils.torch_utils import randn_tensor
 from tqdm.auto import tqdm
@@ -41,6 +42,7 @@ from .data import derive_seed, to_model_range
 from .export import ema_weights, grid_sampler, log_grid, sample_grid
 from .resume import TrainingState, save_training_checkpoint
 from .setup import Run
+from .streaming import StreamingImageDataset
 
 
 logger = get_logger(__name__)
@@ -147,10 +149,12 @@ def train(run: Run, state: TrainingState) -> None:
     accumulation, grid_size = config.gradient_accumulation_steps, transformer.grid_size
     masked = run.mask_generator.num_masked(grid_size) if run.mask_generator is not None else 0
     dataset = run.dataloader.dataset
+    streamed = isinstance(dataset, StreamingImageDataset)
+    images, per_epoch = ("streamed", "unknown") if streamed else (len(dataset), len(run.dataloader))
     logger.info(
-        "***** Running training (%s) *****\n  Images = %d (unreadable files skipped: %d), batches per epoch per "
-        "process = %d, optimization steps = %d\n  Masks: %r, achieved mask rate %.3f",
-        *("masked pre-training" if masked else "fine-tuning", len(dataset), dataset.num_skipped, len(run.dataloader)),
+        "***** Running training (%s) *****\n  Images = %s (unreadable files skipped: %d), batches per epoch per "
+        "process = %s, optimization steps = %d\n  Masks: %r, achieved mask rate %.3f",
+        *("masked pre-training" if masked else "fine-tuning", images, dataset.num_skipped, per_epoch),
         *(run.max_train_steps, run.mask_generator, masked / transformer.num_patches),
     )
     batches = _resumable_batches(run.dataloader, accelerator, state.epoch, state.position)
@@ -297,7 +301,15 @@ def _nonfinite_error(run: Run, state: TrainingState, checkpoint) -> NonFiniteLos
 
 def _resumable_batches(dataloader, accelerator, epoch: int, position: int) -> Iterator[tuple]:
     """Endless `(epoch, position, batch)` from `(epoch, position)`, the position being the one after this batch: an
-    epoch's data order is a function of the seed and the epoch, so skipping the first `position` batches resumes."""
+    epoch's data order is a function of the seed and the epoch, so skipping the first `position` batches resumes. A
+    stream (`--streaming`) resumes from the positions its dataset holds; its batches are sent to the device here."""
+    dataset = dataloader.dataset
+    while isinstance(dataset, StreamingImageDataset):
+        dataset.set_epoch(epoch)
+        for index, batch in enumerate(dataloader, start=position + 1):
+            dataset.used(batch.pop("stream")[-1])
+            yield epoch, index, send_to_device(batch, accelerator.device, non_blocking=True)
+        epoch, position = epoch + 1, 0
     while True:
         dataloader.set_epoch(epoch)
         loader = accelerator.skip_first_batches(dataloader, position) if position else dataloader

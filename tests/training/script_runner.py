@@ -18,7 +18,10 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+from safetensors.torch import load_file
 
 
 REPO = Path(__file__).resolve().parents[2]
@@ -111,3 +114,38 @@ def assert_ok(result: subprocess.CompletedProcess) -> None:
     assert result.returncode == 0, (
         f"exit {result.returncode}\nSTDOUT:\n{result.stdout[-3000:]}\nSTDERR:\n{result.stderr[-5000:]}"
     )
+
+
+PIPELINE_WEIGHTS = (
+    "transformer/diffusion_pytorch_model.safetensors",
+    "transformer/diffusion_pytorch_model.non_ema.safetensors",
+)
+CHECKPOINT_WEIGHTS = (
+    "transformer/diffusion_pytorch_model.safetensors",
+    "transformer_ema/diffusion_pytorch_model.safetensors",
+)
+
+
+def max_difference(first: Path, second: Path) -> float:
+    a, b = load_file(first), load_file(second)
+    assert a.keys() == b.keys()
+    return max((a[key] - b[key]).abs().max().item() for key in a)
+
+
+def assert_same_training(run: Path, reference: Path, step: int = 6) -> None:
+    """Same final pipeline (EMA and raw weights) and same last checkpoint (weights, EMA) within 1e-6."""
+    for name in PIPELINE_WEIGHTS:
+        assert max_difference(run / name, reference / name) <= 1e-6, name
+    for name in CHECKPOINT_WEIGHTS:
+        assert max_difference(run / f"checkpoint-{step}" / name, reference / f"checkpoint-{step}" / name) <= 1e-6, name
+
+
+def wait_for(path: Path, process, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if process.poll() is not None:
+            raise AssertionError(f"the training process ended (exit {process.returncode}) before {path.name} appeared")
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"{path.name} did not appear within {timeout} s")
+        time.sleep(0.1)

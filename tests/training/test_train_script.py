@@ -22,22 +22,24 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from safetensors.torch import load_file
 from script_runner import (
+    PIPELINE_WEIGHTS,
     REPO,
     SCRIPT,
     TWO_PROCESS_FLAGS,
     assert_ok,
+    assert_same_training,
     base_args,
     free_port,
+    max_difference,
     run_faulty_script,
     run_script,
     script_env,
     start_script,
+    wait_for,
 )
 
 
@@ -55,39 +57,6 @@ RESUME_FLAGS = [
     "--checkpointing_steps",
     "2",
 ]
-PIPELINE_WEIGHTS = (
-    "transformer/diffusion_pytorch_model.safetensors",
-    "transformer/diffusion_pytorch_model.non_ema.safetensors",
-)
-CHECKPOINT_WEIGHTS = (
-    "transformer/diffusion_pytorch_model.safetensors",
-    "transformer_ema/diffusion_pytorch_model.safetensors",
-)
-
-
-def max_difference(first: Path, second: Path) -> float:
-    a, b = load_file(first), load_file(second)
-    assert a.keys() == b.keys()
-    return max((a[key] - b[key]).abs().max().item() for key in a)
-
-
-def assert_same_training(run: Path, reference: Path, step: int = 6) -> None:
-    """Same final pipeline (EMA and raw weights) and same last checkpoint (weights, EMA) within 1e-6."""
-    for name in PIPELINE_WEIGHTS:
-        assert max_difference(run / name, reference / name) <= 1e-6, name
-    for name in CHECKPOINT_WEIGHTS:
-        assert max_difference(run / f"checkpoint-{step}" / name, reference / f"checkpoint-{step}" / name) <= 1e-6, name
-
-
-def wait_for(path: Path, process, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if process.poll() is not None:
-            raise AssertionError(f"the training process ended (exit {process.returncode}) before {path.name} appeared")
-        if time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError(f"{path.name} did not appear within {timeout} s")
-        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")

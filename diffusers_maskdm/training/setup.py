@@ -213,7 +213,8 @@ def prepare_data(config: TrainingConfig, state, vae: AutoencoderKL | None, chann
     if not config.center_crop:  # a crop drawn per step cannot be cached
         logger.info("Latent space: the centre crop of each image is encoded (cached latents have no random crop).")
     vae.to(state.device)
-    data_id = f"{data_source_id(config.dataset_name, config.dataset_config_name, config.train_data_dir)}:"
+    source = (config.dataset_name, config.dataset_config_name, config.train_data_dir)
+    data_id = f"{_on_main(state, data_source_id, *source, share=True)}:"  # a folder's files are listed once
     data_id += f"{config.image_column or ''}|subset={config.max_train_samples or 'all'}:{config.seed}"
     return LatentDataset(dataset, vae, data_id, config.random_flip, config.latents_cache_dir)
 

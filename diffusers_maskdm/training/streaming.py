@@ -21,7 +21,6 @@ that position for each stream; a resumed run reads each block again from its sta
 trains on exactly the batches the uninterrupted run would have (same processes and workers).
 """
 
-import itertools
 import json
 import logging
 
@@ -58,7 +57,7 @@ class StreamingImageDataset(torch.utils.data.IterableDataset):
         stream (`datasets.IterableDataset`): the whole stream (every process's).
         transform ([`ImageTransform`]): resize, crop and flip; crops and flips are drawn per item from the seed.
         image_column (`str`), label_column (`str`, *optional*): as for `TrainImageDataset`.
-        seed (`int`): seeds the shard order, the block permutations and the augmentations.
+        seed (`int`): seeds the block permutations and the augmentations.
         rank (`int`), num_processes (`int`): this process and how many read the stream.
         description (`str`): where the data came from, for messages and model cards.
     """

@@ -306,9 +306,15 @@ def _resumable_batches(dataloader, accelerator, epoch: int, position: int) -> It
     dataset = dataloader.dataset
     while isinstance(dataset, StreamingImageDataset):
         dataset.set_epoch(epoch)
+        index, fresh = position, not dataset.positions
         for index, batch in enumerate(dataloader, start=position + 1):
             dataset.used(batch.pop("stream")[-1])
             yield epoch, index, send_to_device(batch, accelerator.device, non_blocking=True)
+        if fresh and index == 0:
+            raise RuntimeError(
+                f"Process {accelerator.process_index} read no image of {dataset.description} in epoch {epoch}: its "
+                "part of the stream is empty or unreadable. Fix: check the data, or use fewer processes."
+            )
         epoch, position = epoch + 1, 0
     while True:
         dataloader.set_epoch(epoch)

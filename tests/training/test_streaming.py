@@ -51,7 +51,7 @@ def numbered_stream(tmp_path, monkeypatch):
 def take(dataset, count: int, epoch: int = 0) -> list[tuple[int, list[int]]]:
     """The first `count` batches the training loop gets from `epoch` on: (epoch, the images' numbers)."""
     loader = torch.utils.data.DataLoader(dataset, BATCH_SIZE, num_workers=NUM_WORKERS)
-    batches = _resumable_batches(loader, SimpleNamespace(device=torch.device("cpu")), epoch, 0)
+    batches = _resumable_batches(loader, SimpleNamespace(device=torch.device("cpu"), process_index=0), epoch, 0)
     return [(e, batch["pixel_values"][:, 0, 0, 0].tolist()) for e, _, batch in itertools.islice(batches, count)]
 
 
@@ -121,3 +121,8 @@ def test_two_processes_stream_their_own_parts(image_dir, tiny_config, tmp_path):
     assert saved["fixed"]["stream_parts"] == [2, 0]
     # 4 images each (every other one), batches of 3 and 1: the third step is epoch 1's first, 3 of block 0 used
     assert [(s["epoch"], [p["used"] for p in s["positions"]]) for s in saved["streams"]] == [(1, [3]), (1, [3])]
+
+
+def test_a_process_whose_part_is_empty_stops_with_the_reason(numbered_stream):
+    with pytest.raises(RuntimeError, match="Process 0 read no image of .* epoch 0: its part of the stream is empty"):
+        take(numbered_stream(rank=20, num_processes=NUM_IMAGES), 1)  # parts 40 and 41 of 46, one image or none each

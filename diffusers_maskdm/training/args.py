@@ -76,7 +76,7 @@ class TrainingConfig:
     streaming: bool = flag(False, "Read --dataset_name while training, never whole (a dataset larger than the disk).")
     dataloader_num_workers: int | None = flag(
         help="DataLoader worker processes per process (default: on a GPU a share of the CPUs, up to 8; none on CPU).",
-        check=(lambda value: value >= 0, "must be >= 0"),
+        check=NON_NEGATIVE,
     )
     pretrained_model_name_or_path: str | None = flag(
         help="Start from this script's output folder or checkpoint, or a Hub repo id.", group="model"

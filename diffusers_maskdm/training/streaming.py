@@ -11,15 +11,10 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""`--streaming`: training on a `datasets` IterableDataset, read as it trains (a dataset larger than the disk).
-
-Each process reads its part of the stream (`split_dataset_by_node`) and each DataLoader worker a part of that, a
-*stream* of its own. The shard order is shuffled per epoch by `datasets`; the examples are read in blocks of
-`STREAM_BLOCK`, each permuted by a generator of (seed, epoch, stream, block). Every item says where its stream is after
-it: the `datasets` `state_dict` at its block's start and how many of the block's items are used. A checkpoint keeps
-that position for each stream; a resumed run reads each block again from its start and skips what was used, so it
-trains on exactly the batches the uninterrupted run would have (same processes and workers).
-"""
+"""`--streaming`: training on a `datasets` IterableDataset, read as it trains (a dataset larger than the disk). Each
+process and DataLoader worker reads a part of it, in blocks permuted by the seed; every item carries its part's
+position, which a checkpoint keeps, so a resumed run trains on the very batches the uninterrupted run would have
+(docs/data.md, "Streaming")."""
 
 import json
 import logging
@@ -70,10 +65,8 @@ class StreamingImageDataset(torch.utils.data.IterableDataset):
         self._skipped = torch.zeros((), dtype=torch.long).share_memory_()  # counted in DataLoader workers too
         feature = stream.features[label_column] if label_column else None
         self.num_classes = feature.num_classes if feature is not None else None
-        self.class_names = list(feature.names) if feature is not None else None
 
     num_channels = property(lambda self: self.transform.num_channels)
-    resolution = property(lambda self: self.transform.resolution)
     num_skipped = property(lambda self: int(self._skipped))
 
     def set_epoch(self, epoch: int) -> None:

@@ -126,3 +126,11 @@ def test_two_processes_stream_their_own_parts(image_dir, tiny_config, tmp_path):
 def test_a_process_whose_part_is_empty_stops_with_the_reason(numbered_stream):
     with pytest.raises(RuntimeError, match="Process 0 read no image of .* epoch 0: its part of the stream is empty"):
         take(numbered_stream(rank=20, num_processes=NUM_IMAGES), 1)  # parts 40 and 41 of 46, one image or none each
+
+
+def test_the_prepare_command_has_nothing_to_prepare_for_a_stream(tmp_path, capsys):
+    from diffusers_maskdm.prepare import main
+
+    flags = ["--streaming", "--dataset_name", "x", "--max_train_steps", "1", "--output_dir", str(tmp_path)]
+    assert main(flags) == 1
+    assert "--streaming reads the data while training: there is nothing to prepare" in capsys.readouterr().err

@@ -33,17 +33,23 @@ from diffusers_maskdm.training.train import _resumable_batches
 NUM_IMAGES, BATCH_SIZE, NUM_WORKERS = 23, 3, 2
 
 
-@pytest.fixture
-def numbered_stream(tmp_path, monkeypatch):
-    """A folder of 23 images whose pixel value is their number, streamed in blocks of 5 (blocks end mid-batch)."""
+@pytest.fixture(params=["image folder", "parquet shards"])
+def numbered_stream(request, tmp_path, monkeypatch):
+    """23 images whose pixel value is their number, streamed in blocks of 5 (blocks end mid-batch): PNG files, or
+    two parquet files (whole shards go to each part of two, single examples to each part of four)."""
     monkeypatch.setattr(streaming, "STREAM_BLOCK", 5)
-    (tmp_path / "images").mkdir()
-    for i in range(NUM_IMAGES):
-        Image.new("RGB", (8, 8), (i, i, i)).save(tmp_path / "images" / f"{i:03d}.png")
+    (tmp_path / "data").mkdir()
+    images = [Image.new("RGB", (8, 8), (i, i, i)) for i in range(NUM_IMAGES)]
+    if request.param == "image folder":
+        for i, image in enumerate(images):
+            image.save(tmp_path / "data" / f"{i:03d}.png")
+    else:
+        for name, rows in (("a", images[:12]), ("b", images[12:])):
+            datasets.Dataset.from_dict({"image": rows}).to_parquet(tmp_path / "data" / f"train-{name}.parquet")
 
     def build(rank=0, num_processes=1):
         options = dict(resolution=8, seed=3, rank=rank, num_processes=num_processes, cache_dir=tmp_path / "cache")
-        return build_streaming_dataset(str(tmp_path / "images"), **options)
+        return build_streaming_dataset(str(tmp_path / "data"), **options)
 
     return build
 
@@ -77,8 +83,9 @@ def test_processes_share_each_epoch_and_epochs_are_shuffled(numbered_stream):
     assert per_epoch[0] != per_epoch[1]
 
 
+@pytest.mark.parametrize("numbered_stream", ["image folder"], indirect=True)
 def test_unreadable_images_are_skipped_and_counted(numbered_stream, tmp_path, caplog):
-    (tmp_path / "images" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not a PNG")
+    (tmp_path / "data" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not a PNG")
     dataset = numbered_stream()
     numbers = sorted(n for _, batch in take(dataset, 8) for n in batch)
     assert numbers == list(range(NUM_IMAGES)) and dataset.num_skipped == 1

@@ -161,6 +161,14 @@ def setup(config: TrainingConfig) -> Run:
     options = dataloader_options(config.dataloader_num_workers, accelerator.device, local_processes)
     if config.streaming:  # each process reads its own part: accelerate would send it the main process's batches
         options["persistent_workers"] = False  # new workers each epoch, with the dataset's epoch and position
+        parts, shards = accelerator.num_processes * max(1, options["num_workers"]), dataset.stream.num_shards
+        if shards % parts:
+            logger.warning(
+                "--streaming: the stream's %d shards do not divide into %d parts (processes x DataLoader workers), so "
+                "every part reads the whole stream and keeps every %d-th example. Fix: a number of processes and "
+                "--dataloader_num_workers whose product divides %d.",
+                *(shards, parts, parts, shards),
+            )
         loader = torch.utils.data.DataLoader(dataset, config.train_batch_size, **options)
         model, optimizer = accelerator.prepare(model, optimizer)
     else:

@@ -123,7 +123,9 @@ def test_a_killed_streaming_run_resumes_to_the_same_weights(image_dir, tiny_conf
 def test_two_processes_stream_their_own_parts(image_dir, tiny_config, tmp_path):
     flags = base_args(image_dir, tiny_config, tmp_path)
     flags[flags.index("--train_data_dir")] = "--dataset_name"
-    assert_ok(run_script(flags + ["--streaming", "--max_train_steps", "3"], num_processes=2))
+    result = run_script(flags + ["--streaming", "--max_train_steps", "3"], num_processes=2)
+    assert_ok(result)
+    assert "the stream's 1 shards do not divide into 2 parts" in result.stdout + result.stderr  # an image folder
     saved = json.loads((tmp_path / "checkpoint-3/training_state.json").read_text())
     assert saved["fixed"]["stream_parts"] == [2, 0]
     # 4 images each (every other one), batches of 3 and 1: the third step is epoch 1's first, 3 of block 0 used

@@ -13,7 +13,8 @@
 # limitations under the License.
 """The training run of diffusers-maskdm, `run_training`: four phases, each a function in the module of its name,
 `setup` → `resume` → `train` → `export` (see README.md's architecture table); `args.py` holds the flags and
-`TrainingConfig`, `checkpointing.py` the checkpoints, `data.py`, `model_source.py`, `presets.py` the rest."""
+`TrainingConfig`, `checkpointing.py` the checkpoints, `data.py`, `streaming.py`, `latents.py`, `model_source.py`,
+`presets.py` the rest."""
 
 from pathlib import Path
 

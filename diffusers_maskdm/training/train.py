@@ -301,10 +301,22 @@ def _nonfinite_error(run: Run, state: TrainingState, checkpoint) -> NonFiniteLos
 
 def _resumable_batches(dataloader, accelerator, epoch: int, position: int) -> Iterator[tuple]:
     """Endless `(epoch, position, batch)` from `(epoch, position)`, the position being the one after this batch: an
-    epoch's data order is a function of the seed and the epoch, so skipping the first `position` batches resumes. A
-    stream (`--streaming`) resumes from the positions its dataset holds; its batches are sent to the device here."""
+    epoch's data order is a function of the seed and the epoch, so skipping the first `position` batches resumes."""
+    if isinstance(dataloader.dataset, StreamingImageDataset):
+        yield from _stream_batches(dataloader, accelerator, epoch, position)
+    while True:
+        dataloader.set_epoch(epoch)
+        loader = accelerator.skip_first_batches(dataloader, position) if position else dataloader
+        for index, batch in enumerate(loader, start=position + 1):
+            yield (epoch, index, batch) if index < len(dataloader) else (epoch + 1, 0, batch)
+        epoch, position = epoch + 1, 0
+
+
+def _stream_batches(dataloader, accelerator, epoch: int, position: int) -> Iterator[tuple]:
+    """`_resumable_batches` of a stream (`--streaming`): it resumes from the positions its dataset holds, which learns
+    of every batch used; the loader is not accelerate's, so batches are sent to the device here."""
     dataset = dataloader.dataset
-    while isinstance(dataset, StreamingImageDataset):
+    while True:
         dataset.set_epoch(epoch)
         index, fresh = position, not dataset.positions
         for index, batch in enumerate(dataloader, start=position + 1):
@@ -315,12 +327,6 @@ def _resumable_batches(dataloader, accelerator, epoch: int, position: int) -> It
                 f"Process {accelerator.process_index} read no image of {dataset.description} in epoch {epoch}: its "
                 "part of the stream is empty or unreadable. Fix: check the data, or use fewer processes."
             )
-        epoch, position = epoch + 1, 0
-    while True:
-        dataloader.set_epoch(epoch)
-        loader = accelerator.skip_first_batches(dataloader, position) if position else dataloader
-        for index, batch in enumerate(loader, start=position + 1):
-            yield (epoch, index, batch) if index < len(dataloader) else (epoch + 1, 0, batch)
         epoch, position = epoch + 1, 0
 
 

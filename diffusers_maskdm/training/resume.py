@@ -34,7 +34,6 @@ from .checkpointing import (
     write_checkpoint,
 )
 from .setup import Run, _on_main
-from .streaming import StreamingImageDataset
 
 
 logger = get_logger(__name__)
@@ -138,15 +137,14 @@ def _fixed_settings(run: Run) -> dict:
     noise schedule, other latents, other data, or without the EMA it has)."""
     config, schedule = run.config, run.noise_scheduler.config
     data_dir = str(Path(config.train_data_dir).resolve()) if config.train_data_dir else None
-    streamed = isinstance(run.dataloader.dataset, StreamingImageDataset)
     return {
         **{key: schedule[key] for key in ("prediction_type", "beta_schedule", "num_train_timesteps")},
         **{key: schedule[key] for key in ("beta_start", "beta_end")},
         "vae": [config.vae_name_or_path, config.vae_subfolder],
         "data": [config.dataset_name, config.dataset_config_name, data_dir, config.image_column, config.resolution],
-        "images": "streamed" if streamed else len(run.dataloader.dataset),
+        "images": "streamed" if config.streaming else len(run.dataloader.dataset),
         # a stream is split into a part per process and DataLoader worker: another split has other positions
-        "stream_parts": [run.accelerator.num_processes, run.dataloader.num_workers] if streamed else None,
+        "stream_parts": [run.accelerator.num_processes, run.dataloader.num_workers] if config.streaming else None,
         "use_ema": run.ema_model is not None,
     }
 
@@ -211,7 +209,7 @@ def _run_shape(run: Run) -> dict:
 def save_training_checkpoint(run: Run, state: TrainingState) -> Path:
     """Checkpoint the run at `state.global_step` with what `resume` needs; call on every process."""
     settings = {"fixed": _fixed_settings(run), "adjustable": _adjustable_settings(run)}
-    if isinstance(run.dataloader.dataset, StreamingImageDataset):  # every process's position, kept by the main one
+    if run.config.streaming:  # every process's position, kept by the main one
         state.streams = gather_object([run.dataloader.dataset.state_dict()])
     training_state, limit = {**asdict(state), **_run_shape(run), **settings}, run.config.checkpoints_total_limit
     path = write_checkpoint(

@@ -554,6 +554,8 @@ def claim_output_dir(config: TrainingConfig, required_bytes: int = 0) -> IO | No
     try:
         if fcntl is not None:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # DataLoader workers are forked: one that outlives a killed run must not keep its folder locked.
+            os.register_at_fork(after_in_child=lock.close)
     except OSError as error:
         lock.close()
         if error.errno in (errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP):  # Lustre and some NFS mounts

@@ -87,6 +87,24 @@ def test_a_file_system_without_locks_is_named_with_the_way_out(tmp_path, image_d
         setup.claim_output_dir(config)
 
 
+def test_a_forked_worker_that_outlives_its_run_does_not_hold_the_folder(tmp_path, image_dir):
+    import multiprocessing
+    import time
+
+    from diffusers_maskdm.training import parse_args, setup
+
+    config = parse_args(["--train_data_dir", str(image_dir), "--output_dir", str(tmp_path / "out")])
+    lock = setup.claim_output_dir(config)
+    worker = multiprocessing.get_context("fork").Process(target=time.sleep, args=(60,))  # as DataLoader's workers
+    worker.start()
+    try:
+        lock.close()  # as when the run is killed and its worker lives on for a few seconds
+        setup.claim_output_dir(config).close()  # the resume gets the folder
+    finally:
+        worker.kill()
+        worker.join()
+
+
 def test_a_flipped_bit_in_a_checkpoint_is_refused_and_latest_falls_back(image_dir, tiny_config, tmp_path):
     args = base_args(image_dir, tiny_config, tmp_path) + ["--checkpointing_steps", "2"]
     assert_ok(run_script(args + ["--max_train_steps", "4"]))

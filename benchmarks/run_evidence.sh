@@ -72,11 +72,12 @@ LANE_B=(scratch_b4_lr0.001:0 scratch_b8_lr0.0003:0 scratch_b32_lr0.001:0 control
 # fine-tuning rate (FINETUNE_LR; the arms of the first run keep the 3e-4 they were measured with): the tuned baseline's other seeds and its sampling seeds, the final models of the baseline and
 # MaskDM at three sampling seeds (trained again), MaskDM fine-tuned again at 1e-3 if that rate won, and few-shot on
 # the unseen domain from each start, two seeds.
+# The tuned baseline's seeds go first: the main verdict waits for them alone.
 if [ -n "${BEST_SCRATCH:-}" ]; then
-  LANE_A+=("$BEST_SCRATCH:0" "$BEST_SCRATCH:1" baseline:0 fewshot_unseen_best:0 fewshot_unseen_control:0
-           fewshot_unseen_best:1 fewshot_unseen_control:1)
-  LANE_B+=("$BEST_SCRATCH:2" fewshot_unseen_maskdm:0 fewshot_unseen_scratch:0 fewshot_unseen_maskdm:1
-           fewshot_unseen_scratch:1)
+  LANE_A=("$BEST_SCRATCH:1" "$BEST_SCRATCH:0" "${LANE_A[@]}" baseline:0 fewshot_unseen_best:0
+          fewshot_unseen_control:0 fewshot_unseen_best:1 fewshot_unseen_control:1)
+  LANE_B=("$BEST_SCRATCH:2" "${LANE_B[@]}" fewshot_unseen_maskdm:0 fewshot_unseen_scratch:0
+          fewshot_unseen_maskdm:1 fewshot_unseen_scratch:1)
   if [ "$FINETUNE_LR" = "0.001" ]; then
     LANE_A+=(maskdm_block90_ft0.001:1)
     LANE_B+=(maskdm_block90_ft0.001:0 maskdm_block90_ft0.001:2)

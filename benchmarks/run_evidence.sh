@@ -69,21 +69,22 @@ LANE_A=(scratch_b8_lr0.001:0 scratch_b2_lr0.0003:0 scratch_b4_lr0.0003:0 control
         unseen_start_control:0)
 LANE_B=(scratch_b4_lr0.001:0 scratch_b8_lr0.0003:0 scratch_b32_lr0.001:0 control_small_batch:1 unseen_start_maskdm:0)
 # Phase 2, once `reproduce.py --report` has named the tuned baseline (BEST_SCRATCH) and the finetune_lr_* sweep the
-# fine-tuning rate (FINETUNE_LR; the arms of the first run keep the 3e-4 they were measured with): the tuned baseline's other seeds and its sampling seeds, the final models of the baseline and
-# MaskDM at three sampling seeds (trained again), MaskDM fine-tuned again at 1e-3 if that rate won, and few-shot on
-# the unseen domain from each start, two seeds.
-# The tuned baseline's seeds go first: the main verdict waits for them alone.
+# fine-tuning rate (FINETUNE_LR; the arms of the first run keep the 3e-4 they were measured with). First what the
+# verdict against the tuned baseline waits for: its seeds 1 and 2, and MaskDM fine-tuned again at 1e-3 if that rate
+# won (at 3e-4, MaskDM's final model at three sampling seeds). Then the tuned baseline's and the baseline's final
+# models at three sampling seeds, phase 1's rest, and few-shot on the unseen domain from each start, two seeds.
 if [ -n "${BEST_SCRATCH:-}" ]; then
-  LANE_A=("$BEST_SCRATCH:1" "$BEST_SCRATCH:0" "${LANE_A[@]}" baseline:0 fewshot_unseen_best:0
-          fewshot_unseen_control:0 fewshot_unseen_best:1 fewshot_unseen_control:1)
-  LANE_B=("$BEST_SCRATCH:2" "${LANE_B[@]}" fewshot_unseen_maskdm:0 fewshot_unseen_scratch:0
-          fewshot_unseen_maskdm:1 fewshot_unseen_scratch:1)
   if [ "$FINETUNE_LR" = "0.001" ]; then
-    LANE_A+=(maskdm_block90_ft0.001:1)
-    LANE_B+=(maskdm_block90_ft0.001:0 maskdm_block90_ft0.001:2)
+    MAIN_A=("$BEST_SCRATCH:1" maskdm_block90_ft0.001:1)
+    MAIN_B=("$BEST_SCRATCH:2" maskdm_block90_ft0.001:0 maskdm_block90_ft0.001:2)
   else
-    LANE_B+=(maskdm_block90:0)
+    MAIN_A=("$BEST_SCRATCH:1")
+    MAIN_B=("$BEST_SCRATCH:2" maskdm_block90:0)
   fi
+  LANE_A=("${MAIN_A[@]}" "$BEST_SCRATCH:0" "${LANE_A[@]}" baseline:0 fewshot_unseen_best:0
+          fewshot_unseen_control:0 fewshot_unseen_best:1 fewshot_unseen_control:1)
+  LANE_B=("${MAIN_B[@]}" "${LANE_B[@]}" fewshot_unseen_maskdm:0 fewshot_unseen_scratch:0
+          fewshot_unseen_maskdm:1 fewshot_unseen_scratch:1)
 fi
 for which in "${@:-a b}"; do
   for one in $which; do

@@ -52,7 +52,11 @@ JSON
 COMMON=(--resolution 32 --prediction_type epsilon --use_ema --num_validation_images 16
         --validation_scheduler sde-dpmsolver++ --validation_inference_steps 20 --report_to "$REPORT_TO")
 PRETRAIN_STEPS=700
-FINETUNE_STEPS=800
+# The full-image recipe of fine-tuning and of the from-scratch run; a smaller batch takes more steps, so that every
+# recipe sees as many images (benchmarks/demo_recipes.sh compares recipes).
+FINETUNE_BATCH="${FINETUNE_BATCH:-32}"
+FINETUNE_LR="${FINETUNE_LR:-1e-3}"
+FINETUNE_STEPS=$((800 * 32 / FINETUNE_BATCH))
 # The small domain: the yellow face emoji (U+1F600-1F644, U+1F910-1F92F, U+1F970-1F97A, U+1F9D0), no skin tones.
 python - "$OUT/faces" <<'PY'
 import os, shutil, sys
@@ -65,16 +69,17 @@ for name in sorted(os.listdir(twemoji_image_dir())):
         shutil.copy(os.path.join(twemoji_image_dir(), name), sys.argv[1])
 PY
 # The same counted compute for the from-scratch run: the fine-tuning steps plus the pre-training in full steps.
-SCRATCH_STEPS=$(python - "$OUT/model_config.json" "$PRETRAIN_STEPS" "$FINETUNE_STEPS" <<'PY'
+SCRATCH_STEPS=$(python - "$OUT/model_config.json" "$PRETRAIN_STEPS" "$FINETUNE_STEPS" "$FINETUNE_BATCH" <<'PY'
 import json, sys
 from diffusers_maskdm import MaskedDiTModel, MaskGenerator
 from diffusers_maskdm.flops import training_step_flops
 model = MaskedDiTModel(**json.load(open(sys.argv[1])))
-masked, full = training_step_flops(model, 64, MaskGenerator("patch", 0.9)), training_step_flops(model, 32)
-print(int(sys.argv[3]) + round(int(sys.argv[2]) * masked / full))
+masked = training_step_flops(model, 64, MaskGenerator("patch", 0.9))
+print(int(sys.argv[3]) + round(int(sys.argv[2]) * masked / training_step_flops(model, int(sys.argv[4]))))
 PY
 )
-FINETUNE=(--train_data_dir "$OUT/faces" --mask_rate 0 --train_batch_size 32 --learning_rate 1e-3 --lr_warmup_steps 50)
+FINETUNE=(--train_data_dir "$OUT/faces" --mask_rate 0 --train_batch_size "$FINETUNE_BATCH"
+          --learning_rate "$FINETUNE_LR" --lr_warmup_steps 50)
 
 echo "== For comparison, in the background on the second core: $SCRATCH_STEPS full-image steps from scratch on the faces -> $OUT/scratch (log: $OUT/scratch.log)"
 "${LAUNCH[@]}" "${COMMON[@]}" --output_dir "$OUT/scratch" --model_config "$OUT/model_config.json" "${FINETUNE[@]}" \

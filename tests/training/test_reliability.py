@@ -95,9 +95,17 @@ def test_a_forked_worker_that_outlives_its_run_does_not_hold_the_folder(tmp_path
 
     config = parse_args(["--train_data_dir", str(image_dir), "--output_dir", str(tmp_path / "out")])
     lock = setup.claim_output_dir(config)
-    worker = multiprocessing.get_context("fork").Process(target=time.sleep, args=(60,))  # as DataLoader's workers
+    context = multiprocessing.get_context("fork")  # as DataLoader's workers
+    started = context.Event()
+
+    def work():
+        started.set()
+        time.sleep(60)
+
+    worker = context.Process(target=work)
     worker.start()
     try:
+        assert started.wait(60)  # the child runs (fork's handlers are done)
         lock.close()  # as when the run is killed and its worker lives on for a few seconds
         setup.claim_output_dir(config).close()  # the resume gets the folder
     finally:

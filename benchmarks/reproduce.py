@@ -620,7 +620,7 @@ def run_one(args, arm: Arm, seed: int, results: dict, save, fid: FidMeter) -> No
             )
         flops = sum(s * f for s, f in zip(plan.stage_steps[:index], plan.stage_step_flops[:index]))
         flops += step * plan.stage_step_flops[index]
-        seconds = sum(train_seconds(run_folder / s.name) for s in arm.stages[:index]) + train_seconds(stage_dir)
+        seconds = None if trained_past else sum(train_seconds(run_folder / s.name) for s in arm.stages[: index + 1])
         start = time.perf_counter()
         value = fid(snapshot, stage.data)
         evals.append(
@@ -630,7 +630,7 @@ def run_one(args, arm: Arm, seed: int, results: dict, save, fid: FidMeter) -> No
                 "step": step,
                 "updates": sum(plan.stage_steps[:index]) + step,
                 "gflops": flops / 1e9,
-                "train_seconds": None if trained_past else seconds,
+                "train_seconds": seconds,
                 "fid": value,
                 "eval_seconds": time.perf_counter() - start,
             }

@@ -29,13 +29,16 @@ shift || true
 RECIPES=("$@")
 [ ${#RECIPES[@]} -gt 0 ] || RECIPES=(32:1e-3 8:1e-3 4:1e-3 2:3e-4)
 mkdir -p "$WORK"
+ROWS=()  # FOLDER|LABEL per recipe, for the table
 for recipe in "${RECIPES[@]}"; do
   IFS=: read -r batch rate images <<< "$recipe"
   out="$WORK/b${batch}_lr${rate}${images:+_images$images}"
+  images=${images:-25600}
+  ROWS+=("$out|$batch, $rate, $images")
   if [ ! -f "$out/wall_seconds" ]; then
     rm -rf "$out"
     start=$(date +%s)
-    FINETUNE_BATCH=$batch FINETUNE_LR=$rate FINETUNE_IMAGES=${images:-25600} bash "$HERE/examples/demo_two_stage.sh" "$out" > "$out.log" 2>&1
+    FINETUNE_BATCH=$batch FINETUNE_LR=$rate FINETUNE_IMAGES=$images bash "$HERE/examples/demo_two_stage.sh" "$out" > "$out.log" 2>&1
     echo $(($(date +%s) - start)) > "$out/wall_seconds"
   fi
   for arm in finetune scratch; do
@@ -46,18 +49,17 @@ for recipe in "${RECIPES[@]}"; do
       >> "$out.log" 2>&1
   done
 done
-python - "$WORK" "${RECIPES[@]}" <<'PY'
+python - "${ROWS[@]}" <<'PY'
 import json, sys
 from pathlib import Path
 
-work = Path(sys.argv[1])
 print("| batch, rate, images | FID-1K fine-tuned from the masked pre-training | FID-1K from scratch | demo wall time |")
 print("| --- | --- | --- | --- |")
-for recipe in sys.argv[2:]:
-    batch, rate, images = (recipe.split(":") + [""])[:3]
-    out = work / f"b{batch}_lr{rate}" if not images else work / f"b{batch}_lr{rate}_images{images}"
+for row in sys.argv[1:]:
+    folder, label = row.split("|")
+    out = Path(folder)
     fid = {arm: json.loads((out / f"fid-{arm}" / "evaluation.json").read_text())["scores"][0]["value"]
            for arm in ("finetune", "scratch")}
     seconds = int((out / "wall_seconds").read_text())
-    print(f"| {batch}, {rate}, {images or 25600} | {fid['finetune']:.1f} | {fid['scratch']:.1f} | {seconds // 60} min {seconds % 60} s |")
+    print(f"| {label} | {fid['finetune']:.1f} | {fid['scratch']:.1f} | {seconds // 60} min {seconds % 60} s |")
 PY

@@ -641,13 +641,12 @@ def run_one(args, arm: Arm, seed: int, results: dict, save, fid: FidMeter) -> No
             f"[{arm.name} seed {seed}] {fraction:.3f} of the budget: FID-{args.fid_samples} = {value:.2f}", flush=True
         )
     if arm.sampling_seeds > 1 and seed == 0:  # one final model of the arm
-        measure_sampling_seeds(args, arm, seed, plan, evals[-1], fid)
-        save(arm.name, seed)
+        measure_sampling_seeds(args, arm, seed, plan, evals[-1], fid, lambda: save(arm.name, seed))
 
 
-def measure_sampling_seeds(args, arm: Arm, seed: int, plan: Plan, final: dict, fid: FidMeter) -> None:
-    """The final model's FID at sampling seeds 1, 2, ... beside seed 0's, in `final["fid_sampling_seeds"]`; a final
-    model that is gone (a new machine) is trained again first."""
+def measure_sampling_seeds(args, arm: Arm, seed: int, plan: Plan, final: dict, fid: FidMeter, save) -> None:
+    """The final model's FID at sampling seeds 1, 2, ... beside seed 0's, in `final["fid_sampling_seeds"]`, saved after
+    each one; a final model that is gone (a new machine) is trained again first."""
     fraction, index, step = plan.evals[-1]
     measured = final.setdefault("fid_sampling_seeds", {"0": final["fid"]})
     snapshot = Path(args.run_dir) / arm.name / f"seed{seed}" / f"at_{fraction:g}"
@@ -657,6 +656,7 @@ def measure_sampling_seeds(args, arm: Arm, seed: int, plan: Plan, final: dict, f
         if not (snapshot / "model_index.json").exists():
             keep_model(train_to(args, arm, seed, index, step), snapshot)
         measured[str(sampling_seed)] = fid(snapshot, arm.stages[index].data, sampling_seed)
+        save()
         print(
             f"[{arm.name} seed {seed}] sampling seed {sampling_seed}: FID = {measured[str(sampling_seed)]:.2f}",
             flush=True,

@@ -210,6 +210,27 @@ def test_a_kept_model_whose_measurement_was_lost_is_measured_again(reproduce, tm
         reproduce.run_one(args, arm, 1, results, lambda *a: None, lambda folder, split: 200.0)
 
 
+def test_each_sampling_seed_is_saved_as_it_is_measured(reproduce, tmp_path):
+    args = plan_args(run_dir=str(tmp_path), eval_fractions=[1.0])
+    arm = reproduce.build_arms(args)["baseline"]
+    snapshot = tmp_path / "baseline" / "seed0" / "at_1"
+    snapshot.mkdir(parents=True)
+    (snapshot / "model_index.json").write_text("{}")
+    final, saved = {"fid": 200.0}, []
+
+    def fid(folder, split, sampling_seed):
+        if sampling_seed == 2:
+            raise KeyboardInterrupt  # the run is stopped while it measures the last seed
+        return 210.0
+
+    plan = reproduce.make_plan(args, arm)
+    with pytest.raises(KeyboardInterrupt):
+        reproduce.measure_sampling_seeds(
+            args, arm, 0, plan, final, fid, lambda: saved.append(dict(final["fid_sampling_seeds"]))
+        )
+    assert saved == [{"0": 200.0, "1": 210.0}]
+
+
 def test_t_quantiles(reproduce):
     # Student's t at 97.5 %, from printed tables.
     for df, expected in ((1, 12.706), (2, 4.303), (5, 2.571), (10, 2.228), (30, 2.042)):

@@ -306,8 +306,14 @@ def test_verdicts_follow_a_pooled_t_test_over_training_seeds(reproduce):
     assert reproduce.verdicts(results)[0][1] == "not measured yet"
     # Lower at the end, but reached the baseline's final mean only at the end: not shown with less compute.
     results["maskdm_block90_ft0.001"] = arm_results([(0.5, 290.0), (1.0, 200.0)], [(0.5, 300.0), (1.0, 210.0)])
-    rows = {claim: verdict for claim, verdict, _ in reproduce.verdicts(results)}
-    assert rows["MaskDM reaches the untuned baseline's final FID with less compute"] == "cannot be told at this scale"
+    rows = {claim: (verdict, evidence) for claim, verdict, evidence in reproduce.verdicts(results)}
+    assert (
+        rows["MaskDM reaches the untuned baseline's final FID with less compute"][0] == "cannot be told at this scale"
+    )
+    # The control is fine-tuned at the pre-training rate: it is judged against MaskDM fine-tuned at that rate.
+    assert rows["... beyond the update-matched control"][1].startswith(
+        "MaskDM at the control's fine-tuning rate 175.0"
+    )
 
 
 def test_sampling_noise_is_pooled_over_models(reproduce):

@@ -1019,10 +1019,16 @@ def write_report(args, results: dict) -> str:
         ("gflops", "counted training compute (GFLOPs, attention included)", "reproduction_fid_vs_flops.png"),
         ("train_seconds", "wall-clock training time (s, one CPU core)", "reproduction_fid_vs_seconds.png"),
     ):
-        figure, axes = plt.subplots(figsize=(8, 5))
-        for name, record in results.items():
+        figure, axes = plt.subplots(figsize=(10, 5))
+        for number, (name, record) in enumerate(results.items()):
             if name.startswith(("fewshot", "finetune_lr")):
                 continue
+            # the sweep's settings other than the tuned baseline are context: thin dashed lines
+            style = (
+                {"linestyle": "--", "linewidth": 1, "markersize": 3}
+                if name.startswith("scratch_") and name != tuned
+                else {}
+            )
             points = {}
             for evals in record["seeds"].values():
                 for entry in evals:
@@ -1032,7 +1038,14 @@ def write_report(args, results: dict) -> str:
                 continue
             xs = [statistics.mean(x for x, _ in p) for _, p in sorted(points.items())]
             fids = [[y for _, y in p] for _, p in sorted(points.items())]
-            (line,) = axes.plot(xs, [statistics.mean(f) for f in fids], marker="o", label=name)
+            (line,) = axes.plot(
+                xs,
+                [statistics.mean(f) for f in fids],
+                marker="o",
+                label=name,
+                color=plt.cm.tab20(number % 20),
+                **style,
+            )
             if any(len(f) > 1 for f in fids):
                 axes.fill_between(
                     xs, [min(f) for f in fids], [max(f) for f in fids], alpha=0.2, color=line.get_color()
@@ -1046,7 +1059,7 @@ def write_report(args, results: dict) -> str:
             "MaskDM at reduced scale (Twemoji 32x32, noise prediction)\nmean and min-max over training seeds"
         )
         axes.grid(alpha=0.3)
-        axes.legend(fontsize=8)
+        axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
         figure.tight_layout()
         figure.savefig(plots_dir / filename, dpi=110)
         plt.close(figure)

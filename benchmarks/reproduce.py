@@ -804,10 +804,11 @@ def reach_note(record: dict, target: float, who: str) -> tuple[str, float | None
     return note + (f", all by {latest * 100:g} % of the budget" if latest is not None else ""), latest
 
 
-def reach_text(record: dict, target: float) -> str:
+def reach_text(record: dict, target: float, cap: float | None = None) -> str:
     """The counted compute to reach `target` FID, as the budget's ratio to it, over finished seeds: interpolated
     between evaluations ("≥" when a seed is below at its first evaluation), and what the evaluations alone show
-    (every seed had reached it at the lower ratio; none had before the higher one)."""
+    (every seed had reached it at the lower ratio; none had before the higher one); `cap`, the most the arm can show
+    (the budget over a masked pre-training's share, after which its model is first measured on full images)."""
     ratios, missed, lowest, highest = [], 0, [], []
     for evals in finished_seeds(record):
         budget = evals[-1]["gflops"] / evals[-1]["fraction"]
@@ -824,6 +825,7 @@ def reach_text(record: dict, target: float) -> str:
         unbounded = max(highest) == float("inf")
         text = ("≥ " if unbounded else "") + spread(ratios, 2) + "x; between evaluations: "
         text += f"{min(lowest):.2f}" + ("x or more" if unbounded else f"-{max(highest):.2f}x")
+        text += f" (at most {cap:.2f}x can show)" if cap else ""
     if missed:
         text += f"{'; ' if text else ''}not reached by {missed} seed(s)"
     return text
@@ -990,8 +992,10 @@ def write_report(args, results: dict) -> str:
             for f, v in sorted(by_fraction.items())
             if fewshot or f not in main
         )
+        first, *rest = record["stages"]
+        cap = 1 / first["share"] if rest and first["mask_rate"] else None  # a masked pre-training, then full images
         reach = [
-            reach_text(record, goal) if goal is not None and name != goal_name and not fewshot else ""
+            reach_text(record, goal, cap) if goal is not None and name != goal_name and not fewshot else ""
             for goal_name, goal in targets
         ]
         lines.append(f"| {name} | " + " | ".join(cells + [other, *reach]) + " |")

@@ -326,6 +326,14 @@ def test_sampling_noise_is_pooled_over_models(reproduce):
     assert "pooled SD of 1.4 % of the mean (4 degrees of freedom)" in reproduce.rule_text(results)
 
 
+def test_a_ratio_states_the_cap_of_a_pre_training_share(reproduce):
+    # Below a target of 150 at its first evaluation (50 %): 2.00x or more, of at most 4.00x.
+    record = arm_results([(0.5, 140.0), (1.0, 120.0)])
+    assert reproduce.reach_text(record, 150.0) == "≥ 2.00x; between evaluations: 2.00x or more"
+    assert reproduce.reach_text(record, 150.0, cap=4.0).endswith("2.00x or more (at most 4.00x can show)")
+    assert reproduce.reach_text(record, 100.0, cap=4.0) == "not reached by 1 seed(s)"
+
+
 def test_spread_is_mean_and_range(reproduce):
     assert reproduce.spread([1.0, 2.0, 6.0]) == "3.0 (1.0-6.0, n=3)"
     assert reproduce.spread([2.5]) == "2.5" and reproduce.spread([]) == ""

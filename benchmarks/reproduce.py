@@ -804,11 +804,11 @@ def reach_note(record: dict, target: float, who: str) -> tuple[str, float | None
     return note + (f", all by {latest * 100:g} % of the budget" if latest is not None else ""), latest
 
 
-def reach_text(record: dict, target: float, cap: float | None = None) -> str:
+def reach_text(record: dict, target: float, pretrain_share: float | None = None) -> str:
     """The counted compute to reach `target` FID, as the budget's ratio to it, over finished seeds: interpolated
     between evaluations ("≥" when a seed is below at its first evaluation), and what the evaluations alone show
-    (every seed had reached it at the lower ratio; none had before the higher one); `cap`, the most the arm can show
-    (the budget over a masked pre-training's share, after which its model is first measured on full images)."""
+    (every seed had reached it at the lower ratio; none had before the higher one); with `pretrain_share`, the most an arm
+    with a masked pre-training can show (its model is first measured on full images after the pre-training)."""
     ratios, missed, lowest, highest = [], 0, [], []
     for evals in finished_seeds(record):
         budget = evals[-1]["gflops"] / evals[-1]["fraction"]
@@ -825,7 +825,9 @@ def reach_text(record: dict, target: float, cap: float | None = None) -> str:
         unbounded = max(highest) == float("inf")
         text = ("≥ " if unbounded else "") + spread(ratios, 2) + "x; between evaluations: "
         text += f"{min(lowest):.2f}" + ("x or more" if unbounded else f"-{max(highest):.2f}x")
-        text += f" (at most {cap:.2f}x can show)" if cap else ""
+        if pretrain_share:
+            text += f" (at most {1 / pretrain_share:.2f}x can show with {pretrain_share * 100:g} % of the budget in "
+            text += "pre-training)"
     if missed:
         text += f"{'; ' if text else ''}not reached by {missed} seed(s)"
     return text
@@ -908,14 +910,9 @@ def verdicts(results: dict, pretrain_share: float = 0.25) -> list[tuple[str, str
             outcome = "in between: lower beyond the noise, but at the tuned baseline's final FID after half the budget"
         else:
             outcome = "does not hold: the tuned baseline matches or beats MaskDM"
-        cap = (
-            f"at most {1 / pretrain_share:.2f}x can show with {pretrain_share * 100:g} % of the budget in pre-training"
-        )
-        ratio = reach_text(results[maskdm_name], target)
+        ratio = reach_text(results[maskdm_name], target, pretrain_share)
         evidence = f"MaskDM ({maskdm_name}) {spread(maskdm)} vs {tuned} {spread(tuned_finals)}{note}"
-        rows.append(
-            (f"MaskDM beats the tuned baseline ({tuned})", outcome, f"{evidence}; {ratio or 'no ratio'} ({cap})")
-        )
+        rows.append((f"MaskDM beats the tuned baseline ({tuned})", outcome, f"{evidence}; {ratio or 'no ratio'}"))
     else:
         rows.append(("MaskDM beats the tuned baseline", "not measured yet", ""))
 
@@ -993,9 +990,9 @@ def write_report(args, results: dict) -> str:
             if fewshot or f not in main
         )
         first, *rest = record["stages"]
-        cap = 1 / first["share"] if rest and first["mask_rate"] else None  # a masked pre-training, then full images
+        share = first["share"] if rest and first["mask_rate"] else None  # a masked pre-training, then full images
         reach = [
-            reach_text(record, goal, cap) if goal is not None and name != goal_name and not fewshot else ""
+            reach_text(record, goal, share) if goal is not None and name != goal_name and not fewshot else ""
             for goal_name, goal in targets
         ]
         lines.append(f"| {name} | " + " | ".join(cells + [other, *reach]) + " |")

@@ -330,8 +330,10 @@ def test_a_ratio_states_the_cap_of_a_pre_training_share(reproduce):
     # Below a target of 150 at its first evaluation (50 %): 2.00x or more, of at most 4.00x.
     record = arm_results([(0.5, 140.0), (1.0, 120.0)])
     assert reproduce.reach_text(record, 150.0) == "≥ 2.00x; between evaluations: 2.00x or more"
-    assert reproduce.reach_text(record, 150.0, cap=4.0).endswith("2.00x or more (at most 4.00x can show)")
-    assert reproduce.reach_text(record, 100.0, cap=4.0) == "not reached by 1 seed(s)"
+    assert reproduce.reach_text(record, 150.0, pretrain_share=0.25).endswith(
+        "2.00x or more (at most 4.00x can show with 25 % of the budget in pre-training)"
+    )
+    assert reproduce.reach_text(record, 100.0, pretrain_share=0.25) == "not reached by 1 seed(s)"
 
 
 def test_spread_is_mean_and_range(reproduce):
